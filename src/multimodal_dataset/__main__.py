@@ -1,0 +1,5 @@
+import sys
+
+from multimodal_dataset.cli import main
+
+sys.exit(main())

@@ -1,0 +1,285 @@
+"""`MultimodalDataset`: a `keras.utils.PyDataset` over several arrays per sample."""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+from multimodal_dataset.sampling import Sampler, check_seed, draw_seed
+from multimodal_dataset.structure import Field, Group, make_group
+
+if TYPE_CHECKING:
+    from multimodal_dataset.structure import ArraySpec
+
+
+class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
+    """Batches of several inputs (and targets, and sample weights) for ``model.fit``.
+
+    Every batch has the structure Keras expects on every backend: a top-level tuple
+    ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` where ``x`` is one array, a tuple of
+    arrays (one per model input, in the model's order) or a dict keyed by the names of the
+    model's ``keras.Input`` layers. Floating and bool arrays come out as
+    ``keras.config.floatx()``, integer arrays as ``int32``, per batch, without copying the
+    whole array up front.
+
+    Samples are shuffled per sample, in an order that is a pure function of
+    ``(seed, epoch)``: each epoch visits every sample exactly once (with
+    ``drop_remainder=True``, only full batches and no sample twice), in a new order each
+    epoch, identically on every backend and in every worker thread or process. The epoch
+    advances in ``on_epoch_end``, which Keras calls after every epoch (and once before the
+    first epoch of each ``fit``, ``evaluate`` or ``predict``).
+
+    Example:
+
+    ```python
+    import keras
+    from multimodal_dataset import MultimodalDataset, models, synthetic
+
+    (img, txt, num), y = synthetic.make_multimodal(1000, seed=0)
+    model = models.build_reference_model()
+    ds = MultimodalDataset((img, txt, num), y, batch_size=64, seed=0)
+    ds.check(model)  # raises one ValueError listing every mismatch
+    model.fit(ds, epochs=3)
+    ```
+
+    Args:
+        inputs: One array (batches ``(x, y)``), a tuple or list of arrays (batches
+            ``((a, b, c), y)``), or a dict of arrays keyed by ``keras.Input`` names (batches
+            ``({name: ...}, y)``). Every array's first dimension is the sample dimension.
+        targets: ``None`` for inference, an array, or a tuple/dict of arrays for a model
+            with several outputs.
+        sample_weights: ``None``, or an array of per-sample weights (shape ``(n,)`` or
+            ``(n, timesteps)``); batches become ``(x, y, w)``. Needs ``targets``.
+        batch_size: Samples per batch, a positive integer.
+        shuffle: Whether each epoch visits the samples in a new random order.
+        seed: The seed of the shuffle order; ``None`` draws one, exposed as ``ds.seed``.
+        drop_remainder: Whether to drop the last batch when it is not full.
+        workers: Passed to ``keras.utils.PyDataset``.
+        use_multiprocessing: Passed to ``keras.utils.PyDataset``.
+        max_queue_size: Passed to ``keras.utils.PyDataset``.
+
+    Raises:
+        ValueError: For arrays of unequal length, no samples, 0-d arrays, a batch size
+            that is not a positive integer, or sample weights without targets.
+        TypeError: For arrays whose dtype a model cannot consume (strings, objects,
+            complex numbers) and structures nested more than one level.
+    """
+
+    def __init__(
+        self,
+        inputs: Any,
+        targets: Any = None,
+        sample_weights: Any = None,
+        *,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int | None = None,
+        drop_remainder: bool = False,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+    ) -> None:
+        super().__init__(
+            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
+        )
+        batch_size = _check_batch_size(batch_size)
+        floatx = keras.config.floatx()
+        self._inputs = make_group(inputs, "inputs", floatx)
+        self._targets = None if targets is None else make_group(targets, "targets", floatx)
+        self._weights = None
+        if sample_weights is not None:
+            if self._targets is None:
+                raise ValueError(
+                    "sample_weights were given without targets. Keras weighs the loss of each "
+                    "sample against its target, so pass targets too: "
+                    "MultimodalDataset(inputs, targets, sample_weights)."
+                )
+            self._weights = _weights_group(sample_weights, self._inputs, floatx)
+        num_samples = _common_length(self._groups)
+        seed = draw_seed() if seed is None else check_seed(seed)
+        self._sampler = Sampler(num_samples, batch_size, bool(shuffle), seed, drop_remainder)
+        if self._sampler.num_batches == 0:
+            raise ValueError(
+                f"drop_remainder=True with {num_samples} samples and batch_size={batch_size} "
+                "leaves no full batch. Use a batch_size of at most "
+                f"{num_samples}, or drop_remainder=False."
+            )
+        self._epoch = 0
+
+    @property
+    def _groups(self) -> tuple[Group, ...]:
+        return tuple(g for g in (self._inputs, self._targets, self._weights) if g is not None)
+
+    # ----------------------------------------------------------------- PyDataset protocol
+
+    def __len__(self) -> int:
+        """The number of batches per epoch."""
+        return self._sampler.num_batches
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        """Batch ``index`` of the current epoch: ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
+        indices = self.batch_indices(index)
+        return tuple(group.gather(indices) for group in self._groups)
+
+    def on_epoch_end(self) -> None:
+        """Advances to the next epoch's order (Keras calls this after every epoch)."""
+        self._epoch += 1
+
+    # ----------------------------------------------------------------------- public API
+
+    def batch_indices(self, index: int) -> np.ndarray:
+        """The sample indices that make up batch ``index`` of the current epoch.
+
+        Raises:
+            IndexError: If ``index`` is not in ``[-len(ds), len(ds))``.
+        """
+        try:
+            index = operator.index(index)
+        except TypeError:
+            raise TypeError(
+                f"Batch indices must be integers; got {index!r} of type {type(index).__name__}."
+            ) from None
+        num_batches = self._sampler.num_batches
+        if index < 0:
+            index += num_batches
+        if not 0 <= index < num_batches:
+            raise IndexError(
+                f"Batch index {index} is out of range: this dataset has {num_batches} batches "
+                f"per epoch (valid indices are 0 to {num_batches - 1})."
+            )
+        return self._sampler.batch(self._epoch, index)
+
+    @property
+    def element_spec(self) -> tuple[Any, ...]:
+        """The structure of every batch with an `ArraySpec` per array, read from no data.
+
+        For example ``((ArraySpec((None, 32, 32, 3), 'float32', 'inputs[0]'), ...),
+        ArraySpec((None,), 'int32', 'targets'))``.
+        """
+        return tuple(group.spec for group in self._groups)
+
+    @property
+    def seed(self) -> int:
+        """The seed of the shuffle order (drawn at construction when ``seed=None``)."""
+        return self._sampler.seed
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose order ``ds[i]`` serves now (0 until the first ``on_epoch_end``)."""
+        return self._epoch
+
+    @property
+    def num_samples(self) -> int:
+        """The number of samples in the dataset."""
+        return self._sampler.num_samples
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per batch (the last batch may be smaller unless ``drop_remainder``)."""
+        return self._sampler.batch_size
+
+    @property
+    def shuffle(self) -> bool:
+        return self._sampler.shuffle
+
+    @property
+    def drop_remainder(self) -> bool:
+        return self._sampler.drop_remainder
+
+    @property
+    def input_fields(self) -> tuple[Field, ...]:
+        """The input arrays in order, with their names and output dtypes."""
+        return self._inputs.fields
+
+    @property
+    def input_structure(self) -> Group:
+        """How the inputs are packed: one array, a tuple, or a dict (with its keys)."""
+        return self._inputs
+
+    @property
+    def target_structure(self) -> Group | None:
+        return self._targets
+
+    @property
+    def weight_structure(self) -> Group | None:
+        return self._weights
+
+    def check(self, model: keras.Model) -> None:
+        """Checks that this dataset fits ``model``'s inputs (and outputs).
+
+        Compares the number, order or names, per-sample shapes and integer/float kind of
+        the inputs with ``model.inputs``, and the number or names of targets with
+        ``model.outputs``.
+
+        Raises:
+            ValueError: One error listing every mismatch and how to fix it.
+        """
+        from multimodal_dataset.compatibility import check_model
+
+        check_model(self, model)
+
+    def __repr__(self) -> str:
+        specs = ", ".join(_describe(f.spec) for g in self._groups for f in g.fields)
+        return (
+            f"MultimodalDataset({specs}; {self.num_samples} samples, "
+            f"batch_size={self.batch_size}, {len(self)} batches, shuffle={self.shuffle}, "
+            f"seed={self.seed}, epoch={self.epoch})"
+        )
+
+
+def _describe(spec: ArraySpec) -> str:
+    return f"{spec.name}: {spec.sample_shape} {spec.dtype}"
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(
+            f"batch_size must be a positive integer; got {batch_size!r} of type "
+            f"{type(batch_size).__name__}."
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got batch_size={batch_size}.")
+    return int(batch_size)
+
+
+def _weights_group(sample_weights: Any, inputs: Group, floatx: str) -> Group:
+    group = make_group(sample_weights, "sample_weights", floatx)
+    if group.kind != "single":
+        raise TypeError(
+            "sample_weights must be one array of per-sample weights, shape (n,) or "
+            f"(n, timesteps); got a {group.kind} of {len(group.fields)} arrays."
+        )
+    field = group.fields[0]
+    if field.array.ndim > 2:
+        hint = ""
+        if inputs.kind == "single":
+            hint = (
+                " If you meant it as a model input, note that MultimodalDataset(a, b, c) reads "
+                "b as targets and c as sample_weights: pass the inputs as one tuple, "
+                "MultimodalDataset((a, b, c), targets=y)."
+            )
+        raise ValueError(
+            f"sample_weights must have shape (n,) or (n, timesteps); got shape "
+            f"{field.array.shape}.{hint}"
+        )
+    # Weights scale a loss: always floating, whatever the array's dtype.
+    return Group("single", (Field(field.name, field.array, np.dtype(floatx), False),))
+
+
+def _common_length(groups: tuple[Group, ...]) -> int:
+    lengths = {f.name: len(f.array) for g in groups for f in g.fields}
+    distinct = set(lengths.values())
+    if len(distinct) > 1:
+        listing = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise ValueError(
+            "Every array must have the same number of samples (its first dimension), but "
+            f"{listing}. Make sure each sample has one entry in every array."
+        )
+    num_samples = distinct.pop()
+    if num_samples == 0:
+        names = ", ".join(lengths)
+        raise ValueError(f"The dataset has zero samples ({names} are empty); give at least one.")
+    return num_samples

@@ -1,0 +1,243 @@
+"""The structure rules: how user arrays become the batches Keras expects.
+
+Keras reads what a `PyDataset` returns by position and container type:
+
+- a top-level tuple is ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, so a flat
+  ``(x1, x2, x3)`` of three inputs is silently read as inputs, targets and weights;
+- a top-level dict is read as inputs only;
+- on TensorFlow a nested *list* such as ``([x1, x2], y)`` is rejected, and the output
+  signature is inferred from the first batches, so every batch must keep the same
+  structure, dtypes and per-sample shapes.
+
+This module turns the user's inputs, targets and sample weights into named *fields* (one
+per array), applies the dtype policy, and packs gathered arrays back into exactly one of
+the batch structures above: multiple arrays become a tuple or a dict, never a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Kind = Literal["single", "tuple", "dict"]
+
+_INT32 = np.iinfo(np.int32)
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Shape and dtype of one array in every batch, known without reading data.
+
+    Attributes:
+        shape: The batch shape; the first entry is ``None`` (the batch dimension).
+        dtype: The dtype name every batch of this array has, e.g. ``"float32"``.
+        name: Where the array came from, e.g. ``"inputs[0]"`` or ``"inputs['text']"``.
+    """
+
+    shape: tuple[int | None, ...]
+    dtype: str
+    name: str
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The per-sample shape (the batch shape without its first dimension)."""
+        return tuple(int(d) for d in self.shape[1:] if d is not None)
+
+    def __repr__(self) -> str:
+        return f"ArraySpec(shape={self.shape}, dtype={self.dtype!r}, name={self.name!r})"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One user array with its output dtype.
+
+    Attributes:
+        name: Where the array came from, used in every message about it.
+        array: The user's array, never copied; batches gather from it.
+        dtype: The dtype batches of this array are cast to.
+        check_int32_range: Whether gathered values must be checked to fit in ``int32``.
+    """
+
+    name: str
+    array: Any
+    dtype: np.dtype[Any]
+    check_int32_range: bool
+
+    @property
+    def spec(self) -> ArraySpec:
+        return ArraySpec((None, *self.array.shape[1:]), self.dtype.name, self.name)
+
+    def gather(self, indices: np.ndarray) -> np.ndarray:
+        """Gathers ``array[indices]`` with one vectorized index and applies the dtype policy."""
+        batch = np.asarray(self.array[indices])
+        if self.check_int32_range and batch.size:
+            low, high = batch.min(), batch.max()
+            if low < _INT32.min or high > _INT32.max:
+                outside = (batch < _INT32.min) | (batch > _INT32.max)
+                row = int(np.flatnonzero(outside.reshape(len(indices), -1).any(axis=1))[0])
+                bad = indices[row]
+                raise ValueError(
+                    f"{self.name} has value(s) outside the int32 range "
+                    f"[{_INT32.min}, {_INT32.max}] (sample {int(bad)}, batch min {low}, "
+                    f"max {high}). Integer inputs are fed as int32 token ids and are never "
+                    "wrapped silently. If these are real numbers rather than ids, convert "
+                    "the array to float first (e.g. `arr.astype('float32')`)."
+                )
+        return batch.astype(self.dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A structure of fields: one array, a tuple of arrays, or a dict of arrays.
+
+    Attributes:
+        kind: ``"single"``, ``"tuple"`` or ``"dict"``.
+        fields: The fields in order (dict insertion order for dicts).
+        keys: The dict keys, for ``kind == "dict"``.
+    """
+
+    kind: Kind
+    fields: tuple[Field, ...]
+    keys: tuple[str, ...] = ()
+
+    def pack(self, arrays: Sequence[Any]) -> Any:
+        """Packs one value per field into this group's structure (tuple, dict or single)."""
+        if self.kind == "single":
+            return arrays[0]
+        if self.kind == "dict":
+            return dict(zip(self.keys, arrays, strict=True))
+        return tuple(arrays)
+
+    def gather(self, indices: np.ndarray) -> Any:
+        return self.pack([f.gather(indices) for f in self.fields])
+
+    @property
+    def spec(self) -> Any:
+        return self.pack([f.spec for f in self.fields])
+
+
+def output_dtype(dtype: np.dtype[Any], name: str, floatx: str) -> tuple[np.dtype[Any], bool]:
+    """Applies the dtype policy to one array's dtype.
+
+    Floating and bool arrays come out as ``floatx``; integer arrays (token ids, class
+    labels) as ``int32``. Anything else is rejected.
+
+    Args:
+        dtype: The array's dtype.
+        name: The array's name, for the error message.
+        floatx: Keras's float type, ``keras.config.floatx()``.
+
+    Returns:
+        The output dtype, and whether gathered values must be range-checked for int32.
+
+    Raises:
+        TypeError: For object, string, complex, datetime and structured dtypes.
+    """
+    if dtype.kind in "fb":
+        return np.dtype(floatx), False
+    if dtype.kind in "iu":
+        fits = np.can_cast(dtype, np.int32, casting="safe")
+        return np.dtype(np.int32), not fits
+    hint = (
+        "Tokenize text into integer ids first (e.g. with keras.layers.TextVectorization "
+        "or a tokenizer), and encode categories as integers."
+        if dtype.kind in "OUS"
+        else "Convert it to a real floating or integer array."
+    )
+    raise TypeError(
+        f"{name} has dtype {dtype}, which Keras models cannot consume. Supported dtypes are "
+        f"floating (fed as {floatx}), integer (fed as int32) and bool (fed as {floatx}). {hint}"
+    )
+
+
+def _as_array(value: Any, name: str) -> Any:
+    """Returns an indexable array without copying numpy arrays and memory maps."""
+    if isinstance(value, np.ndarray):
+        array: Any = value
+    elif hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__getitem__"):
+        # Framework tensors (tf, torch, jax) and array-likes: one conversion to numpy.
+        try:
+            array = np.asarray(value)
+        except Exception as error:  # noqa: BLE001 - report what we could not convert
+            raise TypeError(
+                f"{name} of type {type(value).__name__} could not be converted to a numpy "
+                f"array ({error}). Pass a numpy array."
+            ) from error
+    elif isinstance(value, (list, tuple)) or np.isscalar(value):
+        array = np.asarray(value)
+    else:
+        raise TypeError(
+            f"{name} must be an array (numpy, or anything numpy can convert); "
+            f"got {type(value).__name__}."
+        )
+    if array.ndim == 0:
+        raise ValueError(
+            f"{name} is a 0-d array (a single scalar, shape ()); every array needs a first "
+            "dimension of samples. If it is one sample, wrap it: `np.asarray([value])`."
+        )
+    return array
+
+
+def make_field(value: Any, name: str, floatx: str) -> Field:
+    array = _as_array(value, name)
+    dtype, check = output_dtype(array.dtype, name, floatx)
+    return Field(name, array, dtype, check)
+
+
+def make_group(value: Any, role: str, floatx: str) -> Group:
+    """Normalises a user structure (array, tuple/list or dict of arrays) into a Group.
+
+    Args:
+        value: The user's inputs, targets or sample weights.
+        role: ``"inputs"``, ``"targets"`` or ``"sample_weights"``, used in names.
+        floatx: Keras's float type.
+
+    Raises:
+        TypeError, ValueError: For empty or nested structures and non-array leaves.
+    """
+    if isinstance(value, Mapping):
+        if not value:
+            raise ValueError(f"{role} is an empty dict; give at least one array.")
+        keys = tuple(value)
+        bad = [k for k in keys if not isinstance(k, str)]
+        if bad:
+            raise TypeError(
+                f"{role} dict keys must be strings (the names of the model's keras.Input "
+                f"layers); got {bad!r}."
+            )
+        fields = tuple(make_field(_leaf(value[k], f"{role}[{k!r}]"), f"{role}[{k!r}]", floatx)
+                       for k in keys)
+        return Group("dict", fields, keys)
+    if isinstance(value, tuple) or (isinstance(value, list) and not _is_numeric_sequence(value)):
+        if not value:
+            raise ValueError(f"{role} is an empty {type(value).__name__}; give at least one "
+                             "array.")
+        fields = tuple(make_field(_leaf(v, f"{role}[{i}]"), f"{role}[{i}]", floatx)
+                       for i, v in enumerate(value))
+        return Group("tuple", fields)
+    return Group("single", (make_field(value, role, floatx),))
+
+
+def _leaf(value: Any, name: str) -> Any:
+    if isinstance(value, (Mapping, tuple)) or (
+        isinstance(value, list) and value and not _is_numeric_sequence(value)
+    ):
+        raise TypeError(
+            f"{name} is a nested {type(value).__name__}; MultimodalDataset takes one level "
+            "of structure: an array, a tuple of arrays or a dict of arrays. Flatten the "
+            "structure (e.g. one dict entry per model input)."
+        )
+    return value
+
+
+def _is_numeric_sequence(value: Sequence[Any]) -> bool:
+    """True for plain Python data such as ``[1, 2, 3]`` or ``[[1, 2], [3, 4]]``."""
+    first = value[0] if len(value) else None
+    while isinstance(first, (list, tuple)) and first:
+        first = first[0]
+    return isinstance(first, (int, float, bool, np.number, np.bool_)) and not isinstance(
+        first, np.ndarray
+    )
