@@ -15,11 +15,15 @@ def _demo(args: argparse.Namespace) -> int:
     (img, txt, num), y = synthetic.make_multimodal(args.samples, seed=args.seed)
     split = int(len(y) * 0.8)
     train = MultimodalDataset(
-        (img[:split], txt[:split], num[:split]), y[:split], batch_size=args.batch_size,
+        (img[:split], txt[:split], num[:split]),
+        y[:split],
+        batch_size=args.batch_size,
         seed=args.seed,
     )
     val = MultimodalDataset(
-        (img[split:], txt[split:], num[split:]), y[split:], batch_size=args.batch_size,
+        (img[split:], txt[split:], num[split:]),
+        y[split:],
+        batch_size=args.batch_size,
         shuffle=False,
     )
     model = models.build_reference_model(seed=args.seed)
@@ -50,8 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--samples", type=int, default=4000)
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
-                      help="Keras's fit verbosity (1: progress bar)")
+    demo.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=(0, 1, 2),
+        help="Keras's fit verbosity (1: progress bar)",
+    )
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     return int(args.run(args))

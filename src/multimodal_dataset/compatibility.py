@@ -92,7 +92,12 @@ def _embedding_consumers(model: keras.Model) -> dict[int, tuple[str, ...]]:
 
 
 def _shape(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join("None" if d is None else str(d) for d in shape)
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )
 
 
 def _shape_fits(data: tuple[int, ...], model: tuple[int | None, ...]) -> bool:
@@ -104,7 +109,9 @@ def _shape_fits(data: tuple[int, ...], model: tuple[int | None, ...]) -> bool:
         data = data[:-1]
     elif len(data) + 1 == len(model) and model[-1] in (1, None):
         model = model[:-1]
-    return len(data) == len(model) and all(m is None or m == d for d, m in zip(data, model))
+    return len(data) == len(model) and all(
+        m is None or m == d for d, m in zip(data, model, strict=False)
+    )
 
 
 def _compare(spec: ArraySpec, model_input: ModelInput) -> list[str]:
@@ -123,8 +130,12 @@ def _compare(spec: ArraySpec, model_input: ModelInput) -> list[str]:
             f"{spec.name} holds floating values ({spec.dtype}) but model input "
             f"'{model_input.name}' feeds Embedding layer {layers}, which looks up integer "
             "token ids. Pass the ids as an integer array (e.g. `arr.astype('int32')`); "
-            "the dataset then yields int32, and declare "
-            f"keras.Input(..., dtype='int32', name='{model_input.name}')."
+            "the dataset then yields int32"
+            + (
+                "."
+                if model_input.is_integer
+                else f", and declare keras.Input(..., dtype='int32', name='{model_input.name}')."
+            )
         )
     elif data_is_float and model_input.is_integer:
         problems.append(
@@ -217,11 +228,11 @@ def _count_mismatch(
             "targets=y), or as a dict keyed by input name."
         )
     elif len(specs) > 1 and len(model_inputs) == 1:
-        message += (
-            " Pass a single array, or build the model with one keras.Input per array."
-        )
+        message += " Pass a single array, or build the model with one keras.Input per array."
     else:
-        message += " Give one array per model input, in the model's order, or a dict keyed by input name."
+        message += (
+            " Give one array per model input, in the model's order, or a dict keyed by input name."
+        )
     return message
 
 
@@ -247,4 +258,3 @@ def _check_targets(dataset: MultimodalDataset, model: keras.Model) -> list[str]:
             "in output order or a dict keyed by output name."
         ]
     return []
-

@@ -10,6 +10,7 @@ import numpy as np
 
 from multimodal_dataset.sampling import Sampler, check_seed, draw_seed
 from multimodal_dataset.structure import Field, Group, make_group
+from multimodal_dataset.workers import Gatherer
 
 if TYPE_CHECKING:
     from multimodal_dataset.structure import ArraySpec
@@ -54,12 +55,23 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         sample_weights: ``None``, or an array of per-sample weights (shape ``(n,)`` or
             ``(n, timesteps)``); batches become ``(x, y, w)``. Needs ``targets``.
         batch_size: Samples per batch, a positive integer.
-        shuffle: Whether each epoch visits the samples in a new random order.
+        shuffle: Whether each epoch visits the samples in a new random order. ``None``
+            (the default) shuffles when ``targets`` are given (training) and keeps the
+            sample order for inference datasets (``targets=None``), so that the rows of
+            ``model.predict(ds)`` line up with the inputs, as with Keras's own ``predict``.
         seed: The seed of the shuffle order; ``None`` draws one, exposed as ``ds.seed``.
         drop_remainder: Whether to drop the last batch when it is not full.
-        workers: Passed to ``keras.utils.PyDataset``.
-        use_multiprocessing: Passed to ``keras.utils.PyDataset``.
-        max_queue_size: Passed to ``keras.utils.PyDataset``.
+        workers: How many worker threads (or processes) gather each batch's samples in
+            parallel. Unlike a hand-written ``PyDataset``, the workers run inside the
+            dataset and Keras reads it from its main thread (``ds.workers`` is 1), because
+            Keras's own pool serves batches of one epoch in the next (see
+            ``multimodal_dataset.workers``); the user's values are ``ds.num_workers`` and
+            ``ds.use_processes``. For in-memory arrays ``workers=1`` is fastest; workers pay
+            off for sources that decode files.
+        use_multiprocessing: Gather in worker processes instead of threads, started with
+            the default multiprocessing start method (fork or spawn); the dataset pickles.
+        max_queue_size: Passed to ``keras.utils.PyDataset`` (Keras queues nothing for a
+            dataset it reads in its main thread).
 
     Raises:
         ValueError: For arrays of unequal length, no samples, 0-d arrays, a batch size
@@ -75,16 +87,16 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         sample_weights: Any = None,
         *,
         batch_size: int = 32,
-        shuffle: bool = True,
+        shuffle: bool | None = None,
         seed: int | None = None,
         drop_remainder: bool = False,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
     ) -> None:
-        super().__init__(
-            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
-        )
+        # Keras's own worker pool serves stale batches across epochs (see workers.py), so
+        # Keras iterates this dataset in its main thread and the workers run here.
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         batch_size = _check_batch_size(batch_size)
         floatx = keras.config.floatx()
         self._inputs = make_group(inputs, "inputs", floatx)
@@ -100,6 +112,8 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             self._weights = _weights_group(sample_weights, self._inputs, floatx)
         num_samples = _common_length(self._groups)
         seed = draw_seed() if seed is None else check_seed(seed)
+        if shuffle is None:
+            shuffle = self._targets is not None
         self._sampler = Sampler(num_samples, batch_size, bool(shuffle), seed, drop_remainder)
         if self._sampler.num_batches == 0:
             raise ValueError(
@@ -108,6 +122,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                 f"{num_samples}, or drop_remainder=False."
             )
         self._epoch = 0
+        self._gatherer = Gatherer(
+            [f for g in self._groups for f in g.fields], workers, use_multiprocessing
+        )
 
     @property
     def _groups(self) -> tuple[Group, ...]:
@@ -121,8 +138,12 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         """Batch ``index`` of the current epoch: ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
-        indices = self.batch_indices(index)
-        return tuple(group.gather(indices) for group in self._groups)
+        arrays = self._gatherer.gather(self.batch_indices(index))
+        batch = []
+        for group in self._groups:
+            batch.append(group.pack(arrays[: len(group.fields)]))
+            arrays = arrays[len(group.fields) :]
+        return tuple(batch)
 
     def on_epoch_end(self) -> None:
         """Advances to the next epoch's order (Keras calls this after every epoch)."""
@@ -188,6 +209,20 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
     @property
     def drop_remainder(self) -> bool:
         return self._sampler.drop_remainder
+
+    @property
+    def num_workers(self) -> int:
+        """How many threads or processes gather each batch (the ``workers`` argument)."""
+        return self._gatherer.workers
+
+    @property
+    def use_processes(self) -> bool:
+        """Whether the workers are processes (the ``use_multiprocessing`` argument)."""
+        return self._gatherer.use_multiprocessing
+
+    def close(self) -> None:
+        """Stops the worker threads or processes; they restart if more batches are read."""
+        self._gatherer.close()
 
     @property
     def input_fields(self) -> tuple[Field, ...]:

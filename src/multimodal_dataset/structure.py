@@ -111,9 +111,6 @@ class Group:
             return dict(zip(self.keys, arrays, strict=True))
         return tuple(arrays)
 
-    def gather(self, indices: np.ndarray) -> Any:
-        return self.pack([f.gather(indices) for f in self.fields])
-
     @property
     def spec(self) -> Any:
         return self.pack([f.spec for f in self.fields])
@@ -161,7 +158,7 @@ def _as_array(value: Any, name: str) -> Any:
         # Framework tensors (tf, torch, jax) and array-likes: one conversion to numpy.
         try:
             array = np.asarray(value)
-        except Exception as error:  # noqa: BLE001 - report what we could not convert
+        except Exception as error:
             raise TypeError(
                 f"{name} of type {type(value).__name__} could not be converted to a numpy "
                 f"array ({error}). Pass a numpy array."
@@ -208,15 +205,17 @@ def make_group(value: Any, role: str, floatx: str) -> Group:
                 f"{role} dict keys must be strings (the names of the model's keras.Input "
                 f"layers); got {bad!r}."
             )
-        fields = tuple(make_field(_leaf(value[k], f"{role}[{k!r}]"), f"{role}[{k!r}]", floatx)
-                       for k in keys)
+        fields = tuple(
+            make_field(_leaf(value[k], f"{role}[{k!r}]"), f"{role}[{k!r}]", floatx) for k in keys
+        )
         return Group("dict", fields, keys)
     if isinstance(value, tuple) or (isinstance(value, list) and not _is_numeric_sequence(value)):
         if not value:
-            raise ValueError(f"{role} is an empty {type(value).__name__}; give at least one "
-                             "array.")
-        fields = tuple(make_field(_leaf(v, f"{role}[{i}]"), f"{role}[{i}]", floatx)
-                       for i, v in enumerate(value))
+            raise ValueError(f"{role} is an empty {type(value).__name__}; give at least one array.")
+        fields = tuple(
+            make_field(_leaf(v, f"{role}[{i}]"), f"{role}[{i}]", floatx)
+            for i, v in enumerate(value)
+        )
         return Group("tuple", fields)
     return Group("single", (make_field(value, role, floatx),))
 

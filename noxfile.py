@@ -1,0 +1,54 @@
+"""The test matrix: the same suite on TensorFlow, JAX and PyTorch, each in its own venv.
+
+`nox` runs lint and the three test sessions; `nox -s demo` trains the reference model.
+Sessions use virtualenv + pip (uv does not see this machine's local wheel cache).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# What installs each backend. torch is pinned to the CPU wheel: an unpinned `torch`
+# resolves to a multi-GB CUDA build.
+BACKENDS = {
+    "tensorflow": [".[tensorflow,test]"],
+    "jax": [".[jax,test]"],
+    "torch": ["torch==2.13.0", ".[torch,test]"],
+}
+
+
+def install_backend(session: nox.Session, backend: str) -> None:
+    session.install(*BACKENDS[backend])
+    session.env["KERAS_BACKEND"] = backend
+    session.env.setdefault("PYTHONHASHSEED", "0")
+    # Keep TensorFlow's C++ logging to warnings and above.
+    session.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKENDS))
+def tests(session: nox.Session, backend: str) -> None:
+    """Runs the whole pytest suite on one Keras backend."""
+    install_backend(session, backend)
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check, ruff format --check and mypy."""
+    session.install("ruff", "mypy", "numpy", "keras")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session
+@nox.parametrize("backend", ["jax", "tensorflow", "torch"])
+def demo(session: nox.Session, backend: str) -> None:
+    """Trains the reference model and prints validation accuracy."""
+    install_backend(session, backend)
+    session.run("python", "-m", "multimodal_dataset", "demo", *session.posargs)

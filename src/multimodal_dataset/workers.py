@@ -1,0 +1,121 @@
+"""Parallel gathering of one batch's samples in worker threads or processes.
+
+Why not Keras's own ``PyDataset`` worker pool? Its ``OrderedEnqueuer`` computes batches
+ahead of the training loop and, when an iteration stops early, keeps the batches it had
+computed and serves them at the start of the next epoch. ``fit`` always stops early once:
+it reads one batch to build the model and its metrics, then starts the first epoch. From
+then on every epoch of ``fit(ds, workers>1)`` mixes batches requested for the previous epoch
+with batches of the new one, so with Keras's ``shuffle=True`` some samples are trained twice
+in an epoch and others not at all (seen with Keras 3.15.1 and workers=3 on every epoch of
+a 61-sample fit). A ``PyDataset`` only sees a batch index, so no dataset can repair that index
+stream.
+
+``MultimodalDataset`` therefore runs its workers itself: Keras iterates the dataset in its
+main thread, one batch index at a time, so every epoch requests each batch exactly once,
+and the samples of each requested batch are gathered (and, for file sources, decoded) in
+parallel by this module. The sample indices of every task are computed in the main
+process, so workers never hold epoch state and always see the current epoch's order.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from multimodal_dataset.structure import Field
+
+# In worker processes: the fields to gather from, set once by the pool initializer.
+_PROCESS_FIELDS: tuple[Field, ...] = ()
+
+
+def _init_process(fields: tuple[Field, ...]) -> None:
+    global _PROCESS_FIELDS
+    _PROCESS_FIELDS = fields
+
+
+def _gather_in_process(indices: np.ndarray) -> list[np.ndarray]:
+    return [field.gather(indices) for field in _PROCESS_FIELDS]
+
+
+class Gatherer:
+    """Gathers the arrays of a batch inline, in threads, or in processes.
+
+    Args:
+        fields: Every array of the dataset (inputs, targets, weights), in batch order.
+        workers: How many threads or processes gather one batch's samples in parallel;
+            1 gathers inline in the calling thread.
+        use_multiprocessing: Use processes (started with the default multiprocessing start
+            method, fork or spawn) instead of threads.
+    """
+
+    def __init__(self, fields: Sequence[Field], workers: int, use_multiprocessing: bool) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise ValueError(f"workers must be a positive integer; got workers={workers!r}.")
+        self.fields = tuple(fields)
+        self.workers = int(workers)
+        self.use_multiprocessing = bool(use_multiprocessing)
+        self._executor: Executor | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.workers > 1 or self.use_multiprocessing
+
+    def gather(self, indices: np.ndarray) -> list[np.ndarray]:
+        """One array per field, holding the samples ``indices`` in that order."""
+        if not self.parallel or len(indices) < 2:
+            return [field.gather(indices) for field in self.fields]
+        chunks = [c for c in np.array_split(indices, min(self.workers, len(indices))) if len(c)]
+        executor = self._get_executor()
+        if self.use_multiprocessing:
+            parts = list(executor.map(_gather_in_process, chunks))
+        else:
+            parts = list(executor.map(self._gather_chunk, chunks))
+        return [np.concatenate([part[i] for part in parts]) for i in range(len(self.fields))]
+
+    def _gather_chunk(self, indices: np.ndarray) -> list[np.ndarray]:
+        return [field.gather(indices) for field in self.fields]
+
+    def _get_executor(self) -> Executor:
+        if self._executor is None:
+            if self.use_multiprocessing:
+                self._executor = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=multiprocessing.get_context(),
+                    initializer=_init_process,
+                    initargs=(self.fields,),
+                )
+            else:
+                self._executor = ThreadPoolExecutor(self.workers, "multimodal_dataset")
+            _live.add(self)
+        return self._executor
+
+    def close(self) -> None:
+        """Stops the worker threads or processes (they restart on the next batch)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_executor"] = None
+        return state
+
+    def __del__(self) -> None:
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+_live: weakref.WeakSet[Gatherer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for gatherer in list(_live):
+        gatherer.close()
