@@ -25,25 +25,60 @@ def test_a_matching_tuple_or_dict_dataset_passes(model, data):
     MultimodalDataset({"numeric": num, "image": img, "text": txt}, y).check(model)
 
 
-def test_inputs_passed_as_separate_arguments_are_explained(model, data):
-    (img, txt, num), _ = data
-    ds = MultimodalDataset(img, txt, num[:, 0])
-    with pytest.raises(ValueError) as info:
-        ds.check(model)
-    message = str(info.value)
-    assert "the model has 3 inputs (image, text, numeric) but the dataset yields 1" in message
-    assert "reads the second argument as targets and the third as sample_weights" in message
-    assert "MultimodalDataset((x1, x2, x3), targets=y)" in message
+MISTAKES = {
+    "inputs-as-separate-arguments": (
+        lambda img, txt, num, y: MultimodalDataset(img, txt, num[:, 0]),
+        [
+            "the model has 3 inputs (image, text, numeric) but the dataset yields 1",
+            "reads the second argument as targets and the third as sample_weights",
+            "MultimodalDataset((x1, x2, x3), targets=y)",
+        ],
+    ),
+    "inputs-in-the-wrong-order": (
+        lambda img, txt, num, y: MultimodalDataset((txt, img, num), y),
+        [
+            "wrong order",
+            "Pass (inputs[1], inputs[0], inputs[2])",
+            "{'image': inputs[1], 'text': inputs[0], 'numeric': inputs[2]}",
+        ],
+    ),
+    "float-text-into-the-embedding": (
+        lambda img, txt, num, y: MultimodalDataset((img, txt.astype("float64"), num), y),
+        ["inputs[1] holds floating values", "Embedding layer 'embedding'", "astype('int32')"],
+    ),
+    "dict-key-matching-no-input": (
+        lambda img, txt, num, y: MultimodalDataset({"image": img, "txt": txt, "numeric": num}, y),
+        [
+            "inputs['txt'] matches no keras.Input name",
+            "Did you mean 'text'?",
+            "model input 'text' (20,) int32 has no entry in the inputs dict",
+        ],
+    ),
+    "several-mistakes-at-once": (
+        lambda img, txt, num, y: MultimodalDataset(
+            {"image": img[:, :16], "text": txt, "numbers": num}, y
+        ),
+        [
+            "(3 problems)",
+            "inputs['image'] has per-sample shape (16, 32, 3)",
+            "expects (32, 32, 3)",
+            "inputs['numbers'] matches no keras.Input name",
+            "Did you mean 'numeric'?",
+        ],
+    ),
+}
 
 
-def test_inputs_in_the_wrong_order_get_the_right_order(model, data):
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_each_classic_mistake_gets_a_message_that_says_what_to_change(model, data, mistake):
+    make, fragments = MISTAKES[mistake]
     (img, txt, num), y = data
     with pytest.raises(ValueError) as info:
-        MultimodalDataset((txt, img, num), y).check(model)
+        make(img, txt, num, y).check(model)
     message = str(info.value)
-    assert "wrong order" in message
-    assert "Pass (inputs[1], inputs[0], inputs[2])" in message
-    assert "{'image': inputs[1], 'text': inputs[0], 'numeric': inputs[2]}" in message
+    for fragment in fragments:
+        assert fragment in message
+    assert "The model's inputs, in order: 'image' (32, 32, 3) float32" in message
 
 
 def test_float_text_fed_to_an_embedding_is_caught(data):
@@ -66,38 +101,6 @@ def test_float_data_for_an_integer_input_is_caught(data):
     model = keras.Model(codes, keras.layers.Dense(2)(keras.layers.Identity()(codes)))
     with pytest.raises(ValueError, match=r"inputs holds floating values.*'codes' is int32"):
         MultimodalDataset(txt.astype("float64"), y).check(model)
-
-
-def test_float_text_into_the_reference_embedding_is_caught(model, data):
-    (img, txt, num), y = data
-    with pytest.raises(ValueError) as info:
-        MultimodalDataset((img, txt.astype("float64"), num), y).check(model)
-    message = str(info.value)
-    assert "inputs[1] holds floating values" in message
-    assert "Embedding layer 'embedding'" in message
-    assert "declare keras.Input" not in message  # the reference input is already int32
-
-
-def test_a_dict_key_that_matches_no_input_suggests_the_closest_name(model, data):
-    (img, txt, num), y = data
-    with pytest.raises(ValueError) as info:
-        MultimodalDataset({"image": img, "txt": txt, "numeric": num}, y).check(model)
-    message = str(info.value)
-    assert "inputs['txt'] matches no keras.Input name" in message
-    assert "Did you mean 'text'?" in message
-    assert "model input 'text' (20,) int32 has no entry in the inputs dict" in message
-
-
-def test_every_mismatch_is_listed_in_one_error(model, data):
-    (img, txt, num), y = data
-    ds = MultimodalDataset({"image": img[:, :16], "text": txt, "numbers": num}, y)
-    with pytest.raises(ValueError, match=r"\(3 problems\)") as info:
-        ds.check(model)
-    message = str(info.value)
-    assert "inputs['image'] has per-sample shape (16, 32, 3)" in message
-    assert "expects (32, 32, 3)" in message
-    assert "inputs['numbers'] matches no keras.Input name" in message
-    assert "Did you mean 'numeric'?" in message
 
 
 def test_keras_rank_adjustment_of_a_trailing_unit_dimension_is_accepted(data):
