@@ -145,6 +145,36 @@ def test_every_sample_reaches_the_training_step_once_per_epoch_with_processes(st
     assert_exactly_once(epochs, 61)
 
 
+class HandWritten(keras.utils.PyDataset):
+    """The seed-style PyDataset: batch i of a per-epoch permutation, reshuffled on epoch end."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        self.n, self.epoch = n, 0
+
+    def __len__(self):
+        return -(-self.n // 8)
+
+    def __getitem__(self, i):
+        ids = np.random.default_rng(self.epoch).permutation(self.n)[i * 8 : (i + 1) * 8]
+        return np.stack([ids, -ids], axis=1).astype("float32"), ids
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+def test_keras_own_worker_pool_repeats_samples_which_is_why_workers_run_in_the_dataset(backend):
+    """A canary: if Keras stops serving stale batches across epochs on JAX and PyTorch,
+    this fails, and the dataset's own workers (multimodal_dataset.workers) can hand
+    parallelism back to Keras."""
+    epochs = fit_and_record(HandWritten(61, workers=3), epochs=2)
+    distinct = [len(np.unique(np.concatenate(batches))) for batches in epochs]
+    if backend == "tensorflow":
+        assert distinct == [61, 61]  # measured: TensorFlow's fit leaves no stale batch
+    else:
+        assert min(distinct) < 61
+
+
 def test_sample_weights_reach_the_loss():
     x = np.ones((32, 1), dtype="float32")
     y = np.ones((32, 1), dtype="float32")
