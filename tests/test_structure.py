@@ -128,7 +128,7 @@ def test_unsupported_dtypes_are_rejected_at_construction_with_the_input_name(val
 def test_building_a_dataset_copies_no_array(arrays):
     (img, txt, num), y = arrays
     ds = MultimodalDataset((img, txt, num), y, batch_size=4)
-    for field, original in zip(ds.input_fields, (img, txt, num), strict=True):
+    for field, original in zip(ds.input_structure.fields, (img, txt, num), strict=True):
         assert field.array is original
 
 
@@ -137,7 +137,7 @@ def test_a_memory_mapped_array_is_not_read_at_construction(tmp_path):
     np.save(path, np.arange(1000 * 16, dtype=np.float64).reshape(1000, 16))
     mapped = np.load(path, mmap_mode="r")
     ds = MultimodalDataset(mapped, batch_size=10)
-    assert ds.input_fields[0].array is mapped
+    assert ds.input_structure.fields[0].array is mapped
     assert ds[0][0].dtype == FLOATX
 
 

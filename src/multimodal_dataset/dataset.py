@@ -225,11 +225,6 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._gatherer.close()
 
     @property
-    def input_fields(self) -> tuple[Field, ...]:
-        """The input arrays in order, with their names and output dtypes."""
-        return self._inputs.fields
-
-    @property
     def input_structure(self) -> Group:
         """How the inputs are packed: one array, a tuple, or a dict (with its keys)."""
         return self._inputs

@@ -15,6 +15,7 @@ a batch index, so no dataset can repair that index stream.
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import weakref
 from collections.abc import Sequence
@@ -34,8 +35,13 @@ def _init_process(fields: tuple[Field, ...]) -> None:
     _PROCESS_FIELDS = fields
 
 
+def gather_fields(fields: Sequence[Field], indices: np.ndarray) -> list[np.ndarray]:
+    """One array per field, holding the samples ``indices`` in that order."""
+    return [field.gather(indices) for field in fields]
+
+
 def _gather_in_process(indices: np.ndarray) -> list[np.ndarray]:
-    return [field.gather(indices) for field in _PROCESS_FIELDS]
+    return gather_fields(_PROCESS_FIELDS, indices)
 
 
 class Gatherer:
@@ -64,17 +70,14 @@ class Gatherer:
     def gather(self, indices: np.ndarray) -> list[np.ndarray]:
         """One array per field, holding the samples ``indices`` in that order."""
         if not self.parallel or len(indices) < 2:
-            return [field.gather(indices) for field in self.fields]
+            return gather_fields(self.fields, indices)
         chunks = [c for c in np.array_split(indices, min(self.workers, len(indices))) if len(c)]
         executor = self._get_executor()
         if self.use_multiprocessing:
             parts = list(executor.map(_gather_in_process, chunks))
         else:
-            parts = list(executor.map(self._gather_chunk, chunks))
-        return [np.concatenate([part[i] for part in parts]) for i in range(len(self.fields))]
-
-    def _gather_chunk(self, indices: np.ndarray) -> list[np.ndarray]:
-        return [field.gather(indices) for field in self.fields]
+            parts = list(executor.map(functools.partial(gather_fields, self.fields), chunks))
+        return [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
 
     def _get_executor(self) -> Executor:
         if self._executor is None:
