@@ -1,17 +1,53 @@
 """Feed multi-input Keras 3 models, identically on TensorFlow, JAX and PyTorch.
 
 ```python
-from multimodal_dataset import MultimodalDataset
+from multimodal_dataset import MultimodalDataset, from_table
 
 ds = MultimodalDataset((images, token_ids, numbers), labels, batch_size=64, seed=0)
 ds.check(model)
 model.fit(ds, epochs=5)
+
+train, val = from_table("manifest.csv", image="image", text="caption",
+                        numeric=["price"], target="label",
+                        image_size=(64, 64), text_length=20)
 ```
 """
 
 from multimodal_dataset import models, synthetic
+from multimodal_dataset.augmentation import ImageAugmentation
 from multimodal_dataset.dataset import MultimodalDataset
+from multimodal_dataset.example import make_example
+from multimodal_dataset.images import ImageFiles
+from multimodal_dataset.numeric import NumericColumns, Standardizer
+from multimodal_dataset.sources import (
+    GatherContext,
+    ReplacedSamplesWarning,
+    Replacement,
+    SampleError,
+    Source,
+)
 from multimodal_dataset.structure import ArraySpec
+from multimodal_dataset.table import TablePreprocessing, from_table
+from multimodal_dataset.text import TextTokens, Vocabulary
 
-__all__ = ["ArraySpec", "MultimodalDataset", "models", "synthetic"]
+__all__ = [
+    "ArraySpec",
+    "GatherContext",
+    "ImageAugmentation",
+    "ImageFiles",
+    "MultimodalDataset",
+    "NumericColumns",
+    "ReplacedSamplesWarning",
+    "Replacement",
+    "SampleError",
+    "Source",
+    "Standardizer",
+    "TablePreprocessing",
+    "TextTokens",
+    "Vocabulary",
+    "from_table",
+    "make_example",
+    "models",
+    "synthetic",
+]
 __version__ = "0.1.0"

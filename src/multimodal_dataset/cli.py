@@ -4,37 +4,71 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from multimodal_dataset.example import make_example
+
+TEXT_LENGTH = 20
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.data is None:
+        with tempfile.TemporaryDirectory(prefix="multimodal_example_") as folder:
+            print(f"Writing an example dataset of {args.samples} samples to {folder}")
+            make_example(folder, args.samples, seed=args.seed)
+            return _train(Path(folder), args)
+    return _train(Path(args.data), args)
+
+
+def _train(folder: Path, args: argparse.Namespace) -> int:
     import keras
 
-    from multimodal_dataset import MultimodalDataset, models, synthetic
+    from multimodal_dataset import from_table, models
+    from multimodal_dataset.example import (
+        IMAGE_COLUMN,
+        MANIFEST,
+        NUMERIC_COLUMNS,
+        TARGET_COLUMN,
+        TEXT_COLUMN,
+    )
 
-    (img, txt, num), y = synthetic.make_multimodal(args.samples, seed=args.seed)
-    split = int(len(y) * 0.8)
-    train = MultimodalDataset(
-        (img[:split], txt[:split], num[:split]),
-        y[:split],
-        batch_size=args.batch_size,
+    train, val = from_table(
+        folder / MANIFEST,
+        image=IMAGE_COLUMN,
+        text=TEXT_COLUMN,
+        numeric=NUMERIC_COLUMNS,
+        target=TARGET_COLUMN,
+        image_size=(32, 32),
+        text_length=TEXT_LENGTH,
+        validation_split=0.2,
         seed=args.seed,
-    )
-    val = MultimodalDataset(
-        (img[split:], txt[split:], num[split:]),
-        y[split:],
         batch_size=args.batch_size,
-        shuffle=False,
     )
-    model = models.build_reference_model(seed=args.seed)
+    assert val is not None and train.preprocessing is not None
+    vocabulary = train.preprocessing.vocabulary
+    assert vocabulary is not None
+    model = models.build_reference_model(
+        text_length=TEXT_LENGTH, vocab_size=len(vocabulary), seed=args.seed
+    )
     train.check(model)
     print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend")
     print(f"train: {train}")
     print(f"validation: {val}")
     history = model.fit(train, validation_data=val, epochs=args.epochs, verbose=args.verbose)
     accuracy = history.history["val_accuracy"][-1]
-    chance = max(float(y[split:].mean()), 1 - float(y[split:].mean()))
+    labels = np.concatenate([val[i][1] for i in range(len(val))])
+    chance = float(np.bincount(labels).max() / len(labels))
     print(f"validation accuracy: {accuracy:.3f} (chance: {chance:.3f})")
+    return 0
+
+
+def _make_example(args: argparse.Namespace) -> int:
+    manifest = make_example(args.directory, args.samples, seed=args.seed)
+    print(f"Wrote {args.samples} samples: {manifest} and {manifest.parent / 'images'}")
     return 0
 
 
@@ -45,13 +79,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Feed multi-input Keras 3 models on TensorFlow, JAX and PyTorch.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    example = commands.add_parser(
+        "make-example",
+        help="write a small multimodal dataset to DIR: JPEG images, captions, numbers and "
+        "manifest.csv",
+    )
+    example.add_argument("directory", metavar="DIR")
+    example.add_argument("--samples", type=int, default=2000)
+    example.add_argument("--seed", type=int, default=0)
+    example.set_defaults(run=_make_example)
     demo = commands.add_parser(
         "demo",
-        help="train the reference image+text+numeric model on synthetic data "
-        "(backend from KERAS_BACKEND)",
+        help="train the reference image+text+numeric model from a table of files through "
+        "from_table (backend from KERAS_BACKEND)",
     )
-    demo.add_argument("--epochs", type=int, default=5)
-    demo.add_argument("--samples", type=int, default=4000)
+    demo.add_argument(
+        "--data",
+        metavar="DIR",
+        help="a folder written by make-example; default: write one to a temporary folder",
+    )
+    demo.add_argument("--epochs", type=int, default=10)
+    demo.add_argument("--samples", type=int, default=2000, help="samples of the example")
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import operator
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from multimodal_dataset.sampling import Sampler, check_seed, draw_seed
+from multimodal_dataset.sources import ReplacedSamplesWarning, Replacement
 from multimodal_dataset.structure import Field, Group, make_group
 from multimodal_dataset.workers import Gatherer
 
 if TYPE_CHECKING:
     from multimodal_dataset.structure import ArraySpec
+    from multimodal_dataset.table import TablePreprocessing
 
 
 class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
@@ -50,6 +53,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         inputs: One array (batches ``(x, y)``), a tuple or list of arrays (batches
             ``((a, b, c), y)``), or a dict of arrays keyed by ``keras.Input`` names (batches
             ``({name: ...}, y)``). Every array's first dimension is the sample dimension.
+            An "array" may be a numpy array, a memory map, the path of a ``.npy`` file
+            (memory-mapped, read a batch at a time), or a `Source` such as `ImageFiles`
+            or `TextTokens`.
         targets: ``None`` for inference, an array, or a tuple/dict of arrays for a model
             with several outputs.
         sample_weights: ``None``, or an array of per-sample weights (shape ``(n,)`` or
@@ -79,6 +85,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         TypeError: For arrays whose dtype a model cannot consume (strings, objects,
             complex numbers) and structures nested more than one level.
     """
+
+    #: The fitted table preprocessing, for datasets made by `from_table` (else None).
+    preprocessing: TablePreprocessing | None = None
 
     def __init__(
         self,
@@ -122,6 +131,8 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                 f"{num_samples}, or drop_remainder=False."
             )
         self._epoch = 0
+        self._replaced: dict[tuple[int, str, int], Replacement] = {}
+        self._reported = 0
         self._gatherer = Gatherer(
             [f for g in self._groups for f in g.fields], workers, use_multiprocessing
         )
@@ -138,7 +149,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         """Batch ``index`` of the current epoch: ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
-        arrays = self._gatherer.gather(self.batch_indices(index))
+        arrays, replaced = self._gatherer.gather(self.batch_indices(index), self.seed, self._epoch)
+        for r in replaced:
+            self._replaced.setdefault((r.epoch, r.field, r.sample), r)
         batch = []
         for group in self._groups:
             batch.append(group.pack(arrays[: len(group.fields)]))
@@ -146,8 +159,34 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         return tuple(batch)
 
     def on_epoch_end(self) -> None:
-        """Advances to the next epoch's order (Keras calls this after every epoch)."""
+        """Advances to the next epoch's order (Keras calls this after every epoch).
+
+        Warns with a `ReplacedSamplesWarning` if sources replaced samples in the epoch
+        (``on_error="replace"``); every replacement is kept in ``ds.replacements``.
+        """
+        self._report_replacements()
         self._epoch += 1
+
+    def _report_replacements(self) -> None:
+        new = list(self._replaced.values())[self._reported :]
+        self._reported += len(new)
+        if not new:
+            return
+        shown = "; ".join(f"{r.field} {r.reason}" for r in new[:5])
+        more = f"; and {len(new) - 5} more" if len(new) > 5 else ""
+        warnings.warn(
+            f"MultimodalDataset epoch {self._epoch}: {len(new)} sample"
+            f"{'s were' if len(new) > 1 else ' was'} replaced because "
+            f"{'they' if len(new) > 1 else 'it'} could not be read (on_error='replace'): "
+            f"{shown}{more}. Every replacement is listed in ds.replacements.",
+            ReplacedSamplesWarning,
+            stacklevel=2,
+        )
+
+    @property
+    def replacements(self) -> list[Replacement]:
+        """Every sample a source replaced so far (``on_error="replace"``), once per epoch."""
+        return list(self._replaced.values())
 
     # ----------------------------------------------------------------------- public API
 

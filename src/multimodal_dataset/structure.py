@@ -16,11 +16,15 @@ the batch structures above: multiple arrays become a tuple or a dict, never a li
 
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
+from multimodal_dataset.sources import GatherContext, Source
 
 Kind = Literal["single", "tuple", "dict"]
 
@@ -52,11 +56,12 @@ class ArraySpec:
 
 @dataclass(frozen=True)
 class Field:
-    """One user array with its output dtype.
+    """One user array (or `Source`) with its output dtype.
 
     Attributes:
         name: Where the array came from, used in every message about it.
-        array: The user's array, never copied; batches gather from it.
+        array: The user's array, memory map or `Source`, never copied; batches gather
+            from it. A file-backed memory map pickles as its path (for worker processes).
         dtype: The dtype batches of this array are cast to.
         check_int32_range: Whether gathered values must be checked to fit in ``int32``.
     """
@@ -70,8 +75,23 @@ class Field:
     def spec(self) -> ArraySpec:
         return ArraySpec((None, *self.array.shape[1:]), self.dtype.name, self.name)
 
-    def gather(self, indices: np.ndarray) -> np.ndarray:
-        """Gathers ``array[indices]`` with one vectorized index and applies the dtype policy."""
+    def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
+        """Gathers ``array[indices]`` with one vectorized index and applies the dtype policy.
+
+        Args:
+            indices: The sample indices of the batch, in batch order.
+            context: The field name, seed and epoch for sources; collects replacements.
+        """
+        if isinstance(self.array, Source):
+            batch = self.array.gather(indices, context)
+            if batch.dtype != self.dtype or batch.shape[1:] != self.array.shape[1:]:
+                raise TypeError(
+                    f"{self.name}: {type(self.array).__name__}.gather returned "
+                    f"{batch.shape[1:]} {batch.dtype} per sample, but the source declares "
+                    f"{self.array.shape[1:]} {self.dtype}. A source must return exactly "
+                    "its declared shape and dtype."
+                )
+            return batch
         batch = np.asarray(self.array[indices])
         if self.check_int32_range and batch.size:
             low, high = batch.min(), batch.max()
@@ -87,6 +107,43 @@ class Field:
                     "the array to float first (e.g. `arr.astype('float32')`)."
                 )
         return batch.astype(self.dtype, copy=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickling an np.memmap copies its whole contents; send the file's path instead.
+        array = _MappedFile.of(self.array) or self.array
+        return (Field, (self.name, array, self.dtype, self.check_int32_range))
+
+
+@dataclass(frozen=True)
+class _MappedFile:
+    """A file-backed, read-only memory map, pickled as its path and layout."""
+
+    filename: str
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    offset: int
+    order: str
+
+    @staticmethod
+    def of(array: Any) -> _MappedFile | None:
+        # Only whole-file maps (np.load(mmap_mode=...), np.memmap(...)): their base is the
+        # mmap itself. Views of a map (slices) keep the parent's offset, so they pickle as
+        # arrays.
+        if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)):
+            return None
+        if array.filename is None:
+            return None
+        order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+        return _MappedFile(array.filename, array.dtype, array.shape, array.offset, order)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_open_mapped, (self.filename, self.dtype, self.shape, self.offset, self.order))
+
+
+def _open_mapped(
+    filename: str, dtype: np.dtype[Any], shape: tuple[int, ...], offset: int, order: Any
+) -> Any:
+    return np.memmap(filename, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
 
 
 @dataclass(frozen=True)
@@ -150,8 +207,41 @@ def output_dtype(dtype: np.dtype[Any], name: str, floatx: str) -> tuple[np.dtype
     )
 
 
+def _check_source(source: Source, name: str) -> None:
+    shape = source.shape
+    if len(shape) < 1 or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+        raise ValueError(
+            f"{name}: {type(source).__name__}.shape must be (num_samples, *sample_shape) "
+            f"with non-negative integers; got {shape!r}."
+        )
+
+
+def _open_npy(path: str | os.PathLike[str], name: str) -> np.ndarray:
+    """Memory-maps a ``.npy`` file read-only: batches read only the samples they need."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{name}: no such .npy file: {os.fspath(path)!r} (relative to the working "
+            f"directory {os.getcwd()!r}). Pass an existing path or an array."
+        ) from None
+    except ValueError as error:
+        raise ValueError(
+            f"{name}: {os.fspath(path)!r} is not a .npy file that can be memory-mapped "
+            f"({error}). Save the array with np.save; object arrays cannot be mapped."
+        ) from error
+
+
 def _as_array(value: Any, name: str) -> Any:
     """Returns an indexable array without copying numpy arrays and memory maps."""
+    if isinstance(value, (str, os.PathLike)):
+        if not os.fspath(value).endswith(".npy"):
+            raise TypeError(
+                f"{name} is the path {os.fspath(value)!r}; only .npy files can be given by "
+                "path (they are memory-mapped). For image files use "
+                "multimodal_dataset.ImageFiles, for text multimodal_dataset.TextTokens."
+            )
+        value = _open_npy(value, name)
     if isinstance(value, np.ndarray):
         array: Any = value
     elif hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__getitem__"):
@@ -179,6 +269,9 @@ def _as_array(value: Any, name: str) -> Any:
 
 
 def make_field(value: Any, name: str, floatx: str) -> Field:
+    if isinstance(value, Source):
+        _check_source(value, name)
+        return Field(name, value, np.dtype(value.dtype), False)
     array = _as_array(value, name)
     dtype, check = output_dtype(array.dtype, name, floatx)
     return Field(name, array, dtype, check)

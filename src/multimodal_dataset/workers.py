@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset.sources import GatherContext, Replacement
 from multimodal_dataset.structure import Field
+
+Gathered = tuple[list[np.ndarray], list[Replacement]]
 
 # In worker processes: the fields to gather from, set once by the pool initializer.
 _PROCESS_FIELDS: tuple[Field, ...] = ()
@@ -35,13 +38,19 @@ def _init_process(fields: tuple[Field, ...]) -> None:
     _PROCESS_FIELDS = fields
 
 
-def gather_fields(fields: Sequence[Field], indices: np.ndarray) -> list[np.ndarray]:
-    """One array per field, holding the samples ``indices`` in that order."""
-    return [field.gather(indices) for field in fields]
+def gather_fields(fields: Sequence[Field], seed: int, epoch: int, indices: np.ndarray) -> Gathered:
+    """One array per field, holding the samples ``indices`` in that order, and the
+    samples that sources replaced (``on_error="replace"``)."""
+    arrays, replaced = [], []
+    for field in fields:
+        context = GatherContext(field.name, seed, epoch)
+        arrays.append(field.gather(indices, context))
+        replaced += [Replacement(epoch, s, field.name, r) for s, r in context.replaced]
+    return arrays, replaced
 
 
-def _gather_in_process(indices: np.ndarray) -> list[np.ndarray]:
-    return gather_fields(_PROCESS_FIELDS, indices)
+def _gather_in_process(seed: int, epoch: int, indices: np.ndarray) -> Gathered:
+    return gather_fields(_PROCESS_FIELDS, seed, epoch, indices)
 
 
 class Gatherer:
@@ -67,17 +76,24 @@ class Gatherer:
     def parallel(self) -> bool:
         return self.workers > 1 or self.use_multiprocessing
 
-    def gather(self, indices: np.ndarray) -> list[np.ndarray]:
-        """One array per field, holding the samples ``indices`` in that order."""
+    def gather(self, indices: np.ndarray, seed: int, epoch: int) -> Gathered:
+        """One array per field, holding the samples ``indices`` in that order, and the
+        samples that sources replaced.
+
+        Errors raised in a worker thread or process are re-raised here, with their type
+        and message.
+        """
         if not self.parallel or len(indices) < 2:
-            return gather_fields(self.fields, indices)
+            return gather_fields(self.fields, seed, epoch, indices)
         chunks = [c for c in np.array_split(indices, min(self.workers, len(indices))) if len(c)]
         executor = self._get_executor()
         if self.use_multiprocessing:
-            parts = list(executor.map(_gather_in_process, chunks))
+            task = functools.partial(_gather_in_process, seed, epoch)
         else:
-            parts = list(executor.map(functools.partial(gather_fields, self.fields), chunks))
-        return [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
+            task = functools.partial(gather_fields, self.fields, seed, epoch)
+        parts = list(executor.map(task, chunks))
+        arrays = [np.concatenate(a) for a in zip(*(p[0] for p in parts), strict=True)]
+        return arrays, [r for p in parts for r in p[1]]
 
     def _get_executor(self) -> Executor:
         if self._executor is None:

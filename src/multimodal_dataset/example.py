@@ -1,0 +1,107 @@
+"""A small real multimodal dataset on disk: JPEG images, captions, numbers and a manifest.
+
+Each sample carries one hidden bit per modality, drawn independently:
+
+- image: the colour of a shape drawn with Pillow (warm or cool), at a random place and size
+  on a noisy background, in a JPEG of random size;
+- caption: one mood word (calm or stormy) among words that carry no signal;
+- numbers: the sign of a fixed linear combination of five readings, stored in their own
+  units (so standardising matters).
+
+The label is the majority of the three bits, so each modality alone predicts it 75% of the
+time and all three together 100%: a model must read images, text and numbers to do well.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.csv"
+IMAGE_COLUMN = "image"
+TEXT_COLUMN = "caption"
+NUMERIC_COLUMNS = ("sensor_1", "sensor_2", "sensor_3", "sensor_4", "sensor_5")
+TARGET_COLUMN = "label"
+
+_WEIGHTS = np.array([1.0, -0.8, 0.6, 0.0, 0.3])
+_UNITS = [(20.0, 5.0), (1013.0, 12.0), (0.5, 0.2), (300.0, 80.0), (-4.0, 1.5)]
+_CALM = ("calm", "gentle", "quiet", "serene", "peaceful", "still")
+_STORMY = ("stormy", "wild", "harsh", "restless", "turbulent", "fierce")
+_SHAPES = ("circle", "square", "triangle", "blob", "shape")
+_FILLER = ("a", "the", "small", "large", "picture", "of", "with", "on", "background", "seen")
+
+
+def make_example(directory: str | os.PathLike[str], samples: int = 2000, *, seed: int = 0) -> Path:
+    """Writes ``samples`` JPEG images, their captions and numbers, and ``manifest.csv``.
+
+    Args:
+        directory: Folder to write into (created if needed); images go to ``images/``.
+        samples: Number of samples (rows of the manifest).
+        seed: Seed of everything drawn.
+
+    Returns:
+        The path of the manifest, with columns ``image`` (paths relative to the
+        manifest's folder), ``caption``, ``sensor_1`` ... ``sensor_5`` and ``label``.
+    """
+    from PIL import Image, ImageDraw
+
+    if samples < 1:
+        raise ValueError(f"samples must be a positive integer; got {samples}.")
+    root = Path(directory)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2, size=(samples, 3))
+    labels = (bits.sum(axis=1) >= 2).astype(int)
+    numbers = _numbers(rng, bits[:, 2])
+    rows = []
+    for i in range(samples):
+        width, height = (int(v) for v in rng.integers(48, 97, size=2))
+        noise = rng.normal(128, 30, size=(height, width, 3)).clip(0, 255).astype(np.uint8)
+        image = Image.fromarray(noise)
+        hue = rng.uniform(0.0, 0.12) if bits[i, 0] else rng.uniform(0.45, 0.7)
+        colour = _hsv_to_rgb(hue, rng.uniform(0.7, 1.0), rng.uniform(0.7, 1.0))
+        size = rng.uniform(0.4, 0.8) * min(width, height)
+        x0, y0 = rng.uniform(0, width - size), rng.uniform(0, height - size)
+        box = (x0, y0, x0 + size, y0 + size)
+        draw = ImageDraw.Draw(image)
+        kind = int(rng.integers(0, 3))
+        if kind == 0:
+            draw.ellipse(box, fill=colour)
+        elif kind == 1:
+            draw.rectangle(box, fill=colour)
+        else:
+            draw.polygon([(x0, y0 + size), (x0 + size, y0 + size), (x0 + size / 2, y0)], colour)
+        name = f"images/{i:05d}.jpg"
+        image.save(root / name, "JPEG", quality=90)
+        mood = rng.choice(_CALM if bits[i, 1] else _STORMY)
+        words = [*rng.choice(_FILLER, size=int(rng.integers(2, 6))), str(mood)]
+        words.insert(int(rng.integers(0, len(words))), str(rng.choice(_SHAPES)))
+        rows.append([name, " ".join(words), *(f"{v:.4f}" for v in numbers[i]), labels[i]])
+    manifest = root / MANIFEST
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([IMAGE_COLUMN, TEXT_COLUMN, *NUMERIC_COLUMNS, TARGET_COLUMN])
+        writer.writerows(rows)
+    return manifest
+
+
+def _numbers(rng: np.random.Generator, bits: np.ndarray) -> np.ndarray:
+    """Standard normal readings whose weighted sum has the sign of ``bits``, in units."""
+    z = rng.normal(size=(len(bits), len(_WEIGHTS)))
+    score = z @ _WEIGHTS
+    wrong = (score > 0) != bits.astype(bool)
+    # Flipping the weighted coordinates flips the score's sign without changing its size.
+    z[wrong] -= 2 * np.outer(score[wrong], _WEIGHTS) / (_WEIGHTS @ _WEIGHTS)
+    mean, scale = np.array(_UNITS).T
+    readings: np.ndarray = z * scale + mean
+    return readings
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb(h, s, v)
+    return int(r * 255), int(g * 255), int(b * 255)

@@ -1,0 +1,213 @@
+"""The source protocol: per-sample data that is read, decoded or computed a batch at a time.
+
+A `Source` is anything `MultimodalDataset` accepts in place of an array: it declares its
+shape and dtype up front (so ``element_spec`` reads no data) and returns a whole batch from
+an array of sample indices in one call. `ImageFiles` and `TextTokens` are sources; so is a
+user's own subclass.
+
+Bad samples raise a `SampleError` that names the field, the sample index and where the
+sample came from (file, table row and column). With ``on_error="replace"`` a source
+instead fills the sample with a neutral value (zeros, padding) and reports it; the
+dataset counts every replacement and reports them at the end of each epoch, so no sample
+is dropped or altered silently.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+OnError = Literal["raise", "replace"]
+
+
+class SampleError(ValueError):
+    """A sample could not be read or converted.
+
+    The message names the dataset field (e.g. ``inputs[0]``), the sample index, the file
+    or table row and column, and what was wrong.
+    """
+
+
+class ReplacedSamplesWarning(UserWarning):
+    """Samples were replaced (``on_error="replace"``) during an epoch."""
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """One sample that a source replaced instead of raising.
+
+    Attributes:
+        epoch: The dataset epoch in which the sample was read.
+        sample: The sample index in the dataset.
+        field: The dataset field, e.g. ``"inputs[0]"``.
+        reason: What was wrong, naming the file or table row and column.
+    """
+
+    epoch: int
+    sample: int
+    field: str
+    reason: str
+
+
+@dataclass
+class GatherContext:
+    """What a source knows about the batch it gathers.
+
+    Attributes:
+        field: The dataset field being gathered, for messages (``"inputs[0]"``).
+        seed: The dataset's seed (random augmentations draw from it).
+        epoch: The dataset's current epoch.
+        replaced: ``(sample, reason)`` of the samples replaced in this call.
+    """
+
+    field: str = "source"
+    seed: int = 0
+    epoch: int = 0
+    replaced: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+
+def check_on_error(on_error: Any) -> OnError:
+    if on_error not in ("raise", "replace"):
+        raise ValueError(
+            f"on_error must be 'raise' (stop at the first bad sample) or 'replace' (fill it "
+            f"with a neutral value and report it at the end of the epoch); got {on_error!r}."
+        )
+    return on_error  # type: ignore[no-any-return]
+
+
+def check_rows(rows: Sequence[int] | np.ndarray | None, count: int, what: str) -> np.ndarray | None:
+    """Validates the optional table row number of every sample, used in messages."""
+    if rows is None:
+        return None
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.shape != (count,):
+        raise ValueError(
+            f"{what}: rows must give one table row per sample ({count}); got shape {rows.shape}."
+        )
+    return rows
+
+
+class Source(abc.ABC):
+    """Per-sample data that `MultimodalDataset` gathers a batch at a time.
+
+    Subclasses implement `shape`, `dtype` and `gather`. The dtype is used as is (the
+    dataset's float/int32 policy applies to plain arrays), so a source declares exactly
+    what the model receives.
+
+    Attributes:
+        on_error: ``"raise"`` or ``"replace"`` (see the module docstring).
+        rows: Optional table row number of each sample, named in messages.
+        column: Optional table column the samples came from, named in messages.
+    """
+
+    on_error: OnError = "raise"
+    rows: np.ndarray | None = None
+    column: str | None = None
+
+    @property
+    @abc.abstractmethod
+    def shape(self) -> tuple[int, ...]:
+        """``(num_samples, *sample_shape)``, known without reading any sample."""
+
+    @property
+    @abc.abstractmethod
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of every gathered batch."""
+
+    @abc.abstractmethod
+    def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
+        """Returns the samples ``indices`` (in that order) as one array of ``shape[1:]``.
+
+        Raises:
+            SampleError: For a sample that cannot be read, when ``on_error="raise"``.
+        """
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def describe(self, sample: int) -> str:
+        """Names a sample and where it comes from, e.g. ``sample 3 (table row 7, column 'a')``."""
+        parts = []
+        if self.rows is not None:
+            parts.append(f"table row {int(self.rows[sample])}")
+        if self.column is not None:
+            parts.append(f"column {self.column!r}")
+        return f"sample {sample}" + (f" ({', '.join(parts)})" if parts else "")
+
+    def bad_sample(self, context: GatherContext, sample: int, problem: str) -> None:
+        """Raises a `SampleError` for ``sample``, or records its replacement.
+
+        Call it where the sample's value has been (or will be) filled with the source's
+        neutral value; in ``"raise"`` mode it does not return.
+        """
+        if self.on_error == "raise":
+            raise SampleError(f"{context.field}: {self.describe(sample)}: {problem}.{_FIX}")
+        context.replaced.append((sample, f"{self.describe(sample)}: {problem}"))
+
+
+_FIX = (
+    " Fix or remove the sample, or pass on_error='replace' to replace bad samples with a "
+    "neutral value and have them reported at the end of each epoch."
+)
+
+
+class PrecomputedSource(Source):
+    """A source whose values were computed up front (token ids, standardised numbers).
+
+    Samples found bad while computing are kept in ``problems`` (sample -> what was
+    wrong): with ``on_error="raise"`` the constructor raised already; with ``"replace"``
+    every batch that contains one reports it, so the epoch report counts it.
+    """
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        problems: Mapping[int, str],
+        on_error: OnError,
+        rows: np.ndarray | None,
+        column: str | None,
+    ) -> None:
+        self.values = values
+        self.on_error = on_error
+        self.rows = rows
+        self.column = column
+        self.problems = dict(problems)
+        self._bad = np.array(sorted(self.problems), dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.values.dtype
+
+    def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
+        if self._bad.size:
+            for sample in indices[np.isin(indices, self._bad)]:
+                self.bad_sample(context, int(sample), self.problems[int(sample)])
+        batch: np.ndarray = self.values[indices]
+        return batch
+
+    def raise_or_keep(self, what: str) -> None:
+        """At construction: raises for the first problem in ``"raise"`` mode.
+
+        Args:
+            what: What is being built, e.g. ``"TextTokens"``, for the message.
+        """
+        if self.problems and self.on_error == "raise":
+            sample = min(self.problems)
+            more = len(self.problems) - 1
+            also = f" ({more} more sample{'s' if more > 1 else ''} also bad)" if more else ""
+            raise SampleError(
+                f"{what}: {self.describe(sample)}: {self.problems[sample]}{also}.{_FIX}"
+            )

@@ -1,0 +1,279 @@
+"""Raw text to fixed-length ``int32`` token ids: `Vocabulary` and `TextTokens`.
+
+The built-in tokenizer lower-cases and splits on word characters (Unicode ``\\w+``, which
+strips punctuation), like Keras's ``TextVectorization`` default
+(``"lower_and_strip_punctuation"``, whitespace split). Id 0 is padding, id 1 is
+out-of-vocabulary, then tokens by decreasing training frequency (ties alphabetical), so a
+vocabulary is a deterministic function of its training texts. Any tokenizer can be
+plugged in instead: a callable ``str -> list[int]``, or a Hugging Face ``tokenizers``
+``Tokenizer`` (its Rust ``encode_batch`` tokenizes in parallel).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from multimodal_dataset.sources import OnError, PrecomputedSource, check_on_error, check_rows
+
+PAD_ID = 0
+OOV_ID = 1
+PAD_TOKEN = ""
+OOV_TOKEN = "[UNK]"
+_FORMAT = "multimodal_dataset.Vocabulary"
+_WORD = re.compile(r"\w+")
+
+
+def split_words(text: str) -> list[str]:
+    """The built-in tokenizer: lower-case, then the runs of word characters."""
+    return _WORD.findall(text.lower())
+
+
+class Vocabulary:
+    """A word-level vocabulary: token -> id, with 0 for padding and 1 for unknown words.
+
+    Fit it on the training texts only, save it next to the model, and load it to tokenize
+    inference texts identically.
+
+    Example:
+
+    ```python
+    vocab = Vocabulary.fit(train_captions, max_tokens=20_000)
+    vocab.save("vocab.json")
+    ids = Vocabulary.load("vocab.json").encode(["a new caption"], length=20)
+    ```
+
+    Args:
+        tokens: Every token in id order, starting with ``""`` (padding) and ``"[UNK]"``.
+    """
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        tokens = list(tokens)
+        if tokens[:2] != [PAD_TOKEN, OOV_TOKEN]:
+            raise ValueError(
+                f"A vocabulary's first two tokens must be {PAD_TOKEN!r} (padding, id 0) and "
+                f"{OOV_TOKEN!r} (unknown, id 1); got {tokens[:2]!r}. Build one with "
+                "Vocabulary.fit(texts)."
+            )
+        if len(set(tokens)) != len(tokens):
+            duplicates = sorted(t for t, c in Counter(tokens).items() if c > 1)
+            raise ValueError(f"A vocabulary lists each token once; repeated: {duplicates[:5]!r}.")
+        self.tokens = tokens
+        self._ids = {token: i for i, token in enumerate(tokens)}
+
+    @classmethod
+    def fit(
+        cls, texts: Iterable[str], *, max_tokens: int | None = None, min_count: int = 1
+    ) -> Vocabulary:
+        """Builds the vocabulary of ``texts`` (the training texts only).
+
+        Args:
+            texts: The training texts.
+            max_tokens: The vocabulary size including padding and unknown (so at most
+                ``max_tokens - 2`` words), as in ``TextVectorization``; None keeps all.
+            min_count: Keep only words seen at least this often.
+        """
+        if max_tokens is not None and max_tokens < 2:
+            raise ValueError(
+                f"max_tokens counts the padding and unknown tokens too, so it must be at "
+                f"least 2; got max_tokens={max_tokens}."
+            )
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(split_words(text))
+        ranked = sorted(
+            (t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t)
+        )
+        if max_tokens is not None:
+            ranked = ranked[: max_tokens - 2]
+        return cls([PAD_TOKEN, OOV_TOKEN, *ranked])
+
+    def __len__(self) -> int:
+        """The number of ids, padding and unknown included: the ``Embedding`` input_dim."""
+        return len(self.tokens)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.tokens == other.tokens
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.tokens))
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} ids: {self.tokens[2:7]!r}...)"
+
+    def lookup(self, text: str) -> list[int]:
+        """The ids of ``text``'s words (unknown words get id 1), untruncated."""
+        ids = self._ids
+        return [ids.get(word, OOV_ID) for word in split_words(text)]
+
+    def encode(self, texts: Sequence[str], length: int) -> np.ndarray:
+        """Token ids of ``texts``, truncated or padded with 0 at the end to ``length``."""
+        return pad([self.lookup(text) for text in texts], length)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": _FORMAT, "version": 1, "tokens": self.tokens}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Vocabulary:
+        if data.get("format") != _FORMAT or "tokens" not in data:
+            raise ValueError(
+                f"Not a saved Vocabulary (expected format {_FORMAT!r}); got keys "
+                f"{sorted(data)!r}. Save one with Vocabulary.save(path)."
+            )
+        return cls(data["tokens"])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the vocabulary as JSON (UTF-8)."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Vocabulary:
+        """Reads a vocabulary written by `save`."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+
+def pad(sequences: Sequence[Sequence[int]], length: int) -> np.ndarray:
+    """Truncates (keeping the first ``length`` ids) or pads with 0 at the end."""
+    out = np.zeros((len(sequences), length), dtype=np.int32)
+    for row, ids in enumerate(sequences):
+        ids = ids[:length]
+        out[row, : len(ids)] = ids
+    return out
+
+
+Tokenizer = Callable[[str], Sequence[int]] | Any
+
+
+class TextTokens(PrecomputedSource):
+    """Raw strings as fixed-length ``int32`` token ids (0 = padding, 1 = unknown word).
+
+    The texts are validated and tokenized once, at construction (tokenizing is far
+    cheaper than training on the result, and batches then gather ids with one index).
+    Without a vocabulary or tokenizer, a `Vocabulary` is fitted on these texts: do that for
+    the training texts only, and pass ``vocabulary=train_tokens.vocabulary`` (or a saved
+    vocabulary's path) for validation and inference texts.
+
+    Example:
+
+    ```python
+    train_text = TextTokens(train_captions, length=20)
+    train_text.vocabulary.save("vocab.json")
+    test_text = TextTokens(test_captions, length=20, vocabulary="vocab.json")
+    ```
+
+    Args:
+        texts: One string per sample (``bytes`` are decoded as UTF-8).
+        length: Token ids per sample: longer texts are truncated, shorter ones padded.
+        vocabulary: A `Vocabulary`, the path of a saved one, or None to fit one here.
+        tokenizer: Instead of a vocabulary: a callable ``str -> list[int]``, or a Hugging
+            Face ``tokenizers.Tokenizer``. Its ids are used as they are, so 0 should be
+            its padding id.
+        max_tokens: When fitting: the vocabulary size, padding and unknown included.
+        on_error: ``"raise"`` for text that is not a string or not valid UTF-8, or
+            ``"replace"`` to decode it with U+FFFD for bad bytes and report it.
+        rows: Table row of each sample, named in error messages (set by `from_table`).
+        column: Table column of the texts, named in error messages.
+
+    Raises:
+        SampleError: For a missing (None/NaN) or undecodable text, naming the sample.
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[Any] | np.ndarray,
+        length: int,
+        *,
+        vocabulary: Vocabulary | str | os.PathLike[str] | None = None,
+        tokenizer: Tokenizer | None = None,
+        max_tokens: int | None = None,
+        on_error: OnError = "raise",
+        rows: Sequence[int] | np.ndarray | None = None,
+        column: str | None = None,
+    ) -> None:
+        if isinstance(texts, (str, bytes)):
+            raise TypeError(
+                "TextTokens takes one text per sample; got a single string. Wrap it in a "
+                "list: TextTokens([text], length=...)."
+            )
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+            raise ValueError(f"length must be a positive integer (ids per sample); got {length!r}.")
+        if vocabulary is not None and tokenizer is not None:
+            raise ValueError(
+                "Give a vocabulary or a tokenizer, not both: a tokenizer brings its own ids."
+            )
+        on_error = check_on_error(on_error)
+        strings, problems = _decode_texts(texts)
+        if isinstance(vocabulary, (str, os.PathLike)):
+            vocabulary = Vocabulary.load(vocabulary)
+        if tokenizer is None and vocabulary is None:
+            vocabulary = Vocabulary.fit(
+                (s for i, s in enumerate(strings) if i not in problems), max_tokens=max_tokens
+            )
+        self.vocabulary = vocabulary
+        self.tokenizer = tokenizer
+        self.length = int(length)
+        if tokenizer is None:
+            assert vocabulary is not None
+            ids = vocabulary.encode(strings, self.length)
+        else:
+            ids = pad(_tokenize(tokenizer, strings), self.length)
+        super().__init__(
+            ids, problems, on_error, check_rows(rows, len(strings), "TextTokens"), column
+        )
+        self.raise_or_keep("TextTokens")
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ``(num_samples, length)`` ``int32`` token ids."""
+        return self.values
+
+    def __repr__(self) -> str:
+        by = f"vocabulary of {len(self.vocabulary)}" if self.vocabulary else "custom tokenizer"
+        return f"TextTokens({len(self)} texts, length={self.length}, {by})"
+
+
+def _decode_texts(texts: Iterable[Any]) -> tuple[list[str], dict[int, str]]:
+    """Strings for every sample (bad ones decoded leniently) and what was wrong with each."""
+    strings: list[str] = []
+    problems: dict[int, str] = {}
+    for i, text in enumerate(texts):
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as error:
+                problems[i] = f"the text is not valid UTF-8 ({error})"
+                text = text.decode("utf-8", errors="replace")
+        elif isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                # Lone surrogates: bytes that were not UTF-8 when the file was read.
+                problems[i] = f"the text is not valid UTF-8 ({error})"
+                text = text.encode("utf-8", "replace").decode("utf-8")
+        elif text is None or (isinstance(text, float) and np.isnan(text)):
+            problems[i] = "the text is missing (None or NaN)"
+            text = ""
+        else:
+            problems[i] = f"expected a string, got {type(text).__name__} {text!r}"
+            text = ""
+        strings.append(text)
+    return strings, problems
+
+
+def _tokenize(tokenizer: Tokenizer, strings: list[str]) -> list[Sequence[int]]:
+    if hasattr(tokenizer, "encode_batch"):  # a Hugging Face tokenizers.Tokenizer
+        return [encoding.ids for encoding in tokenizer.encode_batch(strings)]
+    if not callable(tokenizer):
+        raise TypeError(
+            "tokenizer must be a callable str -> list[int] or a Hugging Face "
+            f"tokenizers.Tokenizer; got {type(tokenizer).__name__}."
+        )
+    return [tokenizer(s) for s in strings]
