@@ -33,3 +33,48 @@ def start_method(request: pytest.FixtureRequest):
     multiprocessing.set_start_method(request.param, force=True)
     yield request.param
     multiprocessing.set_start_method(previous, force=True)
+
+
+WORKER_MODES = {
+    "inline": {"workers": 1},
+    "threads": {"workers": 3},
+    "fork": {"workers": 2, "use_multiprocessing": True},
+    "spawn": {"workers": 2, "use_multiprocessing": True},
+}
+
+
+@pytest.fixture(params=list(WORKER_MODES))
+def worker_mode(request: pytest.FixtureRequest):
+    """MultimodalDataset keyword arguments for each worker mode (processes under fork and
+    under spawn), restoring the default start method after."""
+    previous = multiprocessing.get_start_method(allow_none=True)
+    if request.param in ("fork", "spawn"):
+        multiprocessing.set_start_method(request.param, force=True)
+    yield WORKER_MODES[request.param]
+    multiprocessing.set_start_method(previous, force=True)
+
+
+def write_image(path, pixels: np.ndarray, mode: str = "RGB") -> None:
+    """Writes ``pixels`` (uint8, HxWxC or HxW) as an image file; the format follows the
+    file's suffix and ``mode`` is the image mode stored (RGB, L, RGBA, P)."""
+    from PIL import Image
+
+    image = Image.fromarray(pixels)
+    if mode == "P":
+        image = image.convert("RGB").quantize(16)
+    elif image.mode != mode:
+        image = image.convert(mode)
+    image.save(path)
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    """Twelve 20x30 RGB PNGs: red encodes the sample id, the left half is green."""
+    paths = []
+    for i in range(12):
+        pixels = np.zeros((20, 30, 3), dtype=np.uint8)
+        pixels[..., 0] = 20 * i
+        pixels[:, :15, 1] = 200  # left half green: shows flips
+        paths.append(tmp_path / f"{i:02d}.png")
+        write_image(paths[-1], pixels)
+    return paths

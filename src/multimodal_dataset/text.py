@@ -249,14 +249,22 @@ def _decode_texts(texts: Iterable[Any]) -> tuple[list[str], dict[int, str]]:
             try:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as error:
-                problems[i] = f"the text is not valid UTF-8 ({error})"
+                problems[i] = (
+                    f"the text is not valid UTF-8 (byte 0x{text[error.start]:02x} at byte "
+                    f"{error.start})"
+                )
                 text = text.decode("utf-8", errors="replace")
         elif isinstance(text, str):
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError as error:
-                # Lone surrogates: bytes that were not UTF-8 when the file was read.
-                problems[i] = f"the text is not valid UTF-8 ({error})"
+                # Surrogate escapes: bytes that were not UTF-8 when the file was read.
+                byte = ord(text[error.start])
+                shown = f"byte 0x{byte - 0xDC00:02x}" if 0xDC80 <= byte <= 0xDCFF else "a surrogate"
+                problems[i] = (
+                    f"the text is not valid UTF-8 ({shown} at character {error.start}); "
+                    "save the file as UTF-8"
+                )
                 text = text.encode("utf-8", "replace").decode("utf-8")
         elif text is None or (isinstance(text, float) and np.isnan(text)):
             problems[i] = "the text is missing (None or NaN)"

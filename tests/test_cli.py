@@ -1,0 +1,36 @@
+"""The command line: make-example writes files, demo trains from them."""
+
+from __future__ import annotations
+
+import pytest
+
+from multimodal_dataset.cli import main
+
+
+def test_make_example_writes_images_and_a_manifest(tmp_path, capsys):
+    assert main(["make-example", str(tmp_path / "data"), "--samples", "12"]) == 0
+    assert len(list((tmp_path / "data" / "images").glob("*.jpg"))) == 12
+    assert (tmp_path / "data" / "manifest.csv").exists()
+    assert "Wrote 12 samples" in capsys.readouterr().out
+
+
+def test_demo_trains_from_a_folder_and_reports_validation_accuracy(tmp_path, capsys):
+    main(["make-example", str(tmp_path), "--samples", "100"])
+    assert main(["demo", "--data", str(tmp_path), "--epochs", "1", "--verbose", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "80 samples" in out and "20 samples" in out
+    assert "validation accuracy:" in out and "chance:" in out
+
+
+def test_demo_without_data_writes_the_example_to_a_temporary_folder(capsys):
+    args = ["demo", "--samples", "60", "--epochs", "1", "--verbose", "0", "--batch-size", "16"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Writing an example dataset of 60 samples" in out
+    assert "validation accuracy:" in out
+
+
+def test_an_unknown_command_exits_with_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["train"])
+    assert "usage" in capsys.readouterr().err
