@@ -122,6 +122,17 @@ def test_relative_paths_start_from_root(image_files, tmp_path, monkeypatch):
     np.testing.assert_array_equal(gather(source), gather(ImageFiles(image_files, size=(20, 30))))
 
 
+def test_a_source_already_read_in_this_process_decodes_in_forked_workers(image_files, start_method):
+    source = ImageFiles(image_files, size=(8, 8), num_threads=2)
+    expected = gather(source, [4, 2, 0, 9])  # starts the decoding threads here
+    ds = MultimodalDataset(source, batch_size=4, shuffle=False, workers=2, use_multiprocessing=True)
+    try:
+        np.testing.assert_array_equal(ds[0][0], gather(source, [0, 1, 2, 3]))
+        assert expected.shape == (4, 8, 8, 3)
+    finally:
+        ds.close()
+
+
 def test_images_feed_a_dataset_with_the_declared_spec(image_files):
     labels = np.arange(12)
     ds = MultimodalDataset(ImageFiles(image_files, size=(8, 8)), labels, batch_size=5, seed=0)

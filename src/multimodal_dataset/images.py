@@ -149,6 +149,7 @@ class ImageFiles(Source):
         self.rows = check_rows(rows, len(self.paths), "ImageFiles")
         self.column = column
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         self._lock = threading.Lock()
 
     @property
@@ -232,8 +233,10 @@ class ImageFiles(Source):
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
-            if self._pool is None:
+            # A forked worker process inherits the pool object but none of its threads.
+            if self._pool is None or self._pool_pid != os.getpid():
                 self._pool = ThreadPoolExecutor(self.num_threads, "multimodal_dataset_images")
+                self._pool_pid = os.getpid()
             return self._pool
 
     def __getstate__(self) -> dict[str, Any]:
