@@ -1,6 +1,8 @@
 """The test matrix: the same suite on TensorFlow, JAX and PyTorch, each in its own venv.
 
-`nox` runs lint and the three test sessions; `nox -s demo` trains the reference model.
+`nox` runs lint and the three test sessions; `nox -s demo` trains the reference model;
+`nox -s bench` runs the benchmarks in each backend's venv and merges them into
+benchmarks/results/ (`nox -s bench -- --quick` is the seconds-long smoke run CI does).
 Sessions use virtualenv + pip (uv does not see this machine's local wheel cache).
 """
 
@@ -52,3 +54,26 @@ def demo(session: nox.Session, backend: str) -> None:
     """Trains the reference model and prints validation accuracy."""
     install_backend(session, backend)
     session.run("python", "-m", "multimodal_dataset", "demo", *session.posargs)
+
+
+# Each backend's venv also gets the loaders it is compared with: tf.data and Keras's
+# image_dataset_from_directory (format "tf" and "grain") with TensorFlow, torch's DataLoader
+# with torch, grain's MapDataset with JAX.
+BENCH_PEERS = {"tensorflow": ["grain"], "jax": ["grain"], "torch": []}
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKENDS))
+def bench(session: nox.Session, backend: str) -> None:
+    """Benchmarks one backend; then bench_report merges every backend's results."""
+    install_backend(session, backend)
+    session.install(*BENCH_PEERS[backend])
+    session.run("python", "benchmarks/run.py", "--backend", backend, *session.posargs)
+    session.notify("bench_report", session.posargs)
+
+
+@nox.session
+def bench_report(session: nox.Session) -> None:
+    """Writes benchmarks/results/latest.{json,md,png} (and the README table after a full run)."""
+    session.install("matplotlib")
+    session.run("python", "benchmarks/report.py", *session.posargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -137,7 +138,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             [f for g in self._groups for f in g.fields], workers, use_multiprocessing
         )
 
-    @property
+    @functools.cached_property
     def _groups(self) -> tuple[Group, ...]:
         return tuple(g for g in (self._inputs, self._targets, self._weights) if g is not None)
 
@@ -153,9 +154,11 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         for r in replaced:
             self._replaced.setdefault((r.epoch, r.field, r.sample), r)
         batch = []
+        start = 0
         for group in self._groups:
-            batch.append(group.pack(arrays[: len(group.fields)]))
-            arrays = arrays[len(group.fields) :]
+            stop = start + len(group.fields)
+            batch.append(group.pack(arrays[start:stop]))
+            start = stop
         return tuple(batch)
 
     def on_epoch_end(self) -> None:

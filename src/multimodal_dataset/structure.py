@@ -16,6 +16,7 @@ the batch structures above: multiple arrays become a tuple or a dict, never a li
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
 from collections.abc import Mapping, Sequence
@@ -70,6 +71,11 @@ class Field:
     array: Any
     dtype: np.dtype[Any]
     check_int32_range: bool
+    #: Whether ``array`` is a `Source` (known once: the check is on the hot path).
+    is_source: bool = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_source", isinstance(self.array, Source))
 
     @property
     def spec(self) -> ArraySpec:
@@ -82,7 +88,7 @@ class Field:
             indices: The sample indices of the batch, in batch order.
             context: The field name, seed and epoch for sources; collects replacements.
         """
-        if isinstance(self.array, Source):
+        if self.is_source:
             batch = self.array.gather(indices, context)
             if batch.dtype != self.dtype or batch.shape[1:] != self.array.shape[1:]:
                 raise TypeError(
@@ -106,7 +112,7 @@ class Field:
                     "wrapped silently. If these are real numbers rather than ids, convert "
                     "the array to float first (e.g. `arr.astype('float32')`)."
                 )
-        return batch.astype(self.dtype, copy=False)
+        return batch if batch.dtype == self.dtype else batch.astype(self.dtype)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickling an np.memmap copies its whole contents; send the file's path instead.

@@ -43,10 +43,16 @@ def gather_fields(fields: Sequence[Field], seed: int, epoch: int, indices: np.nd
     samples that sources replaced (``on_error="replace"``)."""
     arrays, replaced = [], []
     for field in fields:
+        if not field.is_source:  # a plain array needs no context (the hot path)
+            arrays.append(field.gather(indices, _NO_CONTEXT))
+            continue
         context = GatherContext(field.name, seed, epoch)
         arrays.append(field.gather(indices, context))
         replaced += [Replacement(epoch, s, field.name, r) for s, r in context.replaced]
     return arrays, replaced
+
+
+_NO_CONTEXT = GatherContext()
 
 
 def _gather_in_process(seed: int, epoch: int, indices: np.ndarray) -> Gathered:

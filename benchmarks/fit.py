@@ -1,0 +1,131 @@
+"""End to end: ``model.fit`` of a deliberately tiny three-input model (so the data path,
+not the model, bounds it) fed by MultimodalDataset, against the same arrays given to fit."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import keras
+from common import (
+    IMAGE_SHAPE,
+    NUMERIC_FEATURES,
+    TEXT_LENGTH,
+    Measurement,
+    Settings,
+    arrays,
+    measure,
+    report,
+)
+
+BATCH_SIZE = 128
+
+
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    text = keras.Input((TEXT_LENGTH,), dtype="int32", name="text")
+    numeric = keras.Input((NUMERIC_FEATURES,), name="numeric")
+    features = keras.layers.Concatenate()(
+        [
+            keras.layers.GlobalAveragePooling2D()(image),
+            keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(1000, 4)(text)),
+            keras.layers.Dense(4)(numeric),
+        ]
+    )
+    output = keras.layers.Dense(2, activation="softmax")(features)
+    model = keras.Model([image, text, numeric], output)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+class EpochTimes(keras.callbacks.Callback):
+    """Records each epoch's wall time."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def fit_rates(feed: str, settings: Settings) -> list[float]:
+    """Samples/s of each epoch after the first (which compiles), fed by ``feed``."""
+    from multimodal_dataset import MultimodalDataset
+
+    (img, txt, num), y = arrays(settings.samples)
+    model = tiny_model()
+    times = EpochTimes()
+    epochs = settings.fit_epochs + 1
+    if feed == "MultimodalDataset":
+        ds = MultimodalDataset((img, txt, num), y, batch_size=BATCH_SIZE, seed=0)
+        model.fit(ds, epochs=epochs, verbose=0, callbacks=[times])
+    else:
+        model.fit(
+            [img, txt, num], y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0, callbacks=[times]
+        )
+    return [len(y) / s for s in times.seconds[1:]]
+
+
+def from_generator_ceiling(settings: Settings) -> Measurement:
+    """TensorFlow only: how fast Keras's PyDataset bridge (tf.data.Dataset.from_generator,
+    which PyDatasetAdapter uses on TensorFlow) delivers one precomputed batch over and over:
+    a ceiling for any PyDataset's fit on TensorFlow, whatever the dataset does."""
+    import tensorflow as tf
+
+    (img, txt, num), y = arrays(settings.samples)
+    batch = ((img[:BATCH_SIZE], txt[:BATCH_SIZE], num[:BATCH_SIZE]), y[:BATCH_SIZE])
+    signature = tf.nest.map_structure(lambda a: tf.TensorSpec((None, *a.shape[1:]), a.dtype), batch)
+    steps = len(y) // BATCH_SIZE
+
+    def generator():
+        for _ in range(steps):
+            yield batch
+
+    ds = tf.data.Dataset.from_generator(generator, output_signature=signature).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+    def epoch() -> int:
+        for _ in ds:
+            pass
+        return steps * BATCH_SIZE
+
+    (result,) = measure(
+        {"tf.data.from_generator, one precomputed batch": epoch},
+        "fit",
+        "tensorflow",
+        BATCH_SIZE,
+        settings.repetitions,
+        "ceiling of Keras's PyDataset bridge on TensorFlow (no model)",
+    )
+    return result
+
+
+def run(backend: str, settings: Settings) -> list[Measurement]:
+    results = []
+    for feed, name in (
+        ("arrays", "fit on arrays"),
+        ("MultimodalDataset", "fit on MultimodalDataset"),
+    ):
+        rates = fit_rates(feed, settings)
+        result = Measurement(
+            name,
+            backend,
+            BATCH_SIZE,
+            statistics.median(rates),
+            min(rates),
+            max(rates),
+            len(rates),
+            "fit",
+            "tiny 3-input model; first (compiling) epoch excluded",
+        )
+        report(result)
+        results.append(result)
+    if backend == "tensorflow":
+        results.append(from_generator_ceiling(settings))
+    return results

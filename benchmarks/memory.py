@@ -1,0 +1,51 @@
+"""Memory: peak anonymous RSS while iterating one epoch of a memory-mapped dataset of at
+least 2 GB. File-backed pages (the page cache) are not counted: they are the file itself,
+and the kernel reclaims them under pressure; anonymous memory is what the loader holds."""
+
+from __future__ import annotations
+
+import numpy as np
+from common import DATA, IMAGE_SHAPE, Settings, anonymous_rss_mib
+
+BATCH_SIZE = 256
+
+
+def big_npy(size_bytes: int):
+    """A float32 image array of ``size_bytes`` as .npy, written a chunk at a time, once."""
+    rows = int(size_bytes // (np.prod(IMAGE_SHAPE) * 4))
+    path = DATA / f"images_{rows}.npy"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        out = np.lib.format.open_memmap(partial, "w+", np.float32, (rows, *IMAGE_SHAPE))
+        for start in range(0, rows, 2048):
+            stop = min(start + 2048, rows)
+            out[start:stop] = np.arange(start, stop, dtype=np.float32)[:, None, None, None]
+        out.flush()
+        del out
+        partial.rename(path)
+    return path, rows
+
+
+def run(settings: Settings) -> dict:
+    from multimodal_dataset import MultimodalDataset
+
+    path, rows = big_npy(settings.memmap_bytes)
+    ds = MultimodalDataset(path, np.arange(rows), batch_size=BATCH_SIZE, seed=0)
+    before = peak = anonymous_rss_mib()
+    for i in range(len(ds)):
+        x, y = ds[i]
+        assert (x[:, 0, 0, 0] == y).all()
+        peak = max(peak, anonymous_rss_mib())
+        del x, y
+    growth = peak - before
+    size_mb = path.stat().st_size / 2**20
+    print(
+        f"  memory    memory-mapped epoch of {size_mb:,.0f} MiB: "
+        f"anonymous RSS grew {growth:.1f} MiB"
+    )
+    return {
+        "file_mb": round(size_mb, 1),
+        "rss_growth_mb": round(growth, 1),
+        "batch_size": BATCH_SIZE,
+    }

@@ -1,0 +1,227 @@
+"""Merges ``results/parts/*.json`` into ``latest.json``, ``latest.md`` and ``latest.png``,
+computes the ratios against the targets, and (after a full run) refreshes the README's
+performance section.
+
+Usage: ``python benchmarks/report.py [--quick] [--check]``. ``--check`` exits 1 when a
+ratio misses its target (not used in CI: timings on shared runners are noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, write_json
+
+OURS = "MultimodalDataset"
+BOUND = "numpy gather (bound)"
+PEERS = ("tf.data", "torch DataLoader", "grain MapDataset")
+KERAS_IMAGES = ("image_dataset_from_directory (tf)", "image_dataset_from_directory (grain)")
+TARGETS = {
+    "vs_bound_bs32": (">=", 0.8),
+    "vs_bound_bs256": (">=", 0.9),
+    "vs_best_peer_bs32": (">=", 3.0),
+    "images_vs_keras": (">=", 1.5),
+    "fit_vs_arrays_tensorflow": (">=", 1.0),
+    "fit_vs_arrays_jax": (">=", 1.0),
+    "fit_vs_arrays_torch": (">=", 1.0),
+    "memmap_rss_growth_mb": ("<", 200.0),
+}
+README = ROOT.parent / "README.md"
+
+
+def rate(measurements, name, backend=None, batch_size=None, group="assembly"):
+    for m in measurements:
+        if (
+            m["name"] == name
+            and m["group"] == group
+            and (backend is None or m["backend"] == backend)
+            and (batch_size is None or m["batch_size"] == batch_size)
+        ):
+            return m["samples_per_s"]
+    return None
+
+
+def ratios(measurements, memory) -> dict[str, float | None]:
+    backends = sorted({m["backend"] for m in measurements})
+    out: dict[str, float | None] = {}
+    for bs in (32, 256):
+        values = [
+            rate(measurements, OURS, b, bs) / rate(measurements, BOUND, b, bs)
+            for b in backends
+            if rate(measurements, OURS, b, bs) and rate(measurements, BOUND, b, bs)
+        ]
+        out[f"vs_bound_bs{bs}"] = round(min(values), 3) if values else None
+    # Each peer against MultimodalDataset measured in the same process; the worst case.
+    peer_ratios = [
+        rate(measurements, OURS, m["backend"], 32) / m["samples_per_s"]
+        for m in measurements
+        if m["name"] in PEERS and m["batch_size"] == 32
+    ]
+    out["vs_best_peer_bs32"] = round(min(peer_ratios), 3) if peer_ratios else None
+    ours = rate(measurements, "ImageFiles in MultimodalDataset", "tensorflow", group="images")
+    keras_rates = [rate(measurements, k, "tensorflow", group="images") for k in KERAS_IMAGES]
+    keras_rates = [r for r in keras_rates if r]
+    out["images_vs_keras"] = round(ours / max(keras_rates), 3) if ours and keras_rates else None
+    for backend in ("tensorflow", "jax", "torch"):
+        ds = rate(measurements, "fit on MultimodalDataset", backend, group="fit")
+        raw = rate(measurements, "fit on arrays", backend, group="fit")
+        out[f"fit_vs_arrays_{backend}"] = round(ds / raw, 3) if ds and raw else None
+    out["memmap_rss_growth_mb"] = memory.get("rss_growth_mb") if memory else None
+    return out
+
+
+def met(key: str, value: float | None) -> bool | None:
+    if value is None:
+        return None
+    op, target = TARGETS[key]
+    return value >= target if op == ">=" else value < target
+
+
+def markdown(report) -> str:
+    machine = report["machine"]
+    libs = ", ".join(f"{k} {v}" for k, v in machine["libraries"].items())
+    lines = [
+        f"Measured {report['date']} on {machine['cpu']}, {machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB ({machine['python']}; {libs}). "
+        f"{report['settings']['samples']} samples, median of {report['settings']['repetitions']} "
+        "epochs after a warm-up epoch.",
+        "",
+        "| ratio | value | target | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, value in report["ratios"].items():
+        op, target = TARGETS[key]
+        ok = met(key, value)
+        shown = "n/a" if value is None else f"{value:g}"
+        verdict = "-" if ok is None else "yes" if ok else "**no**"
+        lines.append(f"| `{key}` | {shown} | {op} {target:g} | {verdict} |")
+    lines += [
+        "",
+        "| group | loader | backend | batch | samples/s (median) | min | max |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for m in report["measurements"]:
+        lines.append(
+            f"| {m['group']} | {m['name']} | {m['backend']} | {m['batch_size']} | "
+            f"{m['samples_per_s']:,.0f} | {m['min']:,.0f} | {m['max']:,.0f} |"
+        )
+    if report.get("memory"):
+        mem = report["memory"]
+        lines += [
+            "",
+            f"Memory: one epoch over a {mem['file_mb']:,.0f} MiB memory-mapped `.npy` (batch "
+            f"{mem['batch_size']}) grew anonymous RSS by {mem['rss_growth_mb']} MiB.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("assembly", 32, "Batch assembly, batch 32"),
+        ("assembly", 256, "Batch assembly, batch 256"),
+        ("images", 32, "JPEG files 256->64 px, batch 32"),
+        ("fit", None, "model.fit, tiny 3-input model"),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 11))
+    for ax, (group, bs, title) in zip(axes, panels, strict=True):
+        rows: dict[str, list[float]] = {}
+        for m in report["measurements"]:
+            if m["group"] == group and (bs is None or m["batch_size"] == bs):
+                label = m["name"] if group != "fit" else f"{m['name']} ({m['backend']})"
+                rows.setdefault(label, []).append(m["samples_per_s"])
+        labels = list(rows)
+        values = [statistics.median(v) for v in rows.values()]
+        colours = [
+            "tab:orange" if OURS in label or "ImageFiles" in label else "tab:blue"
+            for label in labels
+        ]
+        colours = [
+            "tab:gray" if label == BOUND else c for label, c in zip(labels, colours, strict=True)
+        ]
+        ax.barh(labels[::-1], values[::-1], color=colours[::-1])
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
+        for y, v in enumerate(values[::-1]):
+            ax.text(v, y, f" {v:,.0f}", va="center", fontsize=7)
+        ax.set_xlim(0, max(values) * 1.2 if values else 1)
+    axes[-1].set_xlabel("samples per second (higher is better)")
+    fig.suptitle(f"{report['machine']['cpu']}, {report['machine']['cores']} cores", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def update_readme(table: str) -> None:
+    text = README.read_text()
+    block = (
+        "<!-- benchmark results: written by `nox -s bench` -->\n"
+        + table
+        + "\n![Benchmark chart](benchmarks/results/latest.png)\n<!-- end of benchmark results -->"
+    )
+    pattern = (
+        r"<!-- benchmark results: written by `nox -s bench` -->.*?<!-- end of benchmark results -->"
+    )
+    if not re.search(pattern, text, re.S):
+        print("README.md has no benchmark results markers; not updated")
+        return
+    README.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args()
+    folder = ROOT / "results" / ("quick" if args.quick else "")
+    parts = [json.loads(p.read_text()) for p in sorted((folder / "parts").glob("*.json"))]
+    if not parts:
+        print(f"No results in {folder / 'parts'}; run benchmarks/run.py first.")
+        return 1
+    measurements = [m for p in parts for m in p["measurements"]]
+    memory = next((p["memory"] for p in parts if "memory" in p), None)
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": parts[0]["machine"] | {"libraries": _libraries(parts)},
+        "settings": parts[0]["settings"],
+        "backends": [p["backend"] for p in parts],
+        "measurements": measurements,
+        "memory": memory,
+        "ratios": ratios(measurements, memory),
+    }
+    report["targets_met"] = {k: met(k, v) for k, v in report["ratios"].items()}
+    write_json(folder / "latest.json", report)
+    table = markdown(report)
+    (folder / "latest.md").write_text(table)
+    chart(report, folder / "latest.png")
+    print(table)
+    if not args.quick:
+        update_readme(table)
+    missed = [k for k, ok in report["targets_met"].items() if ok is False]
+    if args.check and missed:
+        print(f"Targets missed: {', '.join(missed)}")
+        return 1
+    return 0
+
+
+def _libraries(parts) -> dict[str, str]:
+    libraries: dict[str, str] = {}
+    for part in parts:
+        libraries.update(part["machine"]["libraries"])
+    return libraries
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Runs the benchmarks for the active backend and writes ``results/parts/<backend>.json``.
+
+Usage (nox does this in one venv per backend): ``python benchmarks/run.py --backend jax
+[--quick]``; then ``python benchmarks/report.py [--quick]`` merges the parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import assembly
+import fit
+import images
+import memory
+from common import ROOT, Settings, machine, write_json
+
+GROUPS = ("assembly", "images", "fit", "memory")
+
+
+def results_dir(quick: bool) -> Path:
+    return ROOT / "results" / ("quick" if quick else "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", required=True, choices=["tensorflow", "jax", "torch"])
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups")
+    args = parser.parse_args()
+    import keras
+
+    if keras.backend.backend() != args.backend:
+        parser.error(f"KERAS_BACKEND is {keras.backend.backend()!r}, not {args.backend!r}")
+    settings = Settings.make(args.quick)
+    only = set(args.only.split(","))
+    print(f"Benchmarks on {args.backend} ({'quick' if args.quick else 'full'} run)", flush=True)
+    start = time.perf_counter()
+    measurements = []
+    if "assembly" in only:
+        measurements += assembly.run(args.backend, settings)
+    if "images" in only:
+        measurements += images.run(args.backend, settings)
+    if "fit" in only:
+        measurements += fit.run(args.backend, settings)
+    part = {
+        "backend": args.backend,
+        "machine": machine(),
+        "settings": dataclasses.asdict(settings),
+        "measurements": [dataclasses.asdict(m) for m in measurements],
+    }
+    # Memory does not depend on the backend: measured once, in the JAX session.
+    if "memory" in only and args.backend == "jax":
+        part["memory"] = memory.run(settings)
+    part["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(results_dir(args.quick) / "parts" / f"{args.backend}.json", part)
+    print(f"Done in {part['seconds']} s (pid {os.getpid()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
