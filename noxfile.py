@@ -67,7 +67,8 @@ BENCH_PEERS = {"tensorflow": ["grain"], "jax": ["grain"], "torch": []}
 def bench(session: nox.Session, backend: str) -> None:
     """Benchmarks one backend; then bench_report merges every backend's results."""
     install_backend(session, backend)
-    session.install(*BENCH_PEERS[backend])
+    if BENCH_PEERS[backend]:
+        session.install(*BENCH_PEERS[backend])
     session.run("python", "benchmarks/run.py", "--backend", backend, *session.posargs)
     session.notify("bench_report", session.posargs)
 

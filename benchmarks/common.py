@@ -41,7 +41,7 @@ class Settings:
     def make(cls, quick: bool) -> Settings:
         if quick:
             return cls(True, 512, 2, 64, 64 * 2**20, 2)
-        return cls(False, 8192, 5, 2000, 2 * 2**30, 6)
+        return cls(False, 8192, 7, 2000, 2 * 2**30, 6)
 
 
 @dataclasses.dataclass

@@ -4,6 +4,11 @@ and the kernel reclaims them under pressure; anonymous memory is what the loader
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 from common import DATA, IMAGE_SHAPE, Settings, anonymous_rss_mib
 
@@ -27,10 +32,11 @@ def big_npy(size_bytes: int):
     return path, rows
 
 
-def run(settings: Settings) -> dict:
+def measure_epoch(path: str, rows: int) -> dict:
+    """Iterates one epoch and returns the growth of anonymous RSS (run in a fresh process,
+    so that memory freed by earlier benchmarks cannot hide what the epoch allocates)."""
     from multimodal_dataset import MultimodalDataset
 
-    path, rows = big_npy(settings.memmap_bytes)
     ds = MultimodalDataset(path, np.arange(rows), batch_size=BATCH_SIZE, seed=0)
     before = peak = anonymous_rss_mib()
     for i in range(len(ds)):
@@ -38,14 +44,27 @@ def run(settings: Settings) -> dict:
         assert (x[:, 0, 0, 0] == y).all()
         peak = max(peak, anonymous_rss_mib())
         del x, y
-    growth = peak - before
+    return {"before_mb": round(before, 1), "rss_growth_mb": round(peak - before, 1)}
+
+
+def run(settings: Settings) -> dict:
+    path, rows = big_npy(settings.memmap_bytes)
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import memory; "
+        "print(json.dumps(memory.measure_epoch(sys.argv[2], int(sys.argv[3]))))"
+    )
+    folder = str(Path(__file__).resolve().parent)
+    output = subprocess.run(
+        [sys.executable, "-c", code, folder, str(path), str(rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result = json.loads(output.strip().splitlines()[-1])
     size_mb = path.stat().st_size / 2**20
     print(
         f"  memory    memory-mapped epoch of {size_mb:,.0f} MiB: "
-        f"anonymous RSS grew {growth:.1f} MiB"
+        f"anonymous RSS grew {result['rss_growth_mb']:.1f} MiB",
+        flush=True,
     )
-    return {
-        "file_mb": round(size_mb, 1),
-        "rss_growth_mb": round(growth, 1),
-        "batch_size": BATCH_SIZE,
-    }
+    return {"file_mb": round(size_mb, 1), "batch_size": BATCH_SIZE, **result}
