@@ -70,6 +70,14 @@ def ratios(measurements, memory) -> dict[str, float | None]:
     keras_rates = [rate(measurements, k, "tensorflow", group="images") for k in KERAS_IMAGES]
     keras_rates = [r for r in keras_rates if r]
     out["images_vs_keras"] = round(ours / max(keras_rates), 3) if ours and keras_rates else None
+    # TensorFlow's loader alternates between a slow and a fast mode from epoch to epoch;
+    # also compare with its fastest epoch, so a slow-mode median cannot flatter us.
+    keras_best = [
+        m["max"] for m in measurements if m["name"] in KERAS_IMAGES and m["group"] == "images"
+    ]
+    out["images_vs_keras_fastest_epoch"] = (
+        round(ours / max(keras_best), 3) if ours and keras_best else None
+    )
     for backend in ("tensorflow", "jax", "torch"):
         ds = rate(measurements, "fit on MultimodalDataset", backend, group="fit")
         raw = rate(measurements, "fit on arrays", backend, group="fit")
@@ -79,7 +87,7 @@ def ratios(measurements, memory) -> dict[str, float | None]:
 
 
 def met(key: str, value: float | None) -> bool | None:
-    if value is None:
+    if value is None or key not in TARGETS:
         return None
     op, target = TARGETS[key]
     return value >= target if op == ">=" else value < target
@@ -98,11 +106,12 @@ def markdown(report) -> str:
         "| --- | --- | --- | --- |",
     ]
     for key, value in report["ratios"].items():
-        op, target = TARGETS[key]
+        op, target = TARGETS.get(key, ("", None))
         ok = met(key, value)
         shown = "n/a" if value is None else f"{value:g}"
         verdict = "-" if ok is None else "yes" if ok else "**no**"
-        lines.append(f"| `{key}` | {shown} | {op} {target:g} | {verdict} |")
+        goal = "(for information)" if target is None else f"{op} {target:g}"
+        lines.append(f"| `{key}` | {shown} | {goal} | {verdict} |")
     lines += [
         "",
         "| group | loader | backend | batch | samples/s (median) | min | max |",
@@ -144,13 +153,7 @@ def chart(report, path: Path) -> None:
                 rows.setdefault(label, []).append(m["samples_per_s"])
         labels = list(rows)
         values = [statistics.median(v) for v in rows.values()]
-        colours = [
-            "tab:orange" if OURS in label or "ImageFiles" in label else "tab:blue"
-            for label in labels
-        ]
-        colours = [
-            "tab:gray" if label == BOUND else c for label, c in zip(labels, colours, strict=True)
-        ]
+        colours = [_colour(label) for label in labels]
         ax.barh(labels[::-1], values[::-1], color=colours[::-1])
         ax.set_title(title, fontsize=10)
         ax.tick_params(labelsize=8)
@@ -162,6 +165,12 @@ def chart(report, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _colour(label: str) -> str:
+    if "(bound)" in label:
+        return "tab:gray"
+    return "tab:orange" if OURS in label or "ImageFiles" in label else "tab:blue"
 
 
 def update_readme(table: str) -> None:
