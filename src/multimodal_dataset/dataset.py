@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from multimodal_dataset.sampling import Sampler, check_seed, draw_seed
+from multimodal_dataset.sampling import Sampler, check_seed, check_shard, draw_seed
 from multimodal_dataset.sources import ReplacedSamplesWarning, Replacement
 from multimodal_dataset.structure import Field, Group, make_group
 from multimodal_dataset.workers import Gatherer
@@ -67,7 +67,17 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             sample order for inference datasets (``targets=None``), so that the rows of
             ``model.predict(ds)`` line up with the inputs, as with Keras's own ``predict``.
         seed: The seed of the shuffle order; ``None`` draws one, exposed as ``ds.seed``.
-        drop_remainder: Whether to drop the last batch when it is not full.
+        drop_remainder: Whether to drop the last batch when it is not full (with
+            ``shard``: the last global step, the same samples on every shard).
+        pad_remainder: Fill the last batch up to ``batch_size`` with samples from the start
+            of the epoch's order, weighted 0: every batch has the same size (divisible by
+            the device count, no recompilation), no sample is lost, and the padding adds
+            nothing to the loss or the metrics. Batches then always carry sample weights
+            (1, or yours, for real samples). Needs targets.
+        shard: ``(index, count)``: this process reads shard ``index`` of ``count`` of every
+            epoch's global order (see "Scaling out" in the README). ``None`` (the default)
+            takes the data shard of the active ``keras.distribution`` (one shard when none
+            is set); ``(0, 1)`` reads everything.
         workers: How many worker threads (or processes) gather each batch's samples in
             parallel. Unlike a hand-written ``PyDataset``, the workers run inside the
             dataset and Keras reads it from its main thread (``ds.workers`` is 1), because
@@ -100,6 +110,8 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         shuffle: bool | None = None,
         seed: int | None = None,
         drop_remainder: bool = False,
+        pad_remainder: bool = False,
+        shard: tuple[int, int] | None = None,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -121,17 +133,46 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                 )
             self._weights = _weights_group(sample_weights, self._inputs, floatx)
         num_samples = _common_length(self._groups)
+        if pad_remainder:
+            if drop_remainder:
+                raise ValueError(
+                    "drop_remainder=True and pad_remainder=True contradict each other: drop "
+                    "the last partial step, or pad it with zero-weight samples, not both."
+                )
+            if self._targets is None:
+                raise ValueError(
+                    "pad_remainder=True pads the last batch with samples of weight 0, which "
+                    "only training and evaluation (with targets) can ignore. For inference, "
+                    "leave it False: model.predict accepts a partial last batch."
+                )
+            if self._weights is None:
+                # Weight 1 for every real sample, 0 for the padding.
+                ones = np.ones(num_samples, dtype=floatx)
+                self._weights = Group("single", (Field("sample_weights", ones, ones.dtype, False),))
         seed = draw_seed() if seed is None else check_seed(seed)
         if shuffle is None:
             shuffle = self._targets is not None
-        self._sampler = Sampler(num_samples, batch_size, bool(shuffle), seed, drop_remainder)
+        shard_index, shard_count = _distribution_shard() if shard is None else check_shard(shard)
+        self._sampler = Sampler(
+            num_samples,
+            batch_size,
+            bool(shuffle),
+            seed,
+            drop_remainder,
+            shard_index,
+            shard_count,
+            pad_remainder,
+        )
         if self._sampler.num_batches == 0:
+            shards = f" x {shard_count} shards" if shard_count > 1 else ""
             raise ValueError(
-                f"drop_remainder=True with {num_samples} samples and batch_size={batch_size} "
-                "leaves no full batch. Use a batch_size of at most "
-                f"{num_samples}, or drop_remainder=False."
+                f"drop_remainder=True with {num_samples} samples and batch_size={batch_size}"
+                f"{shards} leaves no full batch. Use a batch_size of at most "
+                f"{num_samples // shard_count}, or drop_remainder=False"
+                f"{' with pad_remainder=True' if shard_count > 1 else ''}."
             )
         self._epoch = 0
+        self._position = 0
         self._replaced: dict[tuple[int, str, int], Replacement] = {}
         self._reported = 0
         self._gatherer = Gatherer(
@@ -150,9 +191,15 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         """Batch ``index`` of the current epoch: ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
-        arrays, replaced = self._gatherer.gather(self.batch_indices(index), self.seed, self._epoch)
+        indices = self.batch_indices(index)
+        arrays, replaced = self._gatherer.gather(indices, self.seed, self._epoch)
         for r in replaced:
             self._replaced.setdefault((r.epoch, r.field, r.sample), r)
+        self._position = max(self._position, operator.index(index) % len(self) + 1)
+        if self._sampler.pad:
+            real = self._sampler.real_count(operator.index(index) % len(self))
+            if real < len(indices):
+                arrays[-1][real:] = 0  # the padding's sample weights (a fresh gathered copy)
         batch = []
         start = 0
         for group in self._groups:
@@ -169,6 +216,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         """
         self._report_replacements()
         self._epoch += 1
+        self._position = 0
 
     def _report_replacements(self) -> None:
         new = list(self._replaced.values())[self._reported :]
@@ -251,6 +299,90 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
     @property
     def drop_remainder(self) -> bool:
         return self._sampler.drop_remainder
+
+    @property
+    def pad_remainder(self) -> bool:
+        return self._sampler.pad
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """``(index, count)``: which shard of every epoch this dataset reads."""
+        return self._sampler.shard_index, self._sampler.shard_count
+
+    # --------------------------------------------------------------------- resumable state
+
+    def get_state(self) -> dict[str, Any]:
+        """Where the batch stream is: enough, with the same data, to continue it exactly.
+
+        ``position`` is one past the highest batch index read in the current epoch: the
+        next batch of an in-order loop (``for i in range(position, len(ds))``). ``fit``
+        resumes per epoch: see `epoch_callback`.
+        """
+        return {
+            "seed": self.seed,
+            "epoch": self._epoch,
+            "position": self._position,
+            "num_samples": self.num_samples,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "shard": list(self.shard),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continues the batch stream from a `get_state` of a dataset like this one.
+
+        Raises:
+            ValueError: If the state comes from a dataset with other samples, seed, batch
+                size or shuffling (its epochs would be different batches), or has a
+                position past the end of an epoch.
+        """
+        missing = {"seed", "epoch", "position", "num_samples", "batch_size"} - set(state)
+        if missing:
+            raise ValueError(
+                f"Not a MultimodalDataset state: missing {sorted(missing)}. Use the dict "
+                "that ds.get_state() returns."
+            )
+        mine = self.get_state()
+        different = [
+            f"{key}={state[key]!r} (this dataset: {mine[key]!r})"
+            for key in ("num_samples", "seed", "batch_size", "shuffle")
+            if key in state and state[key] != mine[key]
+        ]
+        if different:
+            raise ValueError(
+                "This state comes from a different dataset: "
+                + ", ".join(different)
+                + ". Its epochs hold different batches, so the stream cannot continue here. "
+                "Build the dataset with the same data, seed, batch_size and shuffle."
+            )
+        position, epoch = int(state["position"]), int(state["epoch"])
+        if not 0 <= position <= len(self) or epoch < 0:
+            raise ValueError(
+                f"State epoch={epoch}, position={position} is out of range: an epoch of this "
+                f"dataset has {len(self)} batches."
+            )
+        self._epoch, self._position = epoch, position
+
+    def epoch_callback(self) -> keras.callbacks.Callback:
+        """A Keras callback that makes this dataset serve Keras's epoch number.
+
+        ``fit`` numbers epochs from ``initial_epoch``; ``keras.callbacks.BackupAndRestore``
+        restores that number after a crash. With this callback, epoch ``k`` of ``fit`` is
+        always this dataset's epoch ``k``, so a resumed run sees exactly the batches the
+        uninterrupted run would have seen. Pass ``shuffle=False`` to ``fit`` too: Keras's
+        own shuffle only reorders whole batches (this dataset already shuffles samples), and
+        it draws from Python's global random state, which a restart does not restore.
+
+        Example:
+
+        ```python
+        model.fit(
+            ds, epochs=10, shuffle=False,
+            callbacks=[keras.callbacks.BackupAndRestore("backup"), ds.epoch_callback()],
+        )
+        ```
+        """
+        return _EpochSync(self)
 
     @property
     def num_workers(self) -> int:
@@ -355,3 +487,35 @@ def _common_length(groups: tuple[Group, ...]) -> int:
         names = ", ".join(lengths)
         raise ValueError(f"The dataset has zero samples ({names} are empty); give at least one.")
     return num_samples
+
+
+def _distribution_shard() -> tuple[int, int]:
+    """``(index, count)`` of this process's data shard under the active keras.distribution.
+
+    Keras shards only tf.data datasets itself (a multi-process distribution needs
+    ``auto_shard_dataset=False`` for anything else), so the dataset shards itself by the
+    distribution's data shard id. One shard when no distribution is set.
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return 0, 1
+    processes = int(distribution.num_processes)
+    if processes <= 1:
+        return 0, 1
+    try:
+        replicas = int(distribution.num_model_replicas)
+    except NotImplementedError:
+        replicas = processes
+    count = processes if replicas >= processes else replicas
+    return int(distribution.data_shard_id), count
+
+
+class _EpochSync(keras.callbacks.Callback):  # type: ignore[misc]
+    """Sets the dataset's epoch to Keras's epoch number at the start of every epoch."""
+
+    def __init__(self, dataset: MultimodalDataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.dataset.set_state(dict(self.dataset.get_state(), epoch=epoch, position=0))

@@ -9,6 +9,7 @@ computes the same batches without sharing any state. Shuffling is per sample (Ke
 from __future__ import annotations
 
 import math
+import operator
 import secrets
 import threading
 from typing import Any
@@ -61,33 +62,84 @@ def count_batches(num_samples: int, batch_size: int, drop_remainder: bool) -> in
 
 
 class Sampler:
-    """Maps ``(epoch, batch index)`` to the sample indices of that batch.
+    """Maps ``(epoch, batch index)`` to the sample indices of that batch, for one shard.
+
+    Every shard reads the same global order, a pure function of ``(seed, epoch)``: global
+    step ``s`` covers positions ``[s * G, (s + 1) * G)`` of that order, where ``G`` is
+    ``batch_size * shard_count``, and shard ``i`` takes the ``i``-th ``batch_size`` of them.
+    So one process (shard ``(0, 1)``, batch ``G``) and ``count`` processes (batch ``G /
+    count`` each) see the same samples in each step, and every shard takes the same number
+    of steps:
+
+    - ``drop_remainder``: only full global steps (the same tail of the order is dropped
+      everywhere);
+    - ``pad``: the last global step is filled up with samples from the start of the order,
+      which the dataset gives weight 0 (``real_count`` says how many are real);
+    - neither: the last batch may be partial, which several shards only allow when the
+      samples fill whole global steps.
 
     Holds only plain numbers, so it pickles small; the order of the current epoch is
     cached and recomputed on demand in any process.
 
     Args:
         num_samples: How many samples the dataset has.
-        batch_size: Samples per batch.
+        batch_size: Samples per batch of this shard.
         shuffle: Whether each epoch visits the samples in a new random order.
         seed: The seed the order is derived from.
-        drop_remainder: Whether a last, partial batch is dropped.
+        drop_remainder: Whether a last, partial global step is dropped.
+        shard_index: This shard, in ``[0, shard_count)``.
+        shard_count: How many shards split each global step.
+        pad: Whether the last global step is padded to full size.
+
+    Raises:
+        ValueError: For a shard outside ``[0, count)``, more shards than batches, or
+            shards that would take different numbers of steps.
     """
 
     def __init__(
-        self, num_samples: int, batch_size: int, shuffle: bool, seed: int, drop_remainder: bool
+        self,
+        num_samples: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        drop_remainder: bool,
+        shard_index: int = 0,
+        shard_count: int = 1,
+        pad: bool = False,
     ) -> None:
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.drop_remainder = drop_remainder
-        self.num_batches = count_batches(num_samples, batch_size, drop_remainder)
+        self.shard_index, self.shard_count = check_shard((shard_index, shard_count))
+        self.pad = pad and not drop_remainder
+        global_batch = batch_size * self.shard_count
+        self.num_batches = count_batches(num_samples, global_batch, drop_remainder)
+        if self.shard_count > 1:
+            batches = count_batches(num_samples, batch_size, drop_remainder)
+            if self.shard_count > batches:
+                raise ValueError(
+                    f"shard=({shard_index}, {shard_count}) splits each step into "
+                    f"{shard_count} shards, but the {num_samples} samples make only "
+                    f"{batches} batch{'es' if batches != 1 else ''} of {batch_size}: some "
+                    "shards would have no data. Use fewer processes or a smaller batch_size."
+                )
+            if not (drop_remainder or self.pad) and num_samples % global_batch:
+                raise ValueError(
+                    f"{num_samples} samples do not fill whole steps of {shard_count} shards x "
+                    f"batch_size {batch_size} = {global_batch}: the last step would give the "
+                    "shards batches of different sizes, and SPMD training would wait forever. "
+                    "Pass drop_remainder=True (drop the last "
+                    f"{num_samples % global_batch} samples of each epoch, the same ones on "
+                    "every shard) or pad_remainder=True (fill the last step with zero-weight "
+                    "samples)."
+                )
         self._cache: tuple[int, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def order(self, epoch: int) -> np.ndarray:
-        """The (cached) sample order of ``epoch``."""
+        """The (cached) global sample order of ``epoch``."""
         cache = self._cache
         if cache is not None and cache[0] == epoch:
             return cache[1]
@@ -98,10 +150,23 @@ class Sampler:
                 self._cache = cache
         return cache[1]
 
+    def start(self, index: int) -> int:
+        """The position in the global order where this shard's batch ``index`` starts."""
+        return (index * self.shard_count + self.shard_index) * self.batch_size
+
     def batch(self, epoch: int, index: int) -> np.ndarray:
         """The sample indices of batch ``index`` of ``epoch`` (``0 <= index < num_batches``)."""
-        start = index * self.batch_size
-        return self.order(epoch)[start : start + self.batch_size]
+        start = self.start(index)
+        order = self.order(epoch)
+        if self.pad and start + self.batch_size > self.num_samples:
+            # Positions past the end wrap around to the start of the order.
+            positions = np.arange(start, start + self.batch_size) % self.num_samples
+            return order[positions]
+        return order[start : start + self.batch_size]
+
+    def real_count(self, index: int) -> int:
+        """How many samples of batch ``index`` are real (the rest is padding)."""
+        return max(0, min(self.batch_size, self.num_samples - self.start(index)))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -112,3 +177,20 @@ class Sampler:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def check_shard(shard: Any) -> tuple[int, int]:
+    """Returns ``(index, count)``, or raises if it is not a valid shard."""
+    try:
+        index, count = (operator.index(v) for v in shard)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"shard must be a pair of integers (index, count), e.g. (0, 4) for the first of "
+            f"four processes; got {shard!r}."
+        ) from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(
+            f"shard=({index}, {count}) is out of range: the index must be in [0, count) and "
+            f"count at least 1. Process i of n reads shard=(i, n)."
+        )
+    return index, count

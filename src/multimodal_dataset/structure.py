@@ -89,7 +89,7 @@ class Field:
             context: The field name, seed and epoch for sources; collects replacements.
         """
         if self.is_source:
-            batch = self.array.gather(indices, context)
+            batch: np.ndarray = self.array.gather(indices, context)
             if batch.dtype != self.dtype or batch.shape[1:] != self.array.shape[1:]:
                 raise TypeError(
                     f"{self.name}: {type(self.array).__name__}.gather returned "
