@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import operator
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -132,7 +131,8 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                     "MultimodalDataset(inputs, targets, sample_weights)."
                 )
             self._weights = _weights_group(sample_weights, self._inputs, floatx)
-        num_samples = _common_length(self._groups)
+        groups = (self._inputs, self._targets, self._weights)
+        num_samples = _common_length(tuple(g for g in groups if g is not None))
         if pad_remainder:
             if drop_remainder:
                 raise ValueError(
@@ -149,6 +149,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                 # Weight 1 for every real sample, 0 for the padding.
                 ones = np.ones(num_samples, dtype=floatx)
                 self._weights = Group("single", (Field("sample_weights", ones, ones.dtype, False),))
+        self._groups = tuple(
+            g for g in (self._inputs, self._targets, self._weights) if g is not None
+        )
         seed = draw_seed() if seed is None else check_seed(seed)
         if shuffle is None:
             shuffle = self._targets is not None
@@ -178,10 +181,6 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._gatherer = Gatherer(
             [f for g in self._groups for f in g.fields], workers, use_multiprocessing
         )
-
-    @functools.cached_property
-    def _groups(self) -> tuple[Group, ...]:
-        return tuple(g for g in (self._inputs, self._targets, self._weights) if g is not None)
 
     # ----------------------------------------------------------------- PyDataset protocol
 
