@@ -1,6 +1,7 @@
 """The test matrix: the same suite on TensorFlow, JAX and PyTorch, each in its own venv.
 
-`nox` runs lint and the three test sessions; `nox -s demo` trains the reference model;
+`nox` runs lint, the three test sessions and the distributed (JAX multi-device and
+multi-process) tests; `nox -s demo` trains the reference model;
 `nox -s bench` runs the benchmarks in each backend's venv and merges them into
 benchmarks/results/ (`nox -s bench -- --quick` is the seconds-long smoke run CI does).
 Sessions use virtualenv + pip (uv does not see this machine's local wheel cache).
@@ -11,7 +12,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "distributed"]
 nox.options.reuse_existing_virtualenvs = True
 
 # What installs each backend. torch is pinned to the CPU wheel: an unpinned `torch`
@@ -37,6 +38,13 @@ def tests(session: nox.Session, backend: str) -> None:
     """Runs the whole pytest suite on one Keras backend."""
     install_backend(session, backend)
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def distributed(session: nox.Session) -> None:
+    """Multi-device (4 CPU devices) and two-process training with keras.distribution on JAX."""
+    install_backend(session, "jax")
+    session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
 
 
 @nox.session
