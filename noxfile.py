@@ -86,3 +86,43 @@ def bench_report(session: nox.Session) -> None:
     """Writes benchmarks/results/latest.{json,md,png} (and the README table after a full run)."""
     session.install("matplotlib")
     session.run("python", "benchmarks/report.py", *session.posargs)
+
+
+# The portability check: train in each backend's venv, then load every saved model in each
+# venv and on Keras's numpy backend, then compare. `nox -s portability` queues them all.
+PORTABILITY_LOADERS = [*BACKENDS, "numpy"]
+
+
+@nox.session(venv_backend="none")
+def portability(session: nox.Session) -> None:
+    """Same data, same model, same .keras file on every backend: report and chart."""
+    for backend in BACKENDS:
+        session.notify(f"portability_train(backend='{backend}')", session.posargs)
+    for loader in PORTABILITY_LOADERS:
+        session.notify(f"portability_check(loader='{loader}')", session.posargs)
+    session.notify("portability_report", session.posargs)
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKENDS))
+def portability_train(session: nox.Session, backend: str) -> None:
+    install_backend(session, backend)
+    session.run("python", "portability/run.py", "train", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("loader", PORTABILITY_LOADERS)
+def portability_check(session: nox.Session, loader: str) -> None:
+    # Keras's numpy backend (inference only) runs in a venv with no framework at all.
+    if loader == "numpy":
+        session.install(".")
+        session.env["KERAS_BACKEND"] = "numpy"
+    else:
+        install_backend(session, loader)
+    session.run("python", "portability/run.py", "check", *session.posargs)
+
+
+@nox.session
+def portability_report(session: nox.Session) -> None:
+    session.install("matplotlib")
+    session.run("python", "portability/run.py", "report", *session.posargs)

@@ -132,7 +132,8 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                 )
             self._weights = _weights_group(sample_weights, self._inputs, floatx)
         groups = (self._inputs, self._targets, self._weights)
-        num_samples = _common_length(tuple(g for g in groups if g is not None))
+        self._groups = tuple(g for g in groups if g is not None)
+        num_samples = _common_length(self._groups)
         if pad_remainder:
             if drop_remainder:
                 raise ValueError(
@@ -149,9 +150,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                 # Weight 1 for every real sample, 0 for the padding.
                 ones = np.ones(num_samples, dtype=floatx)
                 self._weights = Group("single", (Field("sample_weights", ones, ones.dtype, False),))
-        self._groups = tuple(
-            g for g in (self._inputs, self._targets, self._weights) if g is not None
-        )
+                self._groups += (self._weights,)
         seed = draw_seed() if seed is None else check_seed(seed)
         if shuffle is None:
             shuffle = self._targets is not None
