@@ -64,7 +64,11 @@ def criteria(report) -> list[str]:
     failures = []
     missing = [b for b in BACKENDS if b not in report["digests"]]
     if missing:
-        failures.append(f"no results from {', '.join(missing)}")
+        failures.append(f"no training results from {', '.join(missing)}")
+    for trained, row in report["max_abs_diff"].items():
+        absent = [loader for loader in LOADERS if loader not in row]
+        if absent:
+            failures.append(f"{trained}'s model was not loaded on {', '.join(absent)}")
     if len(set(report["digests"].values())) > 1:
         failures.append(f"batch-stream digests differ: {report['digests']}")
     for trained, row in report["max_abs_diff"].items():
@@ -143,11 +147,13 @@ def chart(report, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    styles = {"tensorflow": ("o", "-"), "jax": ("s", "--"), "torch": ("^", ":")}
     for b, losses in report["loss"].items():
-        ax.plot(range(1, len(losses) + 1), losses, marker="o", label=b)
+        marker, line = styles.get(b, ("o", "-"))
+        ax.plot(range(1, len(losses) + 1), losses, marker=marker, linestyle=line, label=b)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
-    ax.set_title("Reference model, same MultimodalDataset stream")
+    ax.set_title("Reference model, same stream and initial weights (JAX = PyTorch)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
