@@ -83,22 +83,28 @@ def measure(
             start = time.perf_counter()
             count = epoch()
             rates[name].append(count / (time.perf_counter() - start))
-    results = []
-    for name, values in rates.items():
-        result = Measurement(
-            name,
-            backend,
-            batch_size,
-            statistics.median(values),
-            min(values),
-            max(values),
-            repetitions,
-            group,
-            note,
-        )
-        report(result)
-        results.append(result)
-    return results
+    return [
+        summarize(name, group, backend, batch_size, values, note) for name, values in rates.items()
+    ]
+
+
+def summarize(
+    name: str, group: str, backend: str, batch_size: int, rates: list[float], note: str = ""
+) -> Measurement:
+    """The median and range of ``rates`` (samples/s of each repetition), printed."""
+    result = Measurement(
+        name,
+        backend,
+        batch_size,
+        statistics.median(rates),
+        min(rates),
+        max(rates),
+        len(rates),
+        group,
+        note,
+    )
+    report(result)
+    return result
 
 
 def report(result: Measurement) -> None:

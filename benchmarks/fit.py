@@ -3,7 +3,6 @@ not the model, bounds it) fed by MultimodalDataset, against the same arrays give
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import keras
@@ -15,7 +14,7 @@ from common import (
     Settings,
     arrays,
     measure,
-    report,
+    summarize,
 )
 
 BATCH_SIZE = 128
@@ -120,21 +119,11 @@ def run(backend: str, settings: Settings) -> list[Measurement]:
     for _ in range(2):
         for feed in FEEDS:
             rates[feed] += fit_rates(feed, data, settings.fit_epochs // 2)
-    results = []
-    for feed, name in FEEDS.items():
-        result = Measurement(
-            name,
-            backend,
-            BATCH_SIZE,
-            statistics.median(rates[feed]),
-            min(rates[feed]),
-            max(rates[feed]),
-            len(rates[feed]),
-            "fit",
-            "tiny 3-input model; each fit's first (compiling) epoch excluded",
-        )
-        report(result)
-        results.append(result)
+    note = "tiny 3-input model; each fit's first (compiling) epoch excluded"
+    results = [
+        summarize(name, "fit", backend, BATCH_SIZE, rates[feed], note)
+        for feed, name in FEEDS.items()
+    ]
     if backend == "tensorflow":
         results.append(from_generator_ceiling(settings))
     return results

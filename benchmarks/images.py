@@ -3,29 +3,21 @@ MultimodalDataset and by Keras's image_dataset_from_directory (tf.data and grain
 
 from __future__ import annotations
 
+from assembly import Epoch, pydataset_epoch
 from common import Measurement, Settings, jpeg_folder, measure
 
 IMAGE_SIZE = (64, 64)
 BATCH_SIZE = 32
 
 
-def multimodal_images(folder) -> tuple:
+def multimodal_images(folder) -> Epoch:
     from multimodal_dataset import ImageFiles, MultimodalDataset
 
     paths = sorted(folder.glob("class_*/*.jpg"))
     labels = [int(p.parent.name[-1]) for p in paths]
-    ds = MultimodalDataset(
-        ImageFiles(paths, size=IMAGE_SIZE), labels, batch_size=BATCH_SIZE, seed=0
+    return pydataset_epoch(
+        MultimodalDataset(ImageFiles(paths, size=IMAGE_SIZE), labels, batch_size=BATCH_SIZE, seed=0)
     )
-
-    def epoch() -> int:
-        count = 0
-        for i in range(len(ds)):
-            count += len(ds[i][1])
-        ds.on_epoch_end()
-        return count
-
-    return epoch
 
 
 def keras_directory(folder, format: str):
