@@ -105,6 +105,8 @@ def test_padding_changes_no_metric_and_no_loss_with_mean_with_sample_weight():
         ({"shard": (-1, 2)}, ValueError, "out of range"),
         ({"shard": (0, 0)}, ValueError, "out of range"),
         ({"shard": "0/4"}, TypeError, "pair of integers"),
+        ({"shard": (True, 2)}, TypeError, "pair of integers"),
+        ({"shard": (0, np.bool_(True))}, TypeError, "pair of integers"),
         ({"shard": (0, 30)}, ValueError, "some shards would have no data"),
         ({"shard": (0, 4)}, ValueError, "SPMD training would wait forever"),
         ({"pad_remainder": True, "drop_remainder": True}, ValueError, "contradict"),

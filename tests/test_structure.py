@@ -6,6 +6,7 @@ import re
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from multimodal_dataset import ArraySpec, MultimodalDataset
@@ -170,3 +171,87 @@ def test_element_spec_names_and_shapes(arrays):
     assert x_spec["image"] == ArraySpec((None, 4, 4, 3), FLOATX, "inputs['image']")
     assert x_spec["text"] == ArraySpec((None, 6), "int32", "inputs['text']")
     assert y_spec == ArraySpec((None,), "int32", "targets")
+
+
+@pytest.mark.parametrize("make", ["ml_dtypes", "backend"])
+def test_bfloat16_arrays_are_floating_and_fed_as_floatx(make, backend):
+    import ml_dtypes  # installed with Keras
+
+    values = np.arange(12, dtype=np.float32).reshape(6, 2)
+    data = values.astype(ml_dtypes.bfloat16)
+    if make == "backend":
+        data = keras.ops.cast(keras.ops.convert_to_tensor(values), "bfloat16")
+        if backend == "torch":
+            data = data.float()  # torch tensors have no bfloat16 numpy view
+    ds = MultimodalDataset(data, batch_size=6, shuffle=False)
+    (x,) = ds[0]
+    assert x.dtype == FLOATX and ds.element_spec[0].dtype == FLOATX
+    np.testing.assert_array_equal(x, values)
+
+
+@pytest.mark.parametrize("role", ["inputs", "targets", "sample_weights"])
+def test_a_float64_value_beyond_floatx_is_an_error_naming_the_input_and_sample(role):
+    values = {r: np.ones((6, 1)) for r in ("inputs", "targets")}
+    values["sample_weights"] = np.ones(6)
+    values[role][4] = 1e39  # finite in float64, inf in float32
+    ds = MultimodalDataset(
+        values["inputs"], values["targets"], values["sample_weights"], batch_size=6, shuffle=False
+    )
+    with pytest.raises(ValueError, match=rf"{role}: sample 4 holds 1e\+39, which is beyond"):
+        ds[0]
+
+
+def test_with_float16_floatx_a_large_value_names_the_wider_float_fix():
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float16")
+    try:
+        ds = MultimodalDataset(np.array([[1.0], [1e6]]), batch_size=2, shuffle=False)
+        with pytest.raises(ValueError, match=r"inputs: sample 1 holds 1e\+06.*set_floatx"):
+            ds[0]
+    finally:
+        keras.config.set_floatx(previous)
+
+
+def test_nan_and_inf_in_float_arrays_are_the_users_values_and_pass_unchanged():
+    data = np.array([[np.nan], [np.inf], [-np.inf], [1.0]])
+    (x,) = MultimodalDataset(data, batch_size=4, shuffle=False)[0]
+    np.testing.assert_array_equal(x, data.astype(FLOATX))
+
+
+def test_a_ragged_list_is_named_with_the_fix():
+    with pytest.raises(ValueError, match=r"inputs\[1\] is a list whose samples have different"):
+        MultimodalDataset((np.zeros((2, 3)), [[1, 2], [3]]), batch_size=1)
+
+
+def test_pandas_frames_and_series_are_arrays():
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6]})
+    ds = MultimodalDataset({"x": frame}, pd.Series([0, 1, 0], dtype="Int64"), shuffle=False)
+    x, y = ds[0]
+    np.testing.assert_array_equal(x["x"], [[1, 4], [2, 5], [3, 6]])
+    assert y.dtype == "int32" and y.tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series([1, None, 3], dtype="Int64"),
+        pd.Series([True, None, False], dtype="boolean"),
+        pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": pd.array([1, None, 2], dtype="Int64")}),
+    ],
+)
+def test_missing_values_of_nullable_pandas_dtypes_are_named_not_fed_as_nan(values):
+    with pytest.raises(
+        ValueError, match=r"inputs.* has missing values \(<NA>\), the first at sample 1"
+    ):
+        MultimodalDataset(values, batch_size=3)
+
+
+def test_a_ragged_tensor_is_named_as_ragged_not_as_a_0d_array(backend):
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        ragged = tf.ragged.constant([[1, 2], [3]])
+    else:  # the same class name, without importing TensorFlow next to another backend
+        ragged = type("RaggedTensor", (), {"__module__": "tensorflow.python.ops.ragged"})()
+    with pytest.raises(TypeError, match=r"inputs is a tf\.RaggedTensor.*to_tensor"):
+        MultimodalDataset(ragged)

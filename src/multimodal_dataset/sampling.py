@@ -90,6 +90,10 @@ class Sampler:
         shard_index: This shard, in ``[0, shard_count)``.
         shard_count: How many shards split each global step.
         pad: Whether the last global step is padded to full size.
+        serve_all_shards: Serve every shard's batches, interleaved: batch ``j`` is batch
+            ``j // shard_count`` of shard ``j % shard_count``. For Keras's own sharding
+            (Keras 3.16+), which gives process ``i`` the batches ``i, i + count, ...``:
+            each process then reads exactly its shard.
 
     Raises:
         ValueError: For a shard outside ``[0, count)``, more shards than batches, or
@@ -106,6 +110,7 @@ class Sampler:
         shard_index: int = 0,
         shard_count: int = 1,
         pad: bool = False,
+        serve_all_shards: bool = False,
     ) -> None:
         self.num_samples = num_samples
         self.batch_size = batch_size
@@ -135,6 +140,9 @@ class Sampler:
                     "every shard) or pad_remainder=True (fill the last step with zero-weight "
                     "samples)."
                 )
+        self.serve_all_shards = serve_all_shards
+        if serve_all_shards:
+            self.num_batches *= self.shard_count
         self._cache: tuple[int, np.ndarray] | None = None
         self._lock = threading.Lock()
 
@@ -152,6 +160,8 @@ class Sampler:
 
     def start(self, index: int) -> int:
         """The position in the global order where this shard's batch ``index`` starts."""
+        if self.serve_all_shards:
+            return index * self.batch_size
         return (index * self.shard_count + self.shard_index) * self.batch_size
 
     def batch(self, epoch: int, index: int) -> np.ndarray:
@@ -182,6 +192,8 @@ class Sampler:
 def check_shard(shard: Any) -> tuple[int, int]:
     """Returns ``(index, count)``, or raises if it is not a valid shard."""
     try:
+        if any(isinstance(v, (bool, np.bool_)) for v in shard):
+            raise TypeError
         index, count = (operator.index(v) for v in shard)
     except (TypeError, ValueError):
         raise TypeError(

@@ -65,12 +65,15 @@ class Field:
             from it. A file-backed memory map pickles as its path (for worker processes).
         dtype: The dtype batches of this array are cast to.
         check_int32_range: Whether gathered values must be checked to fit in ``int32``.
+        check_overflow: Whether casting to ``dtype`` (a narrower float) must be checked
+            for finite values that become infinite.
     """
 
     name: str
     array: Any
     dtype: np.dtype[Any]
     check_int32_range: bool
+    check_overflow: bool = False
     #: Whether ``array`` is a `Source` (known once: the check is on the hot path).
     is_source: bool = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -112,12 +115,43 @@ class Field:
                     "wrapped silently. If these are real numbers rather than ids, convert "
                     "the array to float first (e.g. `arr.astype('float32')`)."
                 )
-        return batch if batch.dtype == self.dtype else batch.astype(self.dtype)
+        if batch.dtype == self.dtype:
+            return batch
+        if not self.check_overflow:
+            return batch.astype(self.dtype)
+        with np.errstate(over="ignore"):
+            cast = batch.astype(self.dtype)
+        if cast.size and not np.isfinite(cast).all():
+            self._raise_overflow(batch, cast, indices)
+        return cast
+
+    def _raise_overflow(self, batch: np.ndarray, cast: np.ndarray, indices: np.ndarray) -> None:
+        overflow = np.isinf(cast) & np.isfinite(batch)
+        if not overflow.any():
+            return  # infinities and NaNs that were in the data are the user's values
+        row = int(np.flatnonzero(overflow.reshape(len(indices), -1).any(axis=1))[0])
+        value = batch.reshape(len(indices), -1)[row][overflow.reshape(len(indices), -1)[row]][0]
+        limit = float(np.finfo(self.dtype).max)
+        wider = (
+            " or feed a wider float type (keras.config.set_floatx('float32') before building "
+            "the dataset)"
+            if self.dtype.itemsize < 4
+            else ""
+        )
+        raise ValueError(
+            f"{self.name}: sample {int(indices[row])} holds {float(value):g}, which is beyond "
+            f"the range of {self.dtype} (largest {limit:.4g}) and would become inf when fed as "
+            f"{self.dtype}. Values are never turned into inf silently. Rescale the input "
+            f"(e.g. standardise it, or take a logarithm){wider}."
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickling an np.memmap copies its whole contents; send the file's path instead.
         array = _MappedFile.of(self.array) or self.array
-        return (Field, (self.name, array, self.dtype, self.check_int32_range))
+        return (
+            Field,
+            (self.name, array, self.dtype, self.check_int32_range, self.check_overflow),
+        )
 
 
 @dataclass(frozen=True)
@@ -179,11 +213,19 @@ class Group:
         return self.pack([f.spec for f in self.fields])
 
 
-def output_dtype(dtype: np.dtype[Any], name: str, floatx: str) -> tuple[np.dtype[Any], bool]:
+def is_floating(dtype: np.dtype[Any]) -> bool:
+    """numpy floats, and the ``ml_dtypes`` floats (bfloat16, float8) that JAX, TensorFlow and
+    Keras use, whose numpy kind is ``"V"``."""
+    return dtype.kind == "f" or (
+        dtype.kind == "V" and dtype.name.startswith(("bfloat16", "float8", "float4", "float6"))
+    )
+
+
+def output_dtype(dtype: np.dtype[Any], name: str, floatx: str) -> tuple[np.dtype[Any], bool, bool]:
     """Applies the dtype policy to one array's dtype.
 
-    Floating and bool arrays come out as ``floatx``; integer arrays (token ids, class
-    labels) as ``int32``. Anything else is rejected.
+    Floating (bfloat16 included) and bool arrays come out as ``floatx``; integer arrays
+    (token ids, class labels) as ``int32``. Anything else is rejected.
 
     Args:
         dtype: The array's dtype.
@@ -191,16 +233,21 @@ def output_dtype(dtype: np.dtype[Any], name: str, floatx: str) -> tuple[np.dtype
         floatx: Keras's float type, ``keras.config.floatx()``.
 
     Returns:
-        The output dtype, and whether gathered values must be range-checked for int32.
+        The output dtype, whether gathered values must be range-checked for int32, and
+        whether the cast can overflow to inf (a float wider than ``floatx``).
 
     Raises:
         TypeError: For object, string, complex, datetime and structured dtypes.
     """
-    if dtype.kind in "fb":
-        return np.dtype(floatx), False
+    if dtype.kind == "b":
+        return np.dtype(floatx), False, False
+    if is_floating(dtype):
+        out = np.dtype(floatx)
+        narrows = dtype.kind == "f" and np.finfo(dtype).max > np.finfo(out).max
+        return out, False, narrows
     if dtype.kind in "iu":
         fits = np.can_cast(dtype, np.int32, casting="safe")
-        return np.dtype(np.int32), not fits
+        return np.dtype(np.int32), not fits, False
     hint = (
         "Tokenize text into integer ids first (e.g. with keras.layers.TextVectorization "
         "or a tokenizer), and encode categories as integers."
@@ -209,7 +256,8 @@ def output_dtype(dtype: np.dtype[Any], name: str, floatx: str) -> tuple[np.dtype
     )
     raise TypeError(
         f"{name} has dtype {dtype}, which Keras models cannot consume. Supported dtypes are "
-        f"floating (fed as {floatx}), integer (fed as int32) and bool (fed as {floatx}). {hint}"
+        f"floating, bfloat16 included (fed as {floatx}), integer (fed as int32) and bool (fed "
+        f"as {floatx}). {hint}"
     )
 
 
@@ -248,6 +296,15 @@ def _as_array(value: Any, name: str) -> Any:
                 "multimodal_dataset.ImageFiles, for text multimodal_dataset.TextTokens."
             )
         value = _open_npy(value, name)
+    kinds = _class_names(value)
+    if kinds & {"pandas.DataFrame", "pandas.Series", "pandas.Index"}:
+        value = _from_pandas(value, name)
+    elif any(k.endswith(".RaggedTensor") for k in kinds):
+        raise TypeError(
+            f"{name} is a tf.RaggedTensor (rows of different lengths); every sample of an "
+            "input must have the same shape. Pad it to a dense tensor (`x.to_tensor()`, or "
+            "keras.utils.pad_sequences), or pass the raw texts to multimodal_dataset.TextTokens."
+        )
     if isinstance(value, np.ndarray):
         array: Any = value
     elif hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__getitem__"):
@@ -260,7 +317,15 @@ def _as_array(value: Any, name: str) -> Any:
                 f"array ({error}). Pass a numpy array."
             ) from error
     elif isinstance(value, (list, tuple)) or np.isscalar(value):
-        array = np.asarray(value)
+        try:
+            array = np.asarray(value)
+        except ValueError as error:
+            raise ValueError(
+                f"{name} is a list whose samples have different lengths or shapes (a ragged "
+                f"list; numpy says: {error}). Every sample of an input must have the same "
+                "shape: pad the sequences (keras.utils.pad_sequences), or pass raw texts to "
+                "multimodal_dataset.TextTokens."
+            ) from None
     else:
         raise TypeError(
             f"{name} must be an array (numpy, or anything numpy can convert); "
@@ -274,13 +339,41 @@ def _as_array(value: Any, name: str) -> Any:
     return array
 
 
+def _class_names(value: Any) -> set[str]:
+    """``"module.Class"`` for every class in ``value``'s MRO (top-level module only), so
+    that frameworks are recognised without importing them."""
+    return {f"{c.__module__.split('.')[0]}.{c.__name__}" for c in type(value).__mro__}
+
+
+def _from_pandas(value: Any, name: str) -> np.ndarray:
+    """A pandas Series, Index or DataFrame as a numpy array; refuses missing values of
+    nullable dtypes (``<NA>``), which numpy would turn into NaN floats or objects."""
+    frame = value.to_frame() if value.ndim == 1 else value
+    missing = frame.isna().to_numpy()
+    nullable = [hasattr(dtype, "numpy_dtype") for dtype in frame.dtypes]
+    for column, is_nullable in enumerate(nullable):
+        if is_nullable and missing[:, column].any():
+            sample = int(np.flatnonzero(missing[:, column])[0])
+            label = f" (column {frame.columns[column]!r})" if value.ndim == 2 else ""
+            raise ValueError(
+                f"{name}{label} has missing values (<NA>), the first at sample {sample}; a "
+                f"{frame.dtypes.iloc[column]} column would reach the model as NaN floats. "
+                "Fill them (`.fillna(...)`) or drop those rows first."
+            )
+    if all(nullable):
+        dtypes = {frame.dtypes.iloc[c].numpy_dtype for c in range(frame.shape[1])}
+        if len(dtypes) == 1:
+            return value.to_numpy(dtype=dtypes.pop())  # type: ignore[no-any-return]
+    return value.to_numpy()  # type: ignore[no-any-return]
+
+
 def make_field(value: Any, name: str, floatx: str) -> Field:
     if isinstance(value, Source):
         _check_source(value, name)
         return Field(name, value, np.dtype(value.dtype), False)
     array = _as_array(value, name)
-    dtype, check = output_dtype(array.dtype, name, floatx)
-    return Field(name, array, dtype, check)
+    dtype, check_int32, check_overflow = output_dtype(array.dtype, name, floatx)
+    return Field(name, array, dtype, check_int32, check_overflow)
 
 
 def make_group(value: Any, role: str, floatx: str) -> Group:
