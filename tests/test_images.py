@@ -3,6 +3,9 @@ every kind of bad file named with its sample, in every worker mode."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -155,6 +158,11 @@ def bad_file(tmp_path, kind):
     if kind == "corrupt":
         path.write_bytes(b"this is not an image at all" * 10)
         return path
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would block until a writer comes
+        return path
+    if kind == "device":
+        return Path("/dev/zero")  # endless: reading it whole would exhaust memory
     write_image(path, np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # truncated
@@ -166,6 +174,8 @@ BAD_FILES = {
     "directory": "is a directory",
     "corrupt": "not an image file Pillow can read",
     "truncated": "truncated",
+    "fifo": "is not a regular file \\(a named pipe",
+    "device": "is not a regular file \\(a device",
 }
 
 
@@ -239,3 +249,127 @@ def test_bad_arguments_say_what_is_allowed(image_files, kwargs, match):
 def test_a_single_path_is_rejected_with_a_hint(image_files):
     with pytest.raises(TypeError, match="one path per sample"):
         ImageFiles(str(image_files[0]), size=(8, 8))
+
+
+def test_a_file_larger_than_max_file_bytes_is_refused_unread(image_files):
+    size = os.path.getsize(image_files[0])
+    with pytest.raises(SampleError, match=r"more than max_file_bytes=.*pass a larger"):
+        gather(ImageFiles(image_files[:1], size=(8, 8), max_file_bytes=size - 1))
+    assert gather(ImageFiles(image_files[:1], size=(8, 8), max_file_bytes=size)).shape[0] == 1
+
+
+def test_a_named_pipe_is_replaced_and_reported_instead_of_hanging(tmp_path, image_files):
+    paths = [image_files[0], bad_file(tmp_path, "fifo")]
+    context = GatherContext()
+    batch = ImageFiles(paths, size=(8, 8), on_error="replace").gather(np.arange(2), context)
+    assert not batch[1].any()
+    assert [sample for sample, _ in context.replaced] == [1]
+    assert "named pipe" in context.replaced[0][1]
+
+
+@pytest.fixture
+def outside(tmp_path, image_files):
+    """A root folder holding one image, with images beside it and elsewhere."""
+    root = tmp_path / "root"
+    root.mkdir()
+    inside = root / "inside.png"
+    inside.write_bytes(image_files[0].read_bytes())
+    (root / "sub").mkdir()
+    return root, ["inside.png", "../00.png", str(image_files[1]), "sub/../inside.png"]
+
+
+def test_paths_that_leave_the_root_are_refused_naming_the_row(outside):
+    root, paths = outside
+    with pytest.raises(
+        SampleError, match=r"sample 1: image path '\.\./00\.png' leads outside"
+    ) as info:
+        ImageFiles(paths, size=(8, 8), root=root)
+    assert "1 more path also outside" in str(info.value)
+    assert "allow_outside_root=True" in str(info.value)
+
+
+def test_paths_outside_the_root_are_replaced_and_reported_with_on_error_replace(outside):
+    root, paths = outside
+    source = ImageFiles(paths, size=(8, 8), root=root, on_error="replace", dtype="uint8")
+    context = GatherContext()
+    batch = source.gather(np.arange(4), context)
+    assert sorted(sample for sample, _ in context.replaced) == [1, 2]
+    assert batch[0].any() and batch[3].any() and not batch[1].any() and not batch[2].any()
+
+
+def test_allow_outside_root_reads_every_path(outside):
+    root, paths = outside
+    batch = gather(ImageFiles(paths, size=(8, 8), root=root, allow_outside_root=True))
+    assert batch.shape == (4, 8, 8, 3) and batch.reshape(4, -1).any(axis=1).all()
+
+
+def test_without_a_root_paths_are_used_as_given(image_files):
+    assert gather(ImageFiles([str(image_files[0])], size=(8, 8))).shape == (1, 8, 8, 3)
+
+
+def test_sixteen_bit_pngs_keep_their_range(tmp_path):
+    from PIL import Image
+
+    gradient = np.linspace(0, 65280, 32 * 32).reshape(32, 32).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(gradient).save(path)
+    assert Image.open(path).mode.startswith("I")
+    for mode in ("rgb", "grayscale"):
+        batch = gather(ImageFiles([path], size=(32, 32), color_mode=mode, dtype="uint8"))
+        np.testing.assert_allclose(batch[0, ..., 0], gradient / 257, atol=1)
+        assert 120 < batch.mean() < 135  # not saturated at 255
+
+
+def exif_jpeg(path, pixels, orientation):
+    from PIL import Image
+
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif.tobytes(), quality=95)
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fast_path", [True, False], ids=["simplejpeg", "pillow"])
+def test_exif_orientation_is_applied_as_every_viewer_shows_it(
+    tmp_path, monkeypatch, orientation, fast_path
+):
+    from PIL import Image, ImageOps
+
+    pixels = np.zeros((24, 40, 3), dtype=np.uint8)  # stored sideways: 24 high, 40 wide
+    pixels[:12, :20] = (250, 0, 0)  # red top-left quarter, as stored
+    pixels[12:, 20:] = (0, 0, 250)  # blue bottom-right quarter
+    path = exif_jpeg(tmp_path / f"o{orientation}.jpg", pixels, orientation)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    if not fast_path:
+        monkeypatch.setattr(images_module, "_import_simplejpeg", lambda: None)
+    height, width = expected.shape[:2]
+    got = gather(ImageFiles([path], size=(height, width), dtype="uint8"))[0]
+    np.testing.assert_allclose(got.astype(int), expected.astype(int), atol=12)
+
+
+def test_alpha_is_dropped_in_rgb_mode_and_kept_in_rgba_mode_as_keras_does(tmp_path):
+    pixels = np.zeros((8, 8, 4), dtype=np.uint8)
+    pixels[..., 0] = 200
+    pixels[..., 3] = 0  # fully transparent
+    path = tmp_path / "alpha.png"
+    write_image(path, pixels, mode="RGBA")
+    rgb = gather(ImageFiles([path], size=(8, 8), dtype="uint8"))[0]
+    expected = keras.utils.img_to_array(keras.utils.load_img(path), dtype="uint8")
+    np.testing.assert_array_equal(rgb, expected)
+    rgba = gather(ImageFiles([path], size=(8, 8), color_mode="rgba", dtype="uint8"))[0]
+    assert (rgba[..., 3] == 0).all() and (rgba[..., 0] == 200).all()
+
+
+def test_an_animated_gif_gives_its_first_frame_as_keras_does(tmp_path):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "animated.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert Image.open(path).n_frames == 2
+    first = gather(ImageFiles([path], size=(8, 8), dtype="uint8"))[0]
+    expected = keras.utils.img_to_array(keras.utils.load_img(path), dtype="uint8")
+    np.testing.assert_array_equal(first, expected)
+    assert first[..., 0].min() > 200 and first[..., 2].max() < 50

@@ -9,12 +9,30 @@ when it is installed, else Pillow's draft mode). Measured on smooth 256x256 JPEG
 2,531 (the same pixels as draft mode here; simplejpeg may pick a finer scale such as 5/8,
 so pixels can differ by a few levels). A JPEG that decodes straight to the target size
 skips Pillow altogether.
+
+What a Keras user sees in an image viewer is what the model gets:
+
+- EXIF orientation is applied (as ``PIL.ImageOps.exif_transpose`` does): a phone photo
+  stored sideways with orientation 6 arrives upright, on the JPEG fast path too.
+- 16-bit images (16-bit grayscale PNGs, mode ``I;16``) are scaled to 8 bits (value / 257),
+  not clipped at 255.
+- In ``"rgb"`` and ``"grayscale"`` modes an alpha channel is dropped, as
+  ``keras.utils.load_img`` and ``tf.io.decode_image(channels=3)`` drop it; use
+  ``color_mode="rgba"`` to keep it. Animated GIFs and multi-frame files give their first
+  frame, as in Keras.
+
+Files are data from elsewhere: only regular files are read (a named pipe or a device is
+refused without being opened for reading), no file is read past ``max_file_bytes``, and
+with ``root`` set a path may not leave it (absolute paths and ``..`` are refused unless
+``allow_outside_root=True``).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
+import struct
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +40,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from multimodal_dataset.sources import GatherContext, OnError, Source, check_on_error, check_rows
+from multimodal_dataset.sources import (
+    GatherContext,
+    OnError,
+    SampleError,
+    Source,
+    check_on_error,
+    check_rows,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -34,6 +59,10 @@ ColorMode = Literal["rgb", "grayscale", "rgba"]
 _CHANNELS = {"rgb": 3, "grayscale": 1, "rgba": 4}
 _PIL_MODE = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}
 _INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos", "box", "hamming")
+#: Pillow modes of images with more than 8 bits per sample, scaled to 8 bits.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+#: The largest file read by default (a 24-megapixel uncompressed RGB TIFF is 72 MB).
+DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 
 
 def _import_pillow() -> Any:
@@ -88,6 +117,11 @@ class ImageFiles(Source):
         num_threads: Threads decoding one batch; default ``min(8, os.cpu_count())``.
         rows: Table row of each sample, named in error messages (set by `from_table`).
         column: Table column of the paths, named in error messages.
+        allow_outside_root: With ``root`` set, paths must stay inside it: absolute paths
+            elsewhere and ``..`` escapes are bad samples (an error, or replaced with
+            ``on_error="replace"``). Pass True if you trust every path. Without ``root``
+            paths are used as given.
+        max_file_bytes: Files larger than this are refused rather than read into memory.
 
     Raises:
         ValueError: For a bad ``size``, ``color_mode``, ``dtype`` or ``interpolation``.
@@ -109,6 +143,8 @@ class ImageFiles(Source):
         num_threads: int | None = None,
         rows: Sequence[int] | np.ndarray | None = None,
         column: str | None = None,
+        allow_outside_root: bool = False,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     ) -> None:
         image = _import_pillow()
         if isinstance(paths, (str, os.PathLike)):
@@ -117,7 +153,8 @@ class ImageFiles(Source):
                 "read a folder, list it first: sorted(pathlib.Path(folder).glob('*.jpg'))."
             )
         folder = os.fspath(root) if root is not None else None
-        self.paths = [os.path.join(folder, os.fspath(p)) if folder else os.fspath(p) for p in paths]
+        given = [os.fspath(p) for p in paths]
+        self.paths = [os.path.join(folder, p) for p in given] if folder else given
         self.size = _check_size(size)
         if color_mode not in _CHANNELS:
             raise ValueError(
@@ -151,6 +188,26 @@ class ImageFiles(Source):
         self.num_threads = num_threads
         self.rows = check_rows(rows, len(self.paths), "ImageFiles")
         self.column = column
+        if (
+            isinstance(max_file_bytes, bool)
+            or not isinstance(max_file_bytes, int)
+            or max_file_bytes < 1
+        ):
+            raise ValueError(f"max_file_bytes must be a positive integer; got {max_file_bytes!r}.")
+        self.max_file_bytes = max_file_bytes
+        self.root = None if folder is None else os.path.abspath(folder)
+        self.allow_outside_root = bool(allow_outside_root)
+        self._outside: dict[int, str] = {}
+        if self.root is not None and not self.allow_outside_root:
+            self._outside = {
+                i: p for i, p in enumerate(given) if not _inside(p, self.paths[i], self.root)
+            }
+            if self._outside and self.on_error == "raise":
+                sample = min(self._outside)
+                more = len(self._outside) - 1
+                also = f" ({more} more path{'s' if more > 1 else ''} also outside)" if more else ""
+                problem = _outside_message(self._outside[sample], self.root)
+                raise SampleError(f"ImageFiles: {self.describe(sample)}: {problem}{also}.")
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._lock = threading.Lock()
@@ -205,10 +262,14 @@ class ImageFiles(Source):
             OSError, ValueError: As raised by the file system or the decoder.
         """
         path = self.paths[sample]
-        with open(path, "rb") as f:
-            data = f.read()
+        if sample in self._outside:
+            raise OutsideRootError(_outside_message(self._outside[sample], str(self.root)))
+        data = read_regular_file(path, self.max_file_bytes)
         h, w = self.size
-        decoded = self._decode_jpeg(data)
+        orientation = _jpeg_orientation(data)
+        decoded = self._decode_jpeg(data, transposed=orientation >= 5)
+        if decoded is not None:
+            decoded = _orient(decoded, orientation)
         if decoded is not None and decoded.shape[:2] == (h, w) and not self.crop_to_aspect_ratio:
             return decoded  # decoded at the target size: no resize to do
         image_module = _import_pillow()
@@ -222,14 +283,18 @@ class ImageFiles(Source):
             image = image.resize((w, h), self._resample, box=box)
         return np.asarray(image).reshape(self.shape[1:])
 
-    def _decode_jpeg(self, data: bytes) -> np.ndarray | None:
-        """A JPEG decoded by simplejpeg at the smallest DCT scale >= size, if it can."""
+    def _decode_jpeg(self, data: bytes, transposed: bool = False) -> np.ndarray | None:
+        """A JPEG decoded by simplejpeg at the smallest DCT scale >= size, if it can.
+
+        ``transposed``: the EXIF orientation swaps height and width, so the stored image
+        must be at least ``(width, height)``.
+        """
         if data[:2] != b"\xff\xd8" or self.color_mode == "rgba":
             return None
         simplejpeg = _import_simplejpeg()
         if simplejpeg is None:
             return None
-        h, w = self.size
+        h, w = self.size[::-1] if transposed else self.size
         try:
             array: np.ndarray = simplejpeg.decode_jpeg(
                 data,
@@ -246,10 +311,27 @@ class ImageFiles(Source):
         mode = _PIL_MODE[self.color_mode]
         h, w = self.size
         image = image_module.open(io.BytesIO(data))
+        orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
         if image.format == "JPEG":
-            image.draft(mode, (w, h))  # decode at the smallest DCT scale >= (w, h)
+            # Decode at the smallest DCT scale >= the target (stored sideways if transposed).
+            image.draft(mode, (h, w) if orientation >= 5 else (w, h))
+        if image.mode in _WIDE_MODES:
+            image.load()  # decoding errors surface here
+            # 16-bit samples: scale 0-65535 to 0-255 (Pillow's convert would clip at 255).
+            wide = np.asarray(image).astype(np.int64)
+            narrow = ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+            image = image_module.fromarray(narrow, "L")
         image = image.convert(mode)  # loads the pixels: decoding errors surface here
+        if 2 <= orientation <= 8:
+            image = image.transpose(getattr(image_module.Transpose, _PIL_TRANSPOSE[orientation]))
         return image
+
+    def close(self) -> None:
+        """Stops the decoding threads; they restart on the next batch."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.shutdown(wait=True)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -268,6 +350,147 @@ class ImageFiles(Source):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def read_regular_file(path: str, max_bytes: int) -> bytes:
+    """The contents of the regular file ``path``, refusing anything else.
+
+    The file is opened without blocking (a named pipe would otherwise block ``open`` until
+    a writer appears) and checked to be a regular file before anything is read, so FIFOs,
+    devices such as ``/dev/zero`` and sockets are refused; at most ``max_bytes`` are read.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, OSError: What is wrong, naming the path.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(f"{path!r} is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFileError(
+                f"{path!r} is not a regular file ({_file_kind(info.st_mode)}); only regular "
+                "files are read"
+            )
+        if info.st_size > max_bytes:
+            raise FileTooLargeError(
+                f"{path!r} has {info.st_size:,} bytes, more than max_file_bytes={max_bytes:,}; "
+                "pass a larger max_file_bytes if it is a real image"
+            )
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLargeError(
+            f"{path!r} grew past max_file_bytes={max_bytes:,} while it was read"
+        )
+    return data
+
+
+class NotARegularFileError(OSError):
+    """A path names a named pipe, a device, a socket or anything but a regular file."""
+
+
+class FileTooLargeError(OSError):
+    """A file is larger than the source's ``max_file_bytes``."""
+
+
+class OutsideRootError(PermissionError):
+    """A path leads outside the source's ``root`` and ``allow_outside_root`` is False."""
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _inside(given: str, joined: str, root: str) -> bool:
+    """Whether the path ``given`` (``joined`` to ``root``) stays inside ``root``, lexically:
+    ``..`` and absolute paths elsewhere leave it; symbolic links inside it are followed."""
+    if not os.path.isabs(given) and ".." not in given:
+        return True  # the common case, without normalising
+    full = os.path.normpath(os.path.abspath(joined))
+    return os.path.commonpath([full, root]) == root
+
+
+def _outside_message(path: str, root: str) -> str:
+    return (
+        f"image path {path!r} leads outside the root folder {root!r} (absolute paths and "
+        "'..' are refused, because a table is data that may come from elsewhere); move the "
+        "files under the root, pass root= a folder that holds them, or pass "
+        "allow_outside_root=True if you trust every path in the table"
+    )
+
+
+_ORIENTATION_TAG = 0x0112
+
+
+def _jpeg_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) of JPEG bytes, 1 when absent; reads only the headers."""
+    if data[:2] != b"\xff\xd8":
+        return 1
+    position, end = 2, min(len(data), 1 << 20)
+    while position + 4 <= end and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no EXIF before the pixels
+            return 1
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xE1 and data[position + 4 : position + 10] == b"Exif\x00\x00":
+            return _tiff_orientation(data[position + 10 : position + 2 + length])
+        position += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    try:
+        order = {b"II": "<", b"MM": ">"}[tiff[:2]]
+        (offset,) = struct.unpack(order + "I", tiff[4:8])
+        (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
+        for k in range(count):
+            entry = tiff[offset + 2 + 12 * k : offset + 14 + 12 * k]
+            tag, kind = struct.unpack(order + "HH", entry[:4])
+            if tag == _ORIENTATION_TAG and kind == 3:  # SHORT
+                (value,) = struct.unpack(order + "H", entry[8:10])
+                return value if 1 <= value <= 8 else 1
+    except (KeyError, struct.error):
+        return 1
+    return 1
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Applies an EXIF orientation to an ``(h, w, c)`` array, as ``exif_transpose`` does."""
+    if orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 3:
+        array = array[::-1, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    elif orientation == 5:
+        array = array.transpose(1, 0, 2)
+    elif orientation == 6:
+        array = np.rot90(array, -1)
+    elif orientation == 7:
+        array = array[::-1, ::-1].transpose(1, 0, 2)
+    elif orientation == 8:
+        array = np.rot90(array, 1)
+    else:
+        return array
+    return np.ascontiguousarray(array)
+
+
+#: EXIF orientation -> the ``PIL.Image.Transpose`` that undoes it (as ``exif_transpose``).
+_PIL_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 
 
 def _check_size(size: Any) -> tuple[int, int]:
@@ -297,6 +520,12 @@ def _explain(error: Exception, path: str) -> str:
         return f"image file {path!r} does not exist"
     if isinstance(error, IsADirectoryError):
         return f"image path {path!r} is a directory, not a file"
+    if isinstance(error, OutsideRootError):
+        return str(error)
+    if isinstance(error, (NotARegularFileError, FileTooLargeError)):
+        return f"image file {error}"
+    if isinstance(error, PermissionError):
+        return f"image file {path!r} cannot be read (permission denied)"
     if type(error).__name__ == "UnidentifiedImageError":
         return f"{path!r} is not an image file Pillow can read (corrupt, or not an image)"
     if isinstance(error, OSError) and "truncated" in str(error):
