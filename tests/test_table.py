@@ -5,6 +5,7 @@ bad cell named by row and column."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import warnings
 
@@ -319,3 +320,104 @@ def test_parquet_null_cells_are_named(example, tmp_path):
     frame.to_parquet(example.parent / "nulls.parquet")
     with pytest.raises(SampleError, match=r"table row 6\): column 'sensor_4' has no value"):
         from_table(pq.read_table(example.parent / "nulls.parquet"), root=example.parent, **COLUMNS)
+
+
+def numbers_table(targets, tmp_path=None, name="targets.csv"):
+    """A CSV (or, without tmp_path, a DataFrame) of one numeric input and the targets."""
+    rows = [["x", "y"]] + [[str(i), str(t)] for i, t in enumerate(targets)]
+    if tmp_path is None:
+        return pd.DataFrame({"x": np.arange(len(targets)), "y": np.asarray(targets, dtype=object)})
+    return write_rows(tmp_path / name, rows)
+
+
+@pytest.mark.parametrize(
+    ("targets", "stray"),
+    [
+        ([10.5, 20.25, 30.0, 10.5, "N/A", 20.25], "row 4 ('N/A')"),
+        ([10.5, 20.25, 30.0, "inf", 10.5, 20.25], "row 3 ('inf')"),
+        ([1, 2, 10, 1, 2, "x"], "row 5 ('x')"),
+    ],
+)
+def test_one_stray_cell_cannot_make_a_number_column_a_class_column(tmp_path, targets, stray):
+    with pytest.raises(ValueError, match=re.escape(stray)) as info:
+        from_table(numbers_table(targets, tmp_path), numeric="x", target="y", validation_split=0)
+    assert "target_kind='classes'" in str(info.value)
+
+
+def test_an_explicit_target_kind_decides_and_numeric_class_names_sort_as_numbers(tmp_path):
+    path = numbers_table([1, 2, 10, 1, 2, "x"], tmp_path)
+    train, _ = from_table(path, numeric="x", target="y", target_kind="classes", validation_split=0)
+    assert train.preprocessing.classes == ["1", "2", "10", "x"]
+    numbers = numbers_table([1, 2, 10, 2, 1, 10], tmp_path, "numbers.csv")
+    train, _ = from_table(
+        numbers, numeric="x", target="y", target_kind="classes", validation_split=0, shuffle=False
+    )
+    assert train.preprocessing.classes == ["1", "2", "10"]
+    assert train[0][1].tolist() == [0, 1, 2, 1, 0, 2]
+
+
+@pytest.mark.parametrize(
+    ("kind", "targets", "match"),
+    [
+        ("int", [1, 2, 2.5, 1], r"row 2: column 'y' holds 2\.5, which is not an integer class id"),
+        ("int", [1, 2, 3000000000, 1], r"row 2: .*outside the int32 range"),
+        ("float", [1.0, 2.0, "x", 1.0], r"row 2: column 'y' holds 'x', which is not a number"),
+        ("float", [1.0, 2.0, 1e39, 1.0], r"row 2: .*beyond float32's range"),
+        ("ordinal", [1, 2], r"target_kind must be one of \('int', 'float', 'classes'\)"),
+    ],
+)
+def test_a_target_that_does_not_fit_its_kind_is_named(kind, targets, match):
+    with pytest.raises(ValueError, match=match):
+        from_table(
+            numbers_table(targets), numeric="x", target="y", target_kind=kind, validation_split=0
+        )
+
+
+def test_integer_targets_beyond_int32_are_an_error_not_a_wrap(tmp_path):
+    path = numbers_table([1, 2, 3000000000, 1], tmp_path)
+    with pytest.raises(
+        ValueError, match=r"3000000000, outside the int32 range.*target_kind='float'"
+    ):
+        from_table(path, numeric="x", target="y", validation_split=0)
+
+
+def test_fractional_targets_at_inference_are_an_error_not_a_truncation(tmp_path):
+    train, _ = from_table(
+        numbers_table([1.0, 2.0, 3.0, 1.0], tmp_path), numeric="x", target="y", validation_split=0
+    )
+    assert train.preprocessing.target_kind == "int"
+    new = numbers_table([1.7, 2.7, 3.7], tmp_path, "new.csv")
+    with pytest.raises(SampleError, match=r"sample 0 \(table row 0\): column 'y' holds 1\.7, "):
+        train.preprocessing.dataset(new)
+
+
+def test_a_table_with_its_target_column_is_read_in_row_order_for_predict(example):
+    train, _ = from_table(example, **COLUMNS)
+    ds = train.preprocessing.dataset(example, batch_size=8)
+    assert not ds.shuffle
+    np.testing.assert_array_equal(ds.batch_indices(0), np.arange(8))
+    labels = np.concatenate([ds[i][1] for i in range(len(ds))])
+    np.testing.assert_array_equal(labels, [int(r[-1]) for r in read_rows(example)[1:]])
+    assert train.preprocessing.dataset(example, shuffle=True).shuffle
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_reads_its_first_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffx,y\n1,0\n2,1\n3,0\n4,1\n".encode())
+    train, _ = from_table(path, numeric="x", target="y", validation_split=0)
+    assert train.preprocessing.numeric == ("x",)
+
+
+def test_image_paths_in_a_table_may_not_leave_its_folder(example, tmp_path):
+    rows = read_rows(example)
+    image = rows[0].index("image")
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((example.parent / rows[1][image]).read_bytes())
+    rows[2][image] = os.path.relpath(outside, example.parent)  # ../.../outside.png
+    rows[3][image] = "/etc/passwd"
+    path = write_rows(example.parent / "escaping.csv", rows)
+    with pytest.raises(SampleError, match=r"table row 1, column 'image'.*leads outside") as info:
+        from_table(path, **COLUMNS, validation_split=0)
+    assert "'../" in str(info.value) and "1 more path also outside" in str(info.value)
+    train, _ = from_table(path, **COLUMNS, allow_outside_root=True, validation_split=0)
+    assert len(train.input_structure.fields[0].array.paths) == 60

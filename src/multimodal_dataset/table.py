@@ -27,6 +27,9 @@ from multimodal_dataset.sources import OnError, SampleError, check_on_error
 from multimodal_dataset.text import TextTokens, Vocabulary
 
 _FORMAT = "multimodal_dataset.TablePreprocessing"
+TARGET_KINDS = ("int", "float", "classes")
+_INT32 = np.iinfo(np.int32)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SPLIT_STREAM = 0x5B117  # keeps the split's random stream apart from the shuffle's
 
 
@@ -96,7 +99,8 @@ def read_table(source: Any) -> Table:
 
 
 def _read_csv(path: str, delimiter: str) -> dict[str, np.ndarray]:
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which is not a name.
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)
@@ -178,11 +182,13 @@ class TablePreprocessing:
         on_error: OnError = "raise",
         augment: ImageAugmentation | None = None,
         max_tokens: int | None = None,
+        allow_outside_root: bool = False,
     ) -> Any:
         """The input sources for ``rows`` of ``table``: one, or a tuple (image, text, numeric).
 
         Fits the vocabulary and the numeric statistics on these rows if they are not
-        fitted yet.
+        fitted yet. Image paths are confined to ``root`` (default: the table's folder, or
+        the working directory for an in-memory table) unless ``allow_outside_root``.
         """
         sources: list[Any] = []
         if self.image is not None:
@@ -192,7 +198,8 @@ class TablePreprocessing:
                 ImageFiles(
                     paths,
                     self.image_size,
-                    root=root if root is not None else table.folder,
+                    root=root if root is not None else (table.folder or os.getcwd()),
+                    allow_outside_root=allow_outside_root,
                     color_mode=self.color_mode,
                     augment=augment,
                     on_error=on_error,
@@ -228,8 +235,10 @@ class TablePreprocessing:
         """The target of each of ``rows``: class ids (int32) or floats.
 
         Raises:
-            SampleError: For a missing target or a class name not seen when fitting.
-                Targets are never replaced, whatever ``on_error`` says.
+            SampleError: For a missing target, a class name not seen when fitting, or a
+                value that does not fit the target kind (a fraction for ``"int"``, a
+                number beyond int32 or float32). Targets are never replaced, whatever
+                ``on_error`` says.
         """
         assert self.target is not None
         values = table.column(self.target, "target")[rows]
@@ -247,32 +256,60 @@ class TablePreprocessing:
                     )
                 out[k] = ids[_label(value)]
             return out
-        parsed, problems = parse_numeric(values, self.target)
+        parsed, problems = parse_numeric(values, str(self.target))
+        problems.update(_kind_problems(parsed, str(self.target), str(self.target_kind)))
         if problems:
             k = min(problems)
             raise SampleError(
                 f"targets: sample {k} (table row {int(rows[k])}): {problems[k]}. Every row "
-                "needs a target; targets are never replaced. Fix the row or drop it from "
-                "the table."
+                "needs a target of the kind the model was trained on "
+                f"(target_kind={self.target_kind!r}); targets are never replaced, rounded or "
+                "wrapped. Fix the row or drop it from the table."
             )
         if self.target_kind == "int":
             return parsed.astype(np.int32)
         return parsed.astype(np.float32)
 
     def _fit_target(self, values: np.ndarray) -> None:
-        parsed, problems = parse_numeric(values, str(self.target))
+        """Decides the target kind (unless given) and the class names, from every row."""
         missing = [i for i, v in enumerate(values) if _is_missing(v)]
-        if not problems:
+        if missing:
+            raise SampleError(
+                f"targets: table row {missing[0]}, column {self.target!r} has no value"
+                f"{_and_more(missing)}. Every row needs a target; fix the row or drop it from "
+                "the table."
+            )
+        column = str(self.target)
+        if self.target_kind == "classes":
+            self.classes = _sorted_classes({_label(v) for v in values})
+            return
+        parsed, problems = parse_numeric(values, column)
+        if self.target_kind is None:
+            if len(problems) == len(values):
+                self.target_kind = "classes"  # names: every value is a non-number
+                self.classes = _sorted_classes({_label(v) for v in values})
+                return
+            if problems:
+                rows = sorted(problems)
+                shown = ", ".join(f"row {r} ({values[r]!r})" for r in rows[:5])
+                raise ValueError(
+                    f"Target column {column!r} mixes numbers with {len(rows)} value"
+                    f"{'s' if len(rows) > 1 else ''} that are not finite numbers: {shown}"
+                    f"{', ...' if len(rows) > 5 else ''}. A target column must be all numbers "
+                    "(class ids or regression values) or all class names, so one stray cell "
+                    "cannot decide the kind. Fix or drop those rows, or pass target_kind="
+                    "'classes' to use every value as a class name (or 'int' / 'float')."
+                )
             integral = bool(np.all(parsed == np.round(parsed)))
             self.target_kind = "int" if integral else "float"
-        elif missing:
-            raise SampleError(
-                f"targets: table row {missing[0]}, column {self.target!r} has no value. Every "
-                "row needs a target; fix the row or drop it from the table."
+        problems.update(_kind_problems(parsed, column, self.target_kind))
+        if problems:
+            k = min(problems)
+            raise ValueError(
+                f"Target column {column!r}, table row {k}: {problems[k]}"
+                f"{_and_more(sorted(problems))}. Fix or drop the row, or pass another "
+                "target_kind ('int', 'float' or 'classes')."
             )
-        else:
-            self.target_kind = "classes"
-            self.classes = sorted({_label(v) for v in values})
 
     # --------------------------------------------------------------------------- datasets
 
@@ -282,17 +319,21 @@ class TablePreprocessing:
         *,
         root: str | os.PathLike[str] | None = None,
         on_error: OnError = "raise",
+        allow_outside_root: bool = False,
         **dataset_kwargs: Any,
     ) -> MultimodalDataset:
         """A dataset of every row of ``table``, preprocessed as the training rows were.
 
-        Targets are included when the table has the target column; otherwise the dataset
-        is for inference (inputs only, in table order).
+        Batches hold the rows in table order (``shuffle=False`` unless you pass
+        ``shuffle=True``), so ``model.predict(ds)`` and ``model.evaluate(ds)`` line up with
+        the rows, whether or not the table has the target column. Targets are included
+        when it has; otherwise the dataset is for inference (inputs only).
 
         Args:
             table: A path, DataFrame or pyarrow Table with the same columns.
             root: Folder for relative image paths (default: the table's folder).
             on_error: ``"raise"`` or ``"replace"`` (see `from_table`).
+            allow_outside_root: Read image paths outside ``root`` (see `from_table`).
             **dataset_kwargs: Passed to `MultimodalDataset` (``batch_size``, ...).
         """
         unfitted = (
@@ -307,10 +348,17 @@ class TablePreprocessing:
         data = read_table(table)
         rows = np.arange(len(data))
         folder = os.fspath(root) if root is not None else None
-        inputs = self.inputs(data, rows, root=folder, on_error=check_on_error(on_error))
+        inputs = self.inputs(
+            data,
+            rows,
+            root=folder,
+            on_error=check_on_error(on_error),
+            allow_outside_root=allow_outside_root,
+        )
         targets = None
         if self.target is not None and self.target in data.columns:
             targets = self.targets(data, rows)
+        dataset_kwargs.setdefault("shuffle", False)
         ds = MultimodalDataset(inputs, targets, **dataset_kwargs)
         ds.preprocessing = self
         return ds
@@ -401,6 +449,8 @@ def from_table(
     tokenizer: Any = None,
     augment: ImageAugmentation | None = None,
     on_error: OnError = "raise",
+    target_kind: str | None = None,
+    allow_outside_root: bool = False,
     **dataset_kwargs: Any,
 ) -> tuple[MultimodalDataset, MultimodalDataset | None]:
     """Training and validation datasets from a table of image paths, texts and numbers.
@@ -436,7 +486,9 @@ def from_table(
         validation_split: Fraction of rows for validation (``int(fraction * rows)``, as in
             Keras); 0 for no validation dataset (then the second value is None).
         seed: Seed of the split and, unless ``dataset_kwargs`` has one, of the shuffle.
-        root: Folder for relative image paths, instead of the table's folder.
+        root: Folder for relative image paths, instead of the table's folder (the working
+            directory for an in-memory table). Paths may not leave it: absolute paths
+            elsewhere and ``..`` escapes are bad samples, unless ``allow_outside_root``.
         color_mode: ``"rgb"``, ``"grayscale"`` or ``"rgba"``.
         max_tokens: Vocabulary size (padding and unknown included); None keeps all words.
         tokenizer: A callable or Hugging Face tokenizer to use instead of a vocabulary.
@@ -444,6 +496,12 @@ def from_table(
         on_error: ``"raise"`` at the first bad file or value, naming the row and column;
             ``"replace"`` to fill bad inputs (zero image, empty text, mean value) and
             report them at the end of each epoch. Targets are never replaced.
+        target_kind: ``"int"`` (class ids), ``"float"`` (regression) or ``"classes"``
+            (every value a class name, numbers too: ``1, 2, 10`` are ordered as numbers).
+            None infers it from the whole column, and refuses a column that mixes
+            numbers with other values (naming the rows) instead of guessing.
+        allow_outside_root: Read image paths that leave ``root`` (absolute paths, ``..``).
+            A table is data that may come from elsewhere; pass True only if you trust it.
         **dataset_kwargs: Passed to the training `MultimodalDataset` (``batch_size``,
             ``workers``, ...). The validation dataset gets the same ``batch_size``,
             ``workers`` and ``use_multiprocessing``, and keeps every row in order.
@@ -474,6 +532,14 @@ def from_table(
     if text is not None and text_length is None:
         raise ValueError("text_length= (token ids per text) is required with text=.")
     on_error = check_on_error(on_error)
+    if target_kind is not None:
+        if target is None:
+            raise ValueError("target_kind= was given without target=; name the target column.")
+        if target_kind not in TARGET_KINDS:
+            raise ValueError(
+                f"target_kind must be one of {TARGET_KINDS} (or None to infer it); got "
+                f"{target_kind!r}."
+            )
     train_rows, val_rows = split_rows(len(data), validation_split, seed)
     preprocessing = TablePreprocessing(
         image=image,
@@ -484,12 +550,19 @@ def from_table(
         text_length=text_length,
         color_mode=color_mode,
         tokenizer=tokenizer,
+        target_kind=target_kind,
     )
     folder = os.fspath(root) if root is not None else None
 
     def make(rows: np.ndarray, augment_: ImageAugmentation | None, **kwargs: Any) -> Any:
         inputs = preprocessing.inputs(
-            data, rows, root=folder, on_error=on_error, augment=augment_, max_tokens=max_tokens
+            data,
+            rows,
+            root=folder,
+            on_error=on_error,
+            augment=augment_,
+            max_tokens=max_tokens,
+            allow_outside_root=allow_outside_root,
         )
         targets = None if target is None else preprocessing.targets(data, rows)
         ds = MultimodalDataset(inputs, targets, **kwargs)
@@ -540,6 +613,50 @@ def _is_missing(value: Any) -> bool:
         or (isinstance(value, str) and not value.strip())
         or (isinstance(value, float) and np.isnan(value))
     )
+
+
+def _kind_problems(parsed: np.ndarray, column: str, kind: str) -> dict[int, str]:
+    """Rows whose (finite) value does not fit the target kind: fractions or values beyond
+    int32 for ``"int"``, values beyond float32 for ``"float"``."""
+    problems: dict[int, str] = {}
+    finite = np.isfinite(parsed)
+    if kind == "int":
+        for i in np.flatnonzero(finite & (parsed != np.round(parsed))):
+            problems[int(i)] = (
+                f"column {column!r} holds {parsed[i]:g}, which is not an integer class id"
+            )
+        for i in np.flatnonzero(finite & ((parsed < _INT32.min) | (parsed > _INT32.max))):
+            problems.setdefault(
+                int(i),
+                f"column {column!r} holds {parsed[i]:.0f}, outside the int32 range of class "
+                f"ids [{_INT32.min}, {_INT32.max}] (pass target_kind='float' for regression)",
+            )
+    elif kind == "float":
+        for i in np.flatnonzero(finite & (np.abs(parsed) > _FLOAT32_MAX)):
+            problems[int(i)] = (
+                f"column {column!r} holds {parsed[i]:g}, beyond float32's range (it would "
+                "become inf); rescale the target"
+            )
+    return problems
+
+
+def _sorted_classes(labels: set[str]) -> list[str]:
+    """Class names in sorted order: names that are numbers first, by value (1, 2, 10),
+    then the others as strings."""
+
+    def key(label: str) -> tuple[int, float, str]:
+        try:
+            value = float(label)
+        except ValueError:
+            return 1, 0.0, label
+        return (0, value, label) if np.isfinite(value) else (1, 0.0, label)
+
+    return sorted(labels, key=key)
+
+
+def _and_more(rows: Sequence[int]) -> str:
+    more = len(rows) - 1
+    return f" (and {more} more row{'s' if more > 1 else ''})" if more > 0 else ""
 
 
 def _label(value: Any) -> str:
