@@ -203,3 +203,81 @@ def test_the_batch_stream_is_identical_on_every_backend():
 
 
 STREAM_DIGEST = "d692d7460fd5df581d8add21e2e3d935cc8f209b4ccd4a0e3b6f96c6af8b0eb5"
+
+
+def test_the_same_seed_trains_on_the_same_stream_with_fits_default_shuffle():
+    """Keras 3.15 and older reorder batch requests with Python's unseeded random under
+    fit(shuffle=True); the dataset serves its own order whatever Keras asks for."""
+    import random
+
+    streams = []
+    for python_seed, shuffle in ((1, True), (2, True), (3, False)):
+        random.seed(python_seed)
+        epochs = fit_and_record(id_dataset(61), epochs=2) if shuffle else None
+        if not shuffle:
+            recorder = Recorder()
+            features = keras.Input((2,))
+            model = keras.Model(features, keras.layers.Dense(1)(features))
+            model.compile("sgd", "mse", metrics=[RecordIds(recorder)], run_eagerly=True)
+            model.fit(id_dataset(61), epochs=2, verbose=0, shuffle=False, callbacks=[recorder])
+            epochs = recorder.epochs
+        streams.append([np.concatenate(batches).tolist() for batches in epochs])
+    assert streams[0] == streams[1] == streams[2]
+    ds = id_dataset(61)
+    ds.on_epoch_end()  # fit's first epoch is the dataset's epoch 1
+    expected = [ds.batch_indices(i).tolist() for i in range(len(ds))]
+    assert streams[0][0] == [i for batch in expected for i in batch]
+
+
+def test_outside_keras_epochs_a_batch_index_is_the_batch_asked_for():
+    ds = id_dataset(61)
+    np.testing.assert_array_equal(ds[5][1], ds.batch_indices(5))
+    np.testing.assert_array_equal(ds[2][1], ds.batch_indices(2))
+
+
+def test_replacements_are_reported_once_per_training_epoch_not_for_keras_build_reads(
+    image_files, tmp_path
+):
+    from multimodal_dataset import ImageFiles, ReplacedSamplesWarning
+
+    paths = list(image_files)
+    for bad in (3, 8):
+        paths[bad] = tmp_path / f"missing{bad}.png"
+    source = ImageFiles(paths, size=(8, 8), on_error="replace")
+    ds = MultimodalDataset(source, np.arange(12) % 2, batch_size=4, seed=0)
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.warns(ReplacedSamplesWarning) as caught:
+        model.fit(ds, epochs=3, verbose=0)
+    reports = [w for w in caught if issubclass(w.category, ReplacedSamplesWarning)]
+    assert len(reports) == 3, [str(w.message) for w in reports]
+    assert all("2 samples were replaced" in str(w.message) for w in reports)
+    assert sorted((r.epoch, r.sample) for r in ds.replacements) == [
+        (e, s) for e in (1, 2, 3) for s in (3, 8)
+    ]
+
+
+def test_a_sample_error_during_fit_reaches_the_caller(image_files, tmp_path, backend):
+    """On TensorFlow, Keras reads the dataset inside tf.data, which re-raises what the
+    dataset raised as tf.errors.InvalidArgumentError with the message kept (documented)."""
+    from multimodal_dataset import ImageFiles, SampleError
+
+    paths = list(image_files)
+    paths[11] = tmp_path / "missing.png"  # in the last batch: not read to build the model
+    ds = MultimodalDataset(
+        ImageFiles(paths, size=(8, 8)), np.arange(12) % 2, batch_size=4, shuffle=False
+    )
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    expected = SampleError
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        expected = tf.errors.InvalidArgumentError
+    with pytest.raises(expected) as info:
+        model.fit(ds, epochs=1, verbose=0)
+    assert "inputs: sample 11" in str(info.value) and "missing.png" in str(info.value)

@@ -29,6 +29,7 @@ from multimodal_dataset.sources import (
 from multimodal_dataset.structure import ArraySpec
 from multimodal_dataset.table import TablePreprocessing, from_table
 from multimodal_dataset.text import TextTokens, Vocabulary
+from multimodal_dataset.workers import WorkerError
 
 __all__ = [
     "ArraySpec",
@@ -45,6 +46,7 @@ __all__ = [
     "TablePreprocessing",
     "TextTokens",
     "Vocabulary",
+    "WorkerError",
     "from_table",
     "make_example",
     "models",

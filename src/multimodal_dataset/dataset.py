@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import operator
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -13,6 +16,10 @@ from multimodal_dataset.sampling import Sampler, check_seed, check_shard, draw_s
 from multimodal_dataset.sources import ReplacedSamplesWarning, Replacement
 from multimodal_dataset.structure import Field, Group, make_group
 from multimodal_dataset.workers import Gatherer
+
+#: Keras reads up to this many batches of epoch 0 before training (to build the model,
+#: and on TensorFlow to infer the output signature); see `MultimodalDataset.on_epoch_end`.
+_PREVIEW_BATCHES = 3
 
 if TYPE_CHECKING:
     from multimodal_dataset.structure import ArraySpec
@@ -35,6 +42,14 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
     epoch, identically on every backend and in every worker thread or process. The epoch
     advances in ``on_epoch_end``, which Keras calls after every epoch (and once before the
     first epoch of each ``fit``, ``evaluate`` or ``predict``).
+
+    While Keras runs an epoch (between its ``on_epoch_begin`` and ``on_epoch_end`` calls),
+    the dataset serves its batches in its own order, whatever order Keras asks for them
+    in: Keras 3.15 and older reorder a ``PyDataset``'s batch requests with Python's unseeded
+    ``random`` under ``fit(shuffle=True)``, the default, which would make two runs with the
+    same seed differ. The samples are already shuffled per sample, so ``fit``'s
+    ``shuffle`` argument changes nothing. Outside an epoch (your own loops), ``ds[i]`` is
+    batch ``i``.
 
     Example:
 
@@ -76,7 +91,11 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         shard: ``(index, count)``: this process reads shard ``index`` of ``count`` of every
             epoch's global order (see "Scaling out" in the README). ``None`` (the default)
             takes the data shard of the active ``keras.distribution`` (one shard when none
-            is set); ``(0, 1)`` reads everything.
+            is set); ``(0, 1)`` reads everything. Where Keras shards every ``PyDataset``
+            itself (Keras 3.16 and newer under ``auto_shard_dataset=True``, the default of
+            ``DataParallel``), ``None`` lays the batches out so that Keras's sharding
+            reads each sample once, and a ``shard`` given by hand is refused (it would
+            shard twice).
         workers: How many worker threads (or processes) gather each batch's samples in
             parallel. Unlike a hand-written ``PyDataset``, the workers run inside the
             dataset and Keras reads it from its main thread (``ds.workers`` is 1), because
@@ -154,7 +173,18 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         seed = draw_seed() if seed is None else check_seed(seed)
         if shuffle is None:
             shuffle = self._targets is not None
-        shard_index, shard_count = _distribution_shard() if shard is None else check_shard(shard)
+        self._shard_given = shard is not None
+        self._layout = _shard_layout() if shard is None else (*check_shard(shard), False)
+        if shard is not None and keras_shards_py_datasets()[1] > 1:
+            raise ValueError(
+                f"shard={tuple(shard)!r} was given, but this Keras ({keras.version()}) shards "
+                "every PyDataset itself under the active distribution (auto_shard_dataset="
+                "True): each process would read a shard of a shard. Leave shard=None (the "
+                "dataset then lays out its batches for Keras's sharding, each sample once per "
+                "epoch), or turn Keras's sharding off with "
+                "keras.distribution.DataParallel(..., auto_shard_dataset=False)."
+            )
+        shard_index, shard_count, keras_shards = self._layout
         self._sampler = Sampler(
             num_samples,
             batch_size,
@@ -164,6 +194,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             shard_index,
             shard_count,
             pad_remainder,
+            serve_all_shards=keras_shards,
         )
         if self._sampler.num_batches == 0:
             shards = f" x {shard_count} shards" if shard_count > 1 else ""
@@ -175,8 +206,10 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             )
         self._epoch = 0
         self._position = 0
-        self._replaced: dict[tuple[int, str, int], Replacement] = {}
-        self._reported = 0
+        self._in_epoch = False  # between Keras's on_epoch_begin and on_epoch_end
+        self._served = 0  # batches served in this epoch
+        self._reported: list[Replacement] = []
+        self._pending: dict[tuple[str, int], Replacement] = {}  # not reported yet
         self._gatherer = Gatherer(
             [f for g in self._groups for f in g.fields], workers, use_multiprocessing
         )
@@ -188,14 +221,24 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         return self._sampler.num_batches
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        """Batch ``index`` of the current epoch: ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
-        indices = self.batch_indices(index)
-        arrays, replaced = self._gatherer.gather(indices, self.seed, self._epoch)
+        """Batch ``index`` of the current epoch: ``(x,)``, ``(x, y)`` or ``(x, y, w)``.
+
+        While Keras runs an epoch, the ``k``-th request of the epoch is batch ``k``
+        whatever ``index`` Keras asks for (see the class docstring), unless Keras shards
+        the dataset itself.
+        """
+        position = self._check_index(index)
+        if self._in_epoch and not self._sampler.serve_all_shards and self._served < len(self):
+            position = self._served  # Keras's own batch shuffle would not be reproducible
+        self._served += 1
+        indices = self._sampler.batch(self._epoch, position)
+        where = f"batch {position} of epoch {self._epoch}"
+        arrays, replaced = self._gatherer.gather(indices, self.seed, self._epoch, where)
         for r in replaced:
-            self._replaced.setdefault((r.epoch, r.field, r.sample), r)
-        self._position = max(self._position, operator.index(index) % len(self) + 1)
+            self._pending[(r.field, r.sample)] = r
+        self._position = max(self._position, position + 1)
         if self._sampler.pad:
-            real = self._sampler.real_count(operator.index(index) % len(self))
+            real = self._sampler.real_count(position)
             if real < len(indices):
                 arrays[-1][real:] = 0  # the padding's sample weights (a fresh gathered copy)
         batch = []
@@ -206,19 +249,50 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             start = stop
         return tuple(batch)
 
+    def on_epoch_begin(self) -> None:
+        """Keras calls this before each epoch: batches are then served in the dataset's own
+        order, whatever order Keras requests them in.
+
+        Raises:
+            ValueError: If the sharding the dataset was built for no longer matches the
+                active ``keras.distribution`` (it was set after the dataset was built).
+        """
+        if not self._shard_given and _shard_layout() != self._layout:
+            index, count, keras_shards = _shard_layout()
+            raise ValueError(
+                f"This dataset was built for shard {self._layout[:2]} but the active "
+                f"keras.distribution now gives shard ({index}, {count})"
+                f"{' sharded by Keras itself' if keras_shards else ''}: the distribution was "
+                "set (or changed) after the dataset was built, and training would read a "
+                "fraction of the data or stall. Build the dataset after "
+                "keras.distribution.set_distribution(...), or pass shard= explicitly."
+            )
+        self._in_epoch = True
+        self._served = 0
+
     def on_epoch_end(self) -> None:
         """Advances to the next epoch's order (Keras calls this after every epoch).
 
         Warns with a `ReplacedSamplesWarning` if sources replaced samples in the epoch
-        (``on_error="replace"``); every replacement is kept in ``ds.replacements``.
+        (``on_error="replace"``); every replacement is kept in ``ds.replacements``. The
+        batches Keras reads of epoch 0 before training starts (to build the model, and on
+        TensorFlow the output signature) are not an epoch of their own: what they replaced
+        is reported with the first training epoch, each sample once. Releases the worker
+        pools if no batch follows within ``workers.KEEP_ALIVE_S`` seconds.
         """
-        self._report_replacements()
+        preview = self._epoch == 0 and self._served <= _PREVIEW_BATCHES and self._served < len(self)
+        if not preview:
+            self._report_replacements()
         self._epoch += 1
         self._position = 0
+        self._in_epoch = False
+        self._served = 0
+        self._gatherer.release_soon()
 
     def _report_replacements(self) -> None:
-        new = list(self._replaced.values())[self._reported :]
-        self._reported += len(new)
+        new = list(self._pending.values())
+        self._pending = {}
+        self._reported += new
         if not new:
             return
         shown = "; ".join(f"{r.field} {r.reason}" for r in new[:5])
@@ -235,7 +309,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
     @property
     def replacements(self) -> list[Replacement]:
         """Every sample a source replaced so far (``on_error="replace"``), once per epoch."""
-        return list(self._replaced.values())
+        return self._reported + list(self._pending.values())
 
     # ----------------------------------------------------------------------- public API
 
@@ -245,6 +319,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         Raises:
             IndexError: If ``index`` is not in ``[-len(ds), len(ds))``.
         """
+        return self._sampler.batch(self._epoch, self._check_index(index))
+
+    def _check_index(self, index: int) -> int:
         try:
             index = operator.index(index)
         except TypeError:
@@ -259,7 +336,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                 f"Batch index {index} is out of range: this dataset has {num_batches} batches "
                 f"per epoch (valid indices are 0 to {num_batches - 1})."
             )
-        return self._sampler.batch(self._epoch, index)
+        return index
 
     @property
     def element_spec(self) -> tuple[Any, ...]:
@@ -304,8 +381,15 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
 
     @property
     def shard(self) -> tuple[int, int]:
-        """``(index, count)``: which shard of every epoch this dataset reads."""
-        return self._sampler.shard_index, self._sampler.shard_count
+        """``(index, count)``: which shard of every epoch this process reads (by itself,
+        or through Keras's own sharding when `sharded_by_keras`)."""
+        return self._layout[0], self._layout[1]
+
+    @property
+    def sharded_by_keras(self) -> bool:
+        """Whether Keras shards this dataset itself (Keras 3.16+, ``auto_shard_dataset``):
+        ``len(ds)`` then counts every process's batches and Keras reads this process's."""
+        return self._sampler.serve_all_shards
 
     # --------------------------------------------------------------------- resumable state
 
@@ -468,7 +552,9 @@ def _weights_group(sample_weights: Any, inputs: Group, floatx: str) -> Group:
             f"{field.array.shape}.{hint}"
         )
     # Weights scale a loss: always floating, whatever the array's dtype.
-    return Group("single", (Field(field.name, field.array, np.dtype(floatx), False),))
+    return Group(
+        "single", (dataclasses.replace(field, dtype=np.dtype(floatx), check_int32_range=False),)
+    )
 
 
 def _common_length(groups: tuple[Group, ...]) -> int:
@@ -487,25 +573,81 @@ def _common_length(groups: tuple[Group, ...]) -> int:
     return num_samples
 
 
-def _distribution_shard() -> tuple[int, int]:
+def _shard_layout() -> tuple[int, int, bool]:
+    """``(index, count, by_keras)`` for ``shard=None``: this process's data shard under
+    the active keras.distribution, and whether Keras applies it itself."""
+    keras_index, keras_count = keras_shards_py_datasets()
+    if keras_count > 1:
+        return keras_index, keras_count, True
+    return (*distribution_shard(), False)
+
+
+def distribution_shard() -> tuple[int, int]:
     """``(index, count)`` of this process's data shard under the active keras.distribution.
 
-    Keras shards only tf.data datasets itself (a multi-process distribution needs
-    ``auto_shard_dataset=False`` for anything else), so the dataset shards itself by the
-    distribution's data shard id. One shard when no distribution is set.
+    One shard when no distribution is set or it runs in one process. Works with every
+    supported Keras: 3.8 keeps the process count and id in private attributes.
     """
     distribution = keras.distribution.distribution()
     if distribution is None:
         return 0, 1
-    processes = int(distribution.num_processes)
+    processes = int(getattr(distribution, "num_processes", None) or _backend_processes()[0])
     if processes <= 1:
         return 0, 1
+    if hasattr(distribution, "data_shard_id"):
+        try:
+            replicas = int(distribution.num_model_replicas)
+        except (NotImplementedError, AttributeError):
+            replicas = processes
+        count = processes if replicas >= processes else replicas
+        return int(distribution.data_shard_id), count
+    return _backend_processes()[1], processes
+
+
+def _backend_processes() -> tuple[int, int]:
+    """``(process count, process id)`` from Keras's backend (Keras 3.8)."""
+    from keras.src.backend import distribution_lib
+
+    return int(distribution_lib.num_processes()), int(distribution_lib.process_id())
+
+
+def keras_shards_py_datasets() -> tuple[int, int]:
+    """``(data shard id, shard count)`` that Keras itself applies to every ``PyDataset``
+    under the active distribution, or ``(0, 1)`` where it does not.
+
+    Keras 3.16 (keras-nightly) takes batch indices ``range(shard_id, num_batches,
+    num_shards)`` when the distribution's ``auto_shard_dataset`` is true; 3.15 and older
+    never shard a ``PyDataset`` (3.15 refuses it in a multi-process run with
+    auto-sharding, 3.8 feeds it as is).
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is None or not getattr(distribution, "auto_shard_dataset", False):
+        return 0, 1
+    if not _keras_shards_py_datasets():
+        return 0, 1
     try:
-        replicas = int(distribution.num_model_replicas)
-    except NotImplementedError:
-        replicas = processes
-    count = processes if replicas >= processes else replicas
-    return int(distribution.data_shard_id), count
+        count = int(distribution.num_data_shards)
+        index = int(distribution.data_shard_id)
+    except (AttributeError, NotImplementedError):
+        return 0, 1
+    return (index, count) if count > 1 else (0, 1)
+
+
+@functools.cache
+def _keras_shards_py_datasets() -> bool:
+    """Whether the installed Keras's ``PyDatasetAdapter`` shards datasets itself
+    (feature-detected: its worker queue takes ``num_data_shards``)."""
+    try:
+        from keras.src.trainers.data_adapters import py_dataset_adapter
+    except ImportError:
+        return False
+    enqueuer = getattr(py_dataset_adapter, "OrderedEnqueuer", None)
+    if enqueuer is None:
+        return False
+    try:
+        return "num_data_shards" in inspect.signature(enqueuer).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class _EpochSync(keras.callbacks.Callback):  # type: ignore[misc]

@@ -130,6 +130,13 @@ class Source(abc.ABC):
     def __len__(self) -> int:
         return self.shape[0]
 
+    def close(self) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Releases threads or files the source holds; it reopens them when gathering again.
+
+        The dataset calls it when its workers are released (after each epoch, and on
+        ``ds.close()``). The default holds nothing.
+        """
+
     @property
     def ndim(self) -> int:
         return len(self.shape)

@@ -10,6 +10,13 @@ in an epoch and others not at all (measured with Keras 3.15.1, workers=3 and 61 
 7 or 8 samples missing from every epoch on JAX and PyTorch; TensorFlow was not affected;
 ``tests/test_training.py`` keeps that measurement as a canary). A ``PyDataset`` only sees
 a batch index, so no dataset can repair that index stream.
+
+Pools do not outlive their use: the dataset releases them (and the decoding threads of
+its sources) `KEEP_ALIVE_S` seconds after each epoch unless the next batch comes first,
+because TensorFlow keeps every dataset passed to ``fit`` alive and its pools with it.
+A worker process that dies (killed by the out-of-memory killer, say) or raises an
+exception that cannot be pickled is reported as a `WorkerError` naming the batch, and the
+next batch starts a fresh pool.
 """
 
 from __future__ import annotations
@@ -17,9 +24,14 @@ from __future__ import annotations
 import atexit
 import functools
 import multiprocessing
+import pickle
+import signal
+import threading
+import traceback
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -28,6 +40,14 @@ from multimodal_dataset.sources import GatherContext, Replacement
 from multimodal_dataset.structure import Field
 
 Gathered = tuple[list[np.ndarray], list[Replacement]]
+
+#: Seconds an idle pool is kept after an epoch ends, for the next epoch to reuse.
+KEEP_ALIVE_S = 2.0
+
+
+class WorkerError(RuntimeError):
+    """A worker process died, or raised an exception that could not be sent back intact."""
+
 
 # In worker processes: the fields to gather from, set once by the pool initializer.
 _PROCESS_FIELDS: tuple[Field, ...] = ()
@@ -56,7 +76,28 @@ _NO_CONTEXT = GatherContext()
 
 
 def _gather_in_process(seed: int, epoch: int, indices: np.ndarray) -> Gathered:
-    return gather_fields(_PROCESS_FIELDS, seed, epoch, indices)
+    try:
+        return gather_fields(_PROCESS_FIELDS, seed, epoch, indices)
+    except Exception as error:
+        raise _sendable(error) from None
+
+
+def _sendable(error: Exception) -> Exception:
+    """``error`` if it survives pickling (how it reaches the parent), else a `WorkerError`
+    with its type, message and traceback: an exception that cannot be unpickled would
+    break the whole pool and lose the message."""
+    try:
+        copy = pickle.loads(pickle.dumps(error))
+        if type(copy) is type(error) and str(copy) == str(error):
+            return error
+    except Exception:
+        pass
+    kind = f"{type(error).__module__}.{type(error).__qualname__}"
+    trace = "".join(traceback.format_exception(error)).rstrip()
+    return WorkerError(
+        f"A worker process raised {kind}: {error}\n(The exception could not be sent to the "
+        f"main process as it is, because it does not pickle.)\n\nWorker traceback:\n{trace}"
+    )
 
 
 class Gatherer:
@@ -77,29 +118,87 @@ class Gatherer:
         self.workers = int(workers)
         self.use_multiprocessing = bool(use_multiprocessing)
         self._executor: Executor | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._uses = 0  # counts gathers, so a release timer knows if the pool was used
 
     @property
     def parallel(self) -> bool:
         return self.workers > 1 or self.use_multiprocessing
 
-    def gather(self, indices: np.ndarray, seed: int, epoch: int) -> Gathered:
+    def gather(self, indices: np.ndarray, seed: int, epoch: int, where: str = "") -> Gathered:
         """One array per field, holding the samples ``indices`` in that order, and the
         samples that sources replaced.
 
         Errors raised in a worker thread or process are re-raised here, with their type
         and message.
+
+        Args:
+            indices: The samples of the batch, in batch order.
+            seed: The dataset's seed.
+            epoch: The dataset's epoch.
+            where: Names the batch in errors, e.g. ``"batch 3 of epoch 1"``.
+
+        Raises:
+            WorkerError: If a worker process died; the next call starts a fresh pool.
         """
-        if not self.parallel or len(indices) < 2:
+        with self._lock:
+            self._uses += 1
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            executor = self._get_executor() if self.parallel and len(indices) > 1 else None
+        if executor is None:
             return gather_fields(self.fields, seed, epoch, indices)
         chunks = [c for c in np.array_split(indices, min(self.workers, len(indices))) if len(c)]
-        executor = self._get_executor()
         if self.use_multiprocessing:
             task = functools.partial(_gather_in_process, seed, epoch)
         else:
             task = functools.partial(gather_fields, self.fields, seed, epoch)
-        parts = list(executor.map(task, chunks))
+        try:
+            parts = list(executor.map(task, chunks))
+        except BrokenProcessPool:
+            raise self._worker_died(executor, where, indices) from None
         arrays = [np.concatenate(a) for a in zip(*(p[0] for p in parts), strict=True)]
         return arrays, [r for p in parts for r in p[1]]
+
+    def _worker_died(self, executor: Executor, where: str, indices: np.ndarray) -> WorkerError:
+        """Discards the broken pool (the next batch starts a new one) and explains."""
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        codes = sorted({p.exitcode for p in processes if p.exitcode not in (None, 0)})
+        with self._lock:
+            if self._executor is executor:
+                self._executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
+        how = "terminated abruptly"
+        if codes:
+            how += " (" + ", ".join(_describe_exit(c) for c in codes) + ")"
+        shown = ", ".join(map(str, indices[:8].tolist())) + (", ..." if len(indices) > 8 else "")
+        return WorkerError(
+            f"A worker process died while gathering {where or 'a batch'} (samples {shown}): it "
+            f"was {how}. The usual cause is the out-of-memory killer: use fewer workers, "
+            "smaller batches or images, or threads (use_multiprocessing=False). The next "
+            "batch starts a fresh pool."
+        )
+
+    def release_soon(self, delay: float | None = None) -> None:
+        """Releases the pool (and sources' threads) after ``delay`` seconds
+        (`KEEP_ALIVE_S` by default) unless a batch is gathered first."""
+        delay = KEEP_ALIVE_S if delay is None else delay
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            timer = threading.Timer(delay, self._release_if_unused, args=(self._uses,))
+            timer.daemon = True
+            self._timer = timer
+        timer.start()
+
+    def _release_if_unused(self, uses: int) -> None:
+        with self._lock:
+            if uses != self._uses:
+                return
+            self._timer = None
+        self.close()
 
     def _get_executor(self) -> Executor:
         if self._executor is None:
@@ -116,20 +215,45 @@ class Gatherer:
         return self._executor
 
     def close(self) -> None:
-        """Stops the worker threads or processes (they restart on the next batch)."""
-        executor, self._executor = self._executor, None
+        """Stops the worker threads or processes and the sources' threads (they restart
+        on the next batch)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        for field in self.fields:
+            if field.is_source:
+                field.array.close()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_executor"] = None
+        state["_timer"] = None
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __del__(self) -> None:
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        killer = ", which the out-of-memory killer sends" if name == "SIGKILL" else ""
+        return f"killed by {name}{killer}"
+    return f"exit code {code}"
 
 
 _live: weakref.WeakSet[Gatherer] = weakref.WeakSet()

@@ -1,0 +1,148 @@
+"""Worker pools: errors that cannot be pickled and workers that die are named with their
+batch, a broken pool is replaced, and pools do not outlive their use on any backend."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from multimodal_dataset import MultimodalDataset, Source, WorkerError
+from multimodal_dataset import workers as workers_module
+
+
+class UnpicklableError(Exception):
+    """Needs two arguments, so unpickling it (with one) fails in the main process."""
+
+    def __init__(self, sample, reason):
+        super().__init__(f"sample {sample}: {reason}")
+
+
+class Failing(Source):
+    """Ids 0..n-1; sample ``bad`` raises an unpicklable error or kills its process."""
+
+    def __init__(self, n, bad, how):
+        self.n, self.bad, self.how = n, bad, how
+        self.parent = os.getpid()  # never kill the test process itself
+
+    @property
+    def shape(self):
+        return (self.n, 1)
+
+    @property
+    def dtype(self):
+        return np.dtype("float32")
+
+    def gather(self, indices, context):
+        if self.bad in indices:
+            if self.how == "kill" and os.getpid() != self.parent:
+                os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does
+            if self.how == "unpicklable":
+                raise UnpicklableError(self.bad, "the custom error's message")
+        return indices[:, None].astype(np.float32)
+
+
+def dataset(how):
+    return MultimodalDataset(
+        Failing(12, bad=5, how=how),
+        np.arange(12),
+        batch_size=6,
+        shuffle=False,
+        workers=2,
+        use_multiprocessing=True,
+    )
+
+
+def test_an_exception_that_cannot_be_unpickled_reaches_the_caller_with_its_message(
+    start_method,
+):
+    ds = dataset("unpicklable")
+    try:
+        with pytest.raises(
+            WorkerError,
+            match=r"raised test_workers\.UnpicklableError: sample 5: "
+            r"the custom error's message",
+        ) as info:
+            ds[0]
+        assert "Worker traceback" in str(info.value)
+        assert ds[1][1].tolist() == list(range(6, 12))  # the pool still works
+    finally:
+        ds.close()
+
+
+def test_a_worker_killed_by_the_os_is_named_with_its_batch_and_the_next_batch_recovers(
+    start_method,
+):
+    ds = dataset("kill")
+    try:
+        with pytest.raises(
+            WorkerError,
+            match=r"died while gathering batch 0 of epoch 0 "
+            r"\(samples 0, 1, 2, 3, 4, 5\).*out-of-memory killer",
+        ):
+            ds[0]
+        assert ds[1][1].tolist() == list(range(6, 12))  # a fresh pool
+        with pytest.raises(WorkerError, match="died"):
+            ds[0]
+        assert ds[1][1].tolist() == list(range(6, 12))
+    finally:
+        ds.close()
+
+
+def test_fit_after_a_dead_worker_starts_a_fresh_pool(start_method):
+    ds = dataset("kill")
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    try:
+        for _ in range(2):
+            with pytest.raises(Exception, match="died while gathering"):
+                model.fit(ds, epochs=1, verbose=0)
+        healthy = MultimodalDataset(
+            np.arange(12.0), np.arange(12), batch_size=6, workers=2, use_multiprocessing=True
+        )
+        model.fit(healthy, epochs=1, verbose=0)
+        healthy.close()
+    finally:
+        ds.close()
+
+
+def resources():
+    import multiprocessing
+
+    return (
+        threading.active_count(),
+        len(multiprocessing.active_children()),
+        len(os.listdir("/proc/self/fd")),
+    )
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_pools_are_released_after_fit_whatever_the_backend_keeps_alive(monkeypatch, mode):
+    """TensorFlow keeps every dataset given to fit alive; their pools must not pile up."""
+    monkeypatch.setattr(workers_module, "KEEP_ALIVE_S", 0.05)
+    kwargs = {"workers": 3} if mode == "threads" else {"workers": 2, "use_multiprocessing": True}
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((64, 2), "float32"), np.zeros(64, "float32")
+    kept = []
+
+    def fit_once():
+        ds = MultimodalDataset(x, y, batch_size=8, **kwargs)
+        kept.append(ds)  # as TensorFlow does
+        model.fit(ds, epochs=2, verbose=0)
+
+    fit_once()
+    time.sleep(0.5)
+    threads, children, fds = resources()
+    for _ in range(5):
+        fit_once()
+    time.sleep(0.5)
+    after = resources()
+    assert after[0] <= threads + 1, f"threads {threads} -> {after[0]}"
+    assert after[1] == children == 0, f"child processes {children} -> {after[1]}"
+    assert after[2] <= fds + 2, f"open files {fds} -> {after[2]}"
