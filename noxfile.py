@@ -1,7 +1,9 @@
 """The test matrix: the same suite on TensorFlow, JAX and PyTorch, each in its own venv.
 
-`nox` runs lint, the three test sessions and the distributed (JAX multi-device and
-multi-process) tests; `nox -s demo` trains the reference model;
+`nox` runs lint, the three test sessions, the distributed (JAX multi-device and
+multi-process) tests, the suite and the distributed tests on the oldest supported Keras and
+on keras-nightly (JAX), and the packaging check (build the wheel, check it, install it in a
+clean venv and run the README's ten-line example); `nox -s demo` trains the reference model;
 `nox -s bench` runs the benchmarks in each backend's venv and merges them into
 benchmarks/results/ (`nox -s bench -- --quick` is the seconds-long smoke run CI does).
 Sessions use virtualenv + pip (uv does not see this machine's local wheel cache).
@@ -9,11 +11,20 @@ Sessions use virtualenv + pip (uv does not see this machine's local wheel cache)
 
 from __future__ import annotations
 
+import re
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["lint", "tests", "distributed"]
+nox.options.sessions = ["lint", "tests", "distributed", "keras_versions", "package"]
 nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 # What installs each backend. torch is pinned to the CPU wheel: an unpinned `torch`
 # resolves to a multi-GB CUDA build.
@@ -45,6 +56,94 @@ def distributed(session: nox.Session) -> None:
     """Multi-device (4 CPU devices) and two-process training with keras.distribution on JAX."""
     install_backend(session, "jax")
     session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
+
+
+# The Keras versions the package claims (pyproject.toml: keras>=3.8), besides the current
+# release the backend sessions run: the oldest (with the JAX of its day) and keras-nightly,
+# pinned so that a broken nightly cannot block unrelated work (bump it to test a newer one).
+OLDEST_KERAS = ["keras==3.8.0", "jax==0.5.0", "jaxlib==0.5.0"]
+KERAS_NIGHTLY = "keras-nightly==3.16.0.dev2026102704"
+
+
+@nox.session
+@nox.parametrize("keras", ["oldest", "nightly"])
+def keras_versions(session: nox.Session, keras: str) -> None:
+    """The whole suite and the distributed tests on JAX with the oldest Keras and nightly."""
+    if keras == "oldest":
+        session.install(".[jax,test]", *OLDEST_KERAS)
+    else:
+        # keras-nightly is another distribution of the same `keras` package: replace it.
+        session.install(".[jax,test]")
+        session.run("python", "-m", "pip", "uninstall", "-q", "-y", "keras")
+        session.install("--pre", "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
+    session.env["KERAS_BACKEND"] = "jax"
+    session.env.setdefault("PYTHONHASHSEED", "0")
+    session.run("python", "-c", "import keras; print('keras', keras.version())")
+    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Builds the wheel, checks its contents and metadata, installs it into a clean venv
+    (no source tree on the path) and runs the README's ten-line example with it."""
+    session.install("build")
+    tmp = Path(session.create_tmp()).resolve()
+    for old in tmp.glob("*.whl"):
+        old.unlink()
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(tmp), str(ROOT))
+    (wheel,) = tmp.glob("multimodal_dataset-*.whl")
+    check_wheel(wheel)
+    venv = tmp / "clean-venv"
+    session.run(sys.executable, "-m", "venv", "--clear", str(venv), external=True)
+    python = str(venv / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "-q", f"{wheel}[jax]", external=True)
+    example = tmp / "ten_lines.py"
+    example.write_text(readme_example("Ten lines"))
+    session.chdir(tmp)
+    session.run(
+        python,
+        "-c",
+        "import multimodal_dataset as m, sys; "
+        "assert 'site-packages' in m.__file__, m.__file__; print('installed at', m.__file__)",
+        external=True,
+        env={"KERAS_BACKEND": "jax"},
+    )
+    session.run(python, str(example), external=True, env={"KERAS_BACKEND": "jax"})
+
+
+def check_wheel(wheel: Path) -> None:
+    """Every module of src/, py.typed, the console script and every extra are in the wheel."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(metadata_name).decode()
+        entry_points = next(
+            (archive.read(n).decode() for n in names if n.endswith("entry_points.txt")), ""
+        )
+    package = ROOT / "src" / "multimodal_dataset"
+    expected = {f"multimodal_dataset/{p.relative_to(package)}" for p in package.rglob("*.py")}
+    expected.add("multimodal_dataset/py.typed")
+    missing = sorted(expected - names)
+    extras = set(PYPROJECT["project"]["optional-dependencies"])
+    provided = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.MULTILINE))
+    problems = []
+    if missing:
+        problems.append(f"missing files: {missing}")
+    if extras - provided:
+        problems.append(f"extras missing from the metadata: {sorted(extras - provided)}")
+    if "multimodal-dataset = multimodal_dataset.cli:main" not in entry_points:
+        problems.append("the multimodal-dataset console script is missing")
+    if problems:
+        raise RuntimeError(f"{wheel.name}: " + "; ".join(problems))
+    print(f"{wheel.name}: {len(expected)} package files, extras {sorted(provided)}: ok")
+
+
+def readme_example(heading: str) -> str:
+    """The first ```python block under the README's ``## heading``."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(f"## {heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @nox.session

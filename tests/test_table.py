@@ -421,3 +421,10 @@ def test_image_paths_in_a_table_may_not_leave_its_folder(example, tmp_path):
     assert "'../" in str(info.value) and "1 more path also outside" in str(info.value)
     train, _ = from_table(path, **COLUMNS, allow_outside_root=True, validation_split=0)
     assert len(train.input_structure.fields[0].array.paths) == 60
+
+
+def test_a_table_path_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "manifest.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        from_table(fifo, numeric="x")

@@ -173,6 +173,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         seed = draw_seed() if seed is None else check_seed(seed)
         if shuffle is None:
             shuffle = self._targets is not None
+        _check_keras_takes_py_datasets_across_processes()
         self._shard_given = shard is not None
         self._layout = _shard_layout() if shard is None else (*check_shard(shard), False)
         if shard is not None and keras_shards_py_datasets()[1] > 1:
@@ -232,8 +233,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             position = self._served  # Keras's own batch shuffle would not be reproducible
         self._served += 1
         indices = self._sampler.batch(self._epoch, position)
-        where = f"batch {position} of epoch {self._epoch}"
-        arrays, replaced = self._gatherer.gather(indices, self.seed, self._epoch, where)
+        arrays, replaced = self._gatherer.gather(indices, self.seed, self._epoch, position)
         for r in replaced:
             self._pending[(r.field, r.sample)] = r
         self._position = max(self._position, position + 1)
@@ -571,6 +571,28 @@ def _common_length(groups: tuple[Group, ...]) -> int:
         names = ", ".join(lengths)
         raise ValueError(f"The dataset has zero samples ({names} are empty); give at least one.")
     return num_samples
+
+
+def _check_keras_takes_py_datasets_across_processes() -> None:
+    """Keras 3.8 to 3.10 refuse every input but ``tf.data.Dataset`` under a multi-process
+    distribution (3.11 lifted that): say so, with the fix, before anything is read."""
+    distribution = keras.distribution.distribution()
+    if distribution is None or not getattr(distribution, "_is_multi_process", False):
+        return
+    if keras_version() >= (3, 11):
+        return
+    raise ValueError(
+        f"Keras {keras.version()} trains a multi-process keras.distribution only from a "
+        "tf.data.Dataset: its fit, evaluate and predict refuse every PyDataset there. "
+        "Keras 3.11 lifted that: upgrade (pip install 'keras>=3.11'), or train in one "
+        "process (several devices of one process work with every Keras)."
+    )
+
+
+def keras_version() -> tuple[int, int]:
+    """The installed Keras's ``(major, minor)``, e.g. ``(3, 16)`` for 3.16.0.dev..."""
+    major, minor = (int(part) for part in keras.version().split(".")[:2])
+    return major, minor
 
 
 def _shard_layout() -> tuple[int, int, bool]:

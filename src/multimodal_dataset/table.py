@@ -75,6 +75,11 @@ def read_table(source: Any) -> Table:
         path = os.fspath(source)
         folder = os.path.dirname(os.path.abspath(path))
         name = f"table {path!r}"
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise ValueError(
+                f"Cannot read {path!r}: it is not a regular file (a folder, a named pipe or a "
+                "device). Pass the path of a .csv, .tsv or .parquet file."
+            )
         lowered = path.lower()
         if lowered.endswith((".csv", ".tsv", ".txt")):
             return Table(_read_csv(path, "\t" if lowered.endswith(".tsv") else ","), folder, name)

@@ -126,7 +126,9 @@ class Gatherer:
     def parallel(self) -> bool:
         return self.workers > 1 or self.use_multiprocessing
 
-    def gather(self, indices: np.ndarray, seed: int, epoch: int, where: str = "") -> Gathered:
+    def gather(
+        self, indices: np.ndarray, seed: int, epoch: int, batch: int | None = None
+    ) -> Gathered:
         """One array per field, holding the samples ``indices`` in that order, and the
         samples that sources replaced.
 
@@ -137,7 +139,7 @@ class Gatherer:
             indices: The samples of the batch, in batch order.
             seed: The dataset's seed.
             epoch: The dataset's epoch.
-            where: Names the batch in errors, e.g. ``"batch 3 of epoch 1"``.
+            batch: The batch's index in the epoch, named in errors.
 
         Raises:
             WorkerError: If a worker process died; the next call starts a fresh pool.
@@ -158,6 +160,7 @@ class Gatherer:
         try:
             parts = list(executor.map(task, chunks))
         except BrokenProcessPool:
+            where = "a batch" if batch is None else f"batch {batch} of epoch {epoch}"
             raise self._worker_died(executor, where, indices) from None
         arrays = [np.concatenate(a) for a in zip(*(p[0] for p in parts), strict=True)]
         return arrays, [r for p in parts for r in p[1]]
@@ -175,7 +178,7 @@ class Gatherer:
             how += " (" + ", ".join(_describe_exit(c) for c in codes) + ")"
         shown = ", ".join(map(str, indices[:8].tolist())) + (", ..." if len(indices) > 8 else "")
         return WorkerError(
-            f"A worker process died while gathering {where or 'a batch'} (samples {shown}): it "
+            f"A worker process died while gathering {where} (samples {shown}): it "
             f"was {how}. The usual cause is the out-of-memory killer: use fewer workers, "
             "smaller batches or images, or threads (use_multiprocessing=False). The next "
             "batch starts a fresh pool."
@@ -185,6 +188,8 @@ class Gatherer:
         """Releases the pool (and sources' threads) after ``delay`` seconds
         (`KEEP_ALIVE_S` by default) unless a batch is gathered first."""
         delay = KEEP_ALIVE_S if delay is None else delay
+        if not self.parallel and not any(field.is_source for field in self.fields):
+            return  # plain arrays gathered inline: nothing to release
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()

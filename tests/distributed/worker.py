@@ -2,8 +2,11 @@
 this folder as a subprocess): fits the reference model from a MultimodalDataset and writes
 what it read and what it learned to a JSON file.
 
-Usage: ``python worker.py OUT.json devices`` (one process; set XLA_FLAGS for CPU devices)
-or ``python worker.py OUT.json processes PROCESS_ID PORT`` (one of two processes).
+Usage: ``python worker.py OUT.json devices`` (one process; set XLA_FLAGS for CPU devices),
+``python worker.py OUT.json processes PROCESS_ID PORT`` (one of two processes, Keras's
+sharding off), or ``python worker.py OUT.json defaults PROCESS_ID PORT`` (one of two
+processes with DataParallel's defaults: Keras 3.16+ then shards the dataset itself, 3.15
+refuses a PyDataset, 3.8 feeds it as is).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import jax
 
-jax.config.update("jax_cpu_collectives_implementation", "gloo")
+if sys.argv[2] != "devices":  # several processes on one machine talk through gloo
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from multimodal_dataset import MultimodalDataset, models, synthetic  # noqa: E402
+from multimodal_dataset import MultimodalDataset, models, synthetic
+from multimodal_dataset.dataset import keras_shards_py_datasets
 
 SAMPLES = 203  # divides by neither the per-process batch nor the global batch
 BATCH_SIZE = 8  # per process; divisible by the 4 devices of the one-process run
@@ -36,7 +41,14 @@ class Recording(MultimodalDataset):
         super().__init__(*args, **kwargs)
         self.read: dict[int, list[int]] = {}
 
+    def on_epoch_begin(self):
+        super().on_epoch_begin()
+        # The epoch callback has set fit's epoch number: what was read under this number
+        # before (the batch Keras reads to build the model) is not part of the epoch.
+        self.read[self.epoch] = []
+
     def __getitem__(self, index):
+        # fit(shuffle=False) requests batches in index order, so batch `index` is served.
         batch = super().__getitem__(index)
         real = batch[2] > 0 if self.pad_remainder else slice(None)
         self.read.setdefault(self.epoch, []).extend(self.batch_indices(index)[real].tolist())
@@ -52,13 +64,15 @@ def train(**dataset_kwargs) -> dict:
         ds, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[ds.epoch_callback()]
     )
     weights = np.concatenate([np.ravel(w) for w in model.get_weights()])
+    # The epoch callback numbers epochs as fit does: the training epochs are 0..EPOCHS-1.
+    # (Taken before batch_shapes reads every batch again.)
+    ids = [ds.read[e] for e in range(EPOCHS)]
     return {
+        "ids": ids,
         "shard": list(ds.shard),
+        "sharded_by_keras": ds.sharded_by_keras,
         "steps": len(ds),
         "batch_shapes": sorted({tuple(ds[i][0][0].shape) for i in range(len(ds))}),
-        # Epoch 0's first read builds the model; the epoch callback then numbers epochs
-        # as fit does, so the training epochs are the last EPOCHS keys.
-        "ids": [ds.read[e] for e in sorted(ds.read)[-EPOCHS:]],
         "loss": history.history["loss"],
         "weights_sha256": hashlib.sha256(weights.astype(np.float32).tobytes()).hexdigest(),
     }
@@ -66,17 +80,35 @@ def train(**dataset_kwargs) -> dict:
 
 def main() -> None:
     out, mode = sys.argv[1], sys.argv[2]
-    if mode == "processes":
+    if mode in ("processes", "defaults"):
         process_id, port = int(sys.argv[3]), int(sys.argv[4])
         keras.distribution.initialize(
             job_addresses=f"localhost:{port}", num_processes=2, process_id=process_id
         )
-    # Keras shards only tf.data itself; the dataset shards itself by the distribution.
-    distribution = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
-    keras.distribution.set_distribution(distribution)
-    result = {"devices": len(jax.devices()), "processes": jax.process_count()}
-    result["pad_remainder"] = train(pad_remainder=True)
-    result["drop_remainder"] = train(drop_remainder=True)
+    result = {
+        "devices": len(jax.devices()),
+        "processes": jax.process_count(),
+        "keras": keras.version(),
+    }
+    if mode == "defaults":
+        # DataParallel's default auto_shard_dataset=True.
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+        result["keras_shards"] = keras_shards_py_datasets()[1] > 1
+        try:
+            result["pad_remainder"] = train(pad_remainder=True)
+        except ValueError as error:  # Keras 3.15 refuses a PyDataset here, naming the fix
+            result["error"] = str(error)
+    else:
+        # Keras 3.15 and older shard only tf.data; the dataset shards itself.
+        distribution = keras.distribution.DataParallel(
+            devices=jax.devices(), auto_shard_dataset=False
+        )
+        keras.distribution.set_distribution(distribution)
+        try:
+            result["pad_remainder"] = train(pad_remainder=True)
+            result["drop_remainder"] = train(drop_remainder=True)
+        except ValueError as error:  # Keras 3.8-3.10: no PyDataset across processes
+            result["error"] = str(error)
     with open(out, "w") as f:
         json.dump(result, f)
 
