@@ -96,9 +96,9 @@ def test_zero_samples_is_an_error():
     [
         (0, ValueError, "got batch_size=0"),
         (-3, ValueError, "got batch_size=-3"),
-        (2.5, TypeError, "got 2.5 of type float"),
-        ("32", TypeError, "got '32' of type str"),
-        (True, TypeError, "got True of type bool"),
+        (2.5, TypeError, "got batch_size=2.5 of type float"),
+        ("32", TypeError, "got batch_size='32' of type str"),
+        (True, TypeError, "got batch_size=True of type bool"),
     ],
 )
 def test_batch_size_must_be_a_positive_integer(arrays, batch_size, error, match):

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import write_image
 from multimodal_dataset import ImageFiles, MultimodalDataset, SampleError
-from multimodal_dataset import images as images_module
+from multimodal_dataset.sources import image_decoding
 from multimodal_dataset.sources import GatherContext
 
 FLOATX = keras.config.floatx()
@@ -104,9 +104,9 @@ def test_jpeg_fast_path_gives_the_same_pixels_as_pillow(tmp_path, monkeypatch):
         write_image(paths[-1], smooth_image(h, w, i))
     for mode in ("rgb", "grayscale"):
         source = ImageFiles(paths, size=(64, 64), color_mode=mode, dtype="uint8")
-        assert images_module._import_simplejpeg() is not None
+        assert image_decoding.simplejpeg_module() is not None
         fast = gather(source).astype(int)
-        monkeypatch.setattr(images_module, "_import_simplejpeg", lambda: None)
+        monkeypatch.setattr(image_decoding, "simplejpeg_module", lambda: None)
         pillow = gather(source).astype(int)
         monkeypatch.undo()
         assert np.abs(fast - pillow).mean() < 0.5
@@ -343,7 +343,7 @@ def test_exif_orientation_is_applied_as_every_viewer_shows_it(
     path = exif_jpeg(tmp_path / f"o{orientation}.jpg", pixels, orientation)
     expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
     if not fast_path:
-        monkeypatch.setattr(images_module, "_import_simplejpeg", lambda: None)
+        monkeypatch.setattr(image_decoding, "simplejpeg_module", lambda: None)
     height, width = expected.shape[:2]
     got = gather(ImageFiles([path], size=(height, width), dtype="uint8"))[0]
     np.testing.assert_allclose(got.astype(int), expected.astype(int), atol=12)

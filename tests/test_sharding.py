@@ -232,9 +232,9 @@ class KerasShardingDistribution:
 @pytest.fixture
 def keras_shards(monkeypatch):
     """Pretends to run under a two-process distribution on a Keras that shards PyDatasets."""
-    from multimodal_dataset import dataset as dataset_module
+    from multimodal_dataset import distribution as distribution_module
 
-    monkeypatch.setattr(dataset_module, "_keras_shards_py_datasets", lambda: True)
+    monkeypatch.setattr(distribution_module, "_keras_shards_py_datasets", lambda: True)
 
     def use(distribution):
         monkeypatch.setattr(keras.distribution, "distribution", lambda: distribution)

@@ -23,7 +23,7 @@ from multimodal_dataset import (
     make_example,
 )
 from multimodal_dataset.example import NUMERIC_COLUMNS
-from multimodal_dataset.text import split_words
+from multimodal_dataset.sources.text import split_words
 
 COLUMNS = {
     "image": "image",

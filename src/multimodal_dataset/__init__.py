@@ -17,22 +17,26 @@ from multimodal_dataset import models, synthetic
 from multimodal_dataset.augmentation import ImageAugmentation
 from multimodal_dataset.dataset import MultimodalDataset
 from multimodal_dataset.example import make_example
-from multimodal_dataset.images import ImageFiles
-from multimodal_dataset.numeric import NumericColumns, Standardizer
+from multimodal_dataset.layout import BatchLayout
 from multimodal_dataset.sources import (
     GatherContext,
+    ImageFiles,
+    NumericColumns,
     ReplacedSamplesWarning,
     Replacement,
     SampleError,
     Source,
+    Standardizer,
+    TextTokens,
+    Vocabulary,
 )
 from multimodal_dataset.structure import ArraySpec
-from multimodal_dataset.table import TablePreprocessing, from_table
-from multimodal_dataset.text import TextTokens, Vocabulary
+from multimodal_dataset.tables import TableDataset, TablePreprocessing, from_table
 from multimodal_dataset.workers import WorkerError
 
 __all__ = [
     "ArraySpec",
+    "BatchLayout",
     "GatherContext",
     "ImageAugmentation",
     "ImageFiles",
@@ -43,6 +47,7 @@ __all__ = [
     "SampleError",
     "Source",
     "Standardizer",
+    "TableDataset",
     "TablePreprocessing",
     "TextTokens",
     "Vocabulary",

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from multimodal_dataset.checks import check_choice, check_int
+
 Flip = Literal["horizontal", "vertical", "horizontal_and_vertical"]
 
 # Streams: one per kind of draw, so that draws are independent of each other.
@@ -80,20 +82,9 @@ class ImageAugmentation:
     fill_mode: Literal["constant", "reflect"] = "constant"
 
     def __post_init__(self) -> None:
-        if self.flip not in (None, "horizontal", "vertical", "horizontal_and_vertical"):
-            raise ValueError(
-                "flip must be 'horizontal', 'vertical', 'horizontal_and_vertical' or None; "
-                f"got flip={self.flip!r}."
-            )
-        padding = self.crop_padding
-        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise ValueError(
-                f"crop_padding must be a non-negative integer (pixels); got {padding!r}."
-            )
-        if self.fill_mode not in ("constant", "reflect"):
-            raise ValueError(
-                f"fill_mode must be 'constant' or 'reflect'; got fill_mode={self.fill_mode!r}."
-            )
+        check_choice(self.flip, "flip", ("horizontal", "vertical", "horizontal_and_vertical", None))
+        check_int(self.crop_padding, "crop_padding", minimum=0, what="pixels")
+        check_choice(self.fill_mode, "fill_mode", ("constant", "reflect"))
 
     def apply(self, images: np.ndarray, indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
         """Augments a batch: sample ``k`` of ``images`` is dataset sample ``indices[k]``.

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from multimodal_dataset.checks import check_int
+from multimodal_dataset.optional import optional_import
+
 MANIFEST = "manifest.csv"
 IMAGE_COLUMN = "image"
 TEXT_COLUMN = "caption"
@@ -46,10 +49,9 @@ def make_example(directory: str | os.PathLike[str], samples: int = 2000, *, seed
         The path of the manifest, with columns ``image`` (paths relative to the
         manifest's folder), ``caption``, ``sensor_1`` ... ``sensor_5`` and ``label``.
     """
-    from PIL import Image, ImageDraw
-
-    if samples < 1:
-        raise ValueError(f"samples must be a positive integer; got {samples}.")
+    image_module = optional_import("PIL.Image", "Writing the example images")
+    draw_module = optional_import("PIL.ImageDraw", "Writing the example images")
+    check_int(samples, "samples")
     root = Path(directory)
     (root / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -60,13 +62,13 @@ def make_example(directory: str | os.PathLike[str], samples: int = 2000, *, seed
     for i in range(samples):
         width, height = (int(v) for v in rng.integers(48, 97, size=2))
         noise = rng.normal(128, 30, size=(height, width, 3)).clip(0, 255).astype(np.uint8)
-        image = Image.fromarray(noise)
+        image = image_module.fromarray(noise)
         hue = rng.uniform(0.0, 0.12) if bits[i, 0] else rng.uniform(0.45, 0.7)
         colour = _hsv_to_rgb(hue, rng.uniform(0.7, 1.0), rng.uniform(0.7, 1.0))
         size = rng.uniform(0.4, 0.8) * min(width, height)
         x0, y0 = rng.uniform(0, width - size), rng.uniform(0, height - size)
         box = (x0, y0, x0 + size, y0 + size)
-        draw = ImageDraw.Draw(image)
+        draw = draw_module.Draw(image)
         kind = int(rng.integers(0, 3))
         if kind == 0:
             draw.ellipse(box, fill=colour)

@@ -140,6 +140,14 @@ class Sampler:
                     "every shard) or pad_remainder=True (fill the last step with zero-weight "
                     "samples)."
                 )
+        if self.num_batches == 0:
+            shards = f" x {shard_count} shards" if shard_count > 1 else ""
+            raise ValueError(
+                f"drop_remainder=True with {num_samples} samples and batch_size={batch_size}"
+                f"{shards} leaves no full batch. Use a batch_size of at most "
+                f"{num_samples // shard_count}, or drop_remainder=False"
+                f"{' with pad_remainder=True' if shard_count > 1 else ''}."
+            )
         self.serve_all_shards = serve_all_shards
         if serve_all_shards:
             self.num_batches *= self.shard_count
@@ -157,6 +165,29 @@ class Sampler:
                 cache = (epoch, epoch_order(self.num_samples, self.seed, epoch, self.shuffle))
                 self._cache = cache
         return cache[1]
+
+    def check_index(self, index: Any) -> int:
+        """``index`` as a batch index in ``[0, num_batches)`` (negative ones count back).
+
+        Raises:
+            TypeError: For a non-integer.
+            IndexError: Outside ``[-num_batches, num_batches)``, so iteration stops.
+        """
+        try:
+            index = operator.index(index)
+        except TypeError:
+            raise TypeError(
+                f"Batch indices must be integers; got {index!r} of type {type(index).__name__}."
+            ) from None
+        num_batches = self.num_batches
+        if index < 0:
+            index += num_batches
+        if not 0 <= index < num_batches:
+            raise IndexError(
+                f"Batch index {index} is out of range: this dataset has {num_batches} batches "
+                f"per epoch (valid indices are 0 to {num_batches - 1})."
+            )
+        return int(index)
 
     def start(self, index: int) -> int:
         """The position in the global order where this shard's batch ``index`` starts."""

@@ -17,15 +17,14 @@ the batch structures above: multiple arrays become a tuple or a dict, never a li
 from __future__ import annotations
 
 import dataclasses
-import mmap
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from multimodal_dataset.sources import GatherContext, Source
+from multimodal_dataset.sources.arrays import MappedFile, as_array
+from multimodal_dataset.sources.protocol import GatherContext, Source
 
 Kind = Literal["single", "tuple", "dict"]
 
@@ -147,43 +146,11 @@ class Field:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickling an np.memmap copies its whole contents; send the file's path instead.
-        array = _MappedFile.of(self.array) or self.array
+        array = MappedFile.of(self.array) or self.array
         return (
             Field,
             (self.name, array, self.dtype, self.check_int32_range, self.check_overflow),
         )
-
-
-@dataclass(frozen=True)
-class _MappedFile:
-    """A file-backed, read-only memory map, pickled as its path and layout."""
-
-    filename: str
-    dtype: np.dtype[Any]
-    shape: tuple[int, ...]
-    offset: int
-    order: str
-
-    @staticmethod
-    def of(array: Any) -> _MappedFile | None:
-        # Only whole-file maps (np.load(mmap_mode=...), np.memmap(...)): their base is the
-        # mmap itself. Views of a map (slices) keep the parent's offset, so they pickle as
-        # arrays.
-        if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)):
-            return None
-        if array.filename is None:
-            return None
-        order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-        return _MappedFile(array.filename, array.dtype, array.shape, array.offset, order)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_open_mapped, (self.filename, self.dtype, self.shape, self.offset, self.order))
-
-
-def _open_mapped(
-    filename: str, dtype: np.dtype[Any], shape: tuple[int, ...], offset: int, order: Any
-) -> Any:
-    return np.memmap(filename, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
 
 
 @dataclass(frozen=True)
@@ -270,108 +237,11 @@ def _check_source(source: Source, name: str) -> None:
         )
 
 
-def _open_npy(path: str | os.PathLike[str], name: str) -> np.ndarray:
-    """Memory-maps a ``.npy`` file read-only: batches read only the samples they need."""
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)  # type: ignore[no-any-return]
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{name}: no such .npy file: {os.fspath(path)!r} (relative to the working "
-            f"directory {os.getcwd()!r}). Pass an existing path or an array."
-        ) from None
-    except ValueError as error:
-        raise ValueError(
-            f"{name}: {os.fspath(path)!r} is not a .npy file that can be memory-mapped "
-            f"({error}). Save the array with np.save; object arrays cannot be mapped."
-        ) from error
-
-
-def _as_array(value: Any, name: str) -> Any:
-    """Returns an indexable array without copying numpy arrays and memory maps."""
-    if isinstance(value, (str, os.PathLike)):
-        if not os.fspath(value).endswith(".npy"):
-            raise TypeError(
-                f"{name} is the path {os.fspath(value)!r}; only .npy files can be given by "
-                "path (they are memory-mapped). For image files use "
-                "multimodal_dataset.ImageFiles, for text multimodal_dataset.TextTokens."
-            )
-        value = _open_npy(value, name)
-    kinds = _class_names(value)
-    if kinds & {"pandas.DataFrame", "pandas.Series", "pandas.Index"}:
-        value = _from_pandas(value, name)
-    elif any(k.endswith(".RaggedTensor") for k in kinds):
-        raise TypeError(
-            f"{name} is a tf.RaggedTensor (rows of different lengths); every sample of an "
-            "input must have the same shape. Pad it to a dense tensor (`x.to_tensor()`, or "
-            "keras.utils.pad_sequences), or pass the raw texts to multimodal_dataset.TextTokens."
-        )
-    if isinstance(value, np.ndarray):
-        array: Any = value
-    elif hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__getitem__"):
-        # Framework tensors (tf, torch, jax) and array-likes: one conversion to numpy.
-        try:
-            array = np.asarray(value)
-        except Exception as error:
-            raise TypeError(
-                f"{name} of type {type(value).__name__} could not be converted to a numpy "
-                f"array ({error}). Pass a numpy array."
-            ) from error
-    elif isinstance(value, (list, tuple)) or np.isscalar(value):
-        try:
-            array = np.asarray(value)
-        except ValueError as error:
-            raise ValueError(
-                f"{name} is a list whose samples have different lengths or shapes (a ragged "
-                f"list; numpy says: {error}). Every sample of an input must have the same "
-                "shape: pad the sequences (keras.utils.pad_sequences), or pass raw texts to "
-                "multimodal_dataset.TextTokens."
-            ) from None
-    else:
-        raise TypeError(
-            f"{name} must be an array (numpy, or anything numpy can convert); "
-            f"got {type(value).__name__}."
-        )
-    if array.ndim == 0:
-        raise ValueError(
-            f"{name} is a 0-d array (a single scalar, shape ()); every array needs a first "
-            "dimension of samples. If it is one sample, wrap it: `np.asarray([value])`."
-        )
-    return array
-
-
-def _class_names(value: Any) -> set[str]:
-    """``"module.Class"`` for every class in ``value``'s MRO (top-level module only), so
-    that frameworks are recognised without importing them."""
-    return {f"{c.__module__.split('.')[0]}.{c.__name__}" for c in type(value).__mro__}
-
-
-def _from_pandas(value: Any, name: str) -> np.ndarray:
-    """A pandas Series, Index or DataFrame as a numpy array; refuses missing values of
-    nullable dtypes (``<NA>``), which numpy would turn into NaN floats or objects."""
-    frame = value.to_frame() if value.ndim == 1 else value
-    missing = frame.isna().to_numpy()
-    nullable = [hasattr(dtype, "numpy_dtype") for dtype in frame.dtypes]
-    for column, is_nullable in enumerate(nullable):
-        if is_nullable and missing[:, column].any():
-            sample = int(np.flatnonzero(missing[:, column])[0])
-            label = f" (column {frame.columns[column]!r})" if value.ndim == 2 else ""
-            raise ValueError(
-                f"{name}{label} has missing values (<NA>), the first at sample {sample}; a "
-                f"{frame.dtypes.iloc[column]} column would reach the model as NaN floats. "
-                "Fill them (`.fillna(...)`) or drop those rows first."
-            )
-    if all(nullable):
-        dtypes = {frame.dtypes.iloc[c].numpy_dtype for c in range(frame.shape[1])}
-        if len(dtypes) == 1:
-            return value.to_numpy(dtype=dtypes.pop())  # type: ignore[no-any-return]
-    return value.to_numpy()  # type: ignore[no-any-return]
-
-
 def make_field(value: Any, name: str, floatx: str) -> Field:
     if isinstance(value, Source):
         _check_source(value, name)
         return Field(name, value, np.dtype(value.dtype), False)
-    array = _as_array(value, name)
+    array = as_array(value, name)
     dtype, check_int32, check_overflow = output_dtype(array.dtype, name, floatx)
     return Field(name, array, dtype, check_int32, check_overflow)
 

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.sources import GatherContext, Replacement
+from multimodal_dataset.checks import check_int
+from multimodal_dataset.sources.protocol import GatherContext, Replacement
 from multimodal_dataset.structure import Field
 
 Gathered = tuple[list[np.ndarray], list[Replacement]]
@@ -112,10 +113,8 @@ class Gatherer:
     """
 
     def __init__(self, fields: Sequence[Field], workers: int, use_multiprocessing: bool) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-            raise ValueError(f"workers must be a positive integer; got workers={workers!r}.")
         self.fields = tuple(fields)
-        self.workers = int(workers)
+        self.workers = check_int(workers, "workers")
         self.use_multiprocessing = bool(use_multiprocessing)
         self._executor: Executor | None = None
         self._lock = threading.Lock()

@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.sources import OnError, PrecomputedSource, check_on_error, check_rows
+from multimodal_dataset.sources.protocol import (
+    OnError,
+    PrecomputedSource,
+    check_on_error,
+    check_rows,
+)
 
 
 @dataclass(frozen=True)

@@ -11,22 +11,27 @@ plugged in instead: a callable ``str -> list[int]``, or a Hugging Face ``tokeniz
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from multimodal_dataset.sources import OnError, PrecomputedSource, check_on_error, check_rows
+from multimodal_dataset.checks import check_int
+from multimodal_dataset.persistence import Saveable
+from multimodal_dataset.sources.protocol import (
+    OnError,
+    PrecomputedSource,
+    check_on_error,
+    check_rows,
+)
 
 PAD_ID = 0
 OOV_ID = 1
 PAD_TOKEN = ""
 OOV_TOKEN = "[UNK]"
-_FORMAT = "multimodal_dataset.Vocabulary"
 _WORD = re.compile(r"\w+")
 
 
@@ -35,7 +40,7 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-class Vocabulary:
+class Vocabulary(Saveable):
     """A word-level vocabulary: token -> id, with 0 for padding and 1 for unknown words.
 
     Fit it on the training texts only, save it next to the model, and load it to tokenize
@@ -116,28 +121,15 @@ class Vocabulary:
         """Token ids of ``texts``, truncated or padded with 0 at the end to ``length``."""
         return pad([self.lookup(text) for text in texts], length)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": _FORMAT, "version": 1, "tokens": self.tokens}
+    FORMAT: ClassVar[str] = "multimodal_dataset.Vocabulary"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("tokens",)
+
+    def _fields(self) -> dict[str, Any]:
+        return {"tokens": self.tokens}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Vocabulary:
-        if data.get("format") != _FORMAT or "tokens" not in data:
-            raise ValueError(
-                f"Not a saved Vocabulary (expected format {_FORMAT!r}); got keys "
-                f"{sorted(data)!r}. Save one with Vocabulary.save(path)."
-            )
+    def _from_fields(cls, data: Mapping[str, Any]) -> Vocabulary:
         return cls(data["tokens"])
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes the vocabulary as JSON (UTF-8)."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Vocabulary:
-        """Reads a vocabulary written by `save`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
 
 
 def pad(sequences: Sequence[Sequence[int]], length: int) -> np.ndarray:
@@ -203,8 +195,7 @@ class TextTokens(PrecomputedSource):
                 "TextTokens takes one text per sample; got a single string. Wrap it in a "
                 "list: TextTokens([text], length=...)."
             )
-        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-            raise ValueError(f"length must be a positive integer (ids per sample); got {length!r}.")
+        check_int(length, "length", what="ids per sample")
         if vocabulary is not None and tokenizer is not None:
             raise ValueError(
                 "Give a vocabulary or a tokenizer, not both: a tokenizer brings its own ids."

@@ -1,4 +1,5 @@
-"""`MultimodalDataset.check(model)`: every way a dataset can miss a model, in one error.
+"""`check_model(layout, model)`, behind ``ds.check(model)``: every way a dataset's batches
+can miss a model, in one error.
 
 The mistakes that fill the multi-input Keras questions each get a message that says what
 to change: inputs passed as separate arguments (read as targets and weights), inputs in the
@@ -18,7 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
-    from multimodal_dataset.dataset import MultimodalDataset
+    from multimodal_dataset.layout import BatchLayout
     from multimodal_dataset.structure import ArraySpec
 
 
@@ -39,17 +40,18 @@ class ModelInput:
         return f"'{self.name}' {_shape(self.shape)} {self.dtype}"
 
 
-def check_model(dataset: MultimodalDataset, model: keras.Model) -> None:
-    """Raises one ValueError listing every mismatch between ``dataset`` and ``model``."""
+def check_model(layout: BatchLayout, model: keras.Model) -> None:
+    """Raises one ValueError listing every mismatch between a dataset's batches (its
+    `BatchLayout`) and ``model``."""
     model_inputs = _model_inputs(model)
     problems: list[str] = []
-    group = dataset.input_structure
+    group = layout.inputs
     specs = [field.spec for field in group.fields]
     if group.kind == "dict":
         problems += _match_by_name(specs, group.keys, model_inputs)
     else:
-        problems += _match_by_position(dataset, specs, model_inputs)
-    problems += _check_targets(dataset, model)
+        problems += _match_by_position(layout, specs, model_inputs)
+    problems += _check_targets(layout, model)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         expected = ", ".join(m.describe() for m in model_inputs)
@@ -173,10 +175,10 @@ def _match_by_name(
 
 
 def _match_by_position(
-    dataset: MultimodalDataset, specs: list[ArraySpec], model_inputs: list[ModelInput]
+    layout: BatchLayout, specs: list[ArraySpec], model_inputs: list[ModelInput]
 ) -> list[str]:
     if len(specs) != len(model_inputs):
-        return [_count_mismatch(dataset, specs, model_inputs)]
+        return [_count_mismatch(layout, specs, model_inputs)]
     problems = [p for spec, m in zip(specs, model_inputs, strict=True) for p in _compare(spec, m)]
     if problems and len(specs) > 1:
         order = _fitting_order(specs, model_inputs)
@@ -204,7 +206,7 @@ def _fitting_order(specs: list[ArraySpec], model_inputs: list[ModelInput]) -> li
 
 
 def _count_mismatch(
-    dataset: MultimodalDataset, specs: list[ArraySpec], model_inputs: list[ModelInput]
+    layout: BatchLayout, specs: list[ArraySpec], model_inputs: list[ModelInput]
 ) -> str:
     got = ", ".join(f"{s.name} {_shape(s.sample_shape)}" for s in specs)
     message = (
@@ -214,7 +216,7 @@ def _count_mismatch(
     )
     extra = [
         g.fields[0]
-        for g in (dataset.target_structure, dataset.weight_structure)
+        for g in (layout.targets, layout.weights)
         if g is not None and g.kind == "single"
     ]
     if len(specs) == 1 and len(model_inputs) > 1 and extra:
@@ -236,8 +238,8 @@ def _count_mismatch(
     return message
 
 
-def _check_targets(dataset: MultimodalDataset, model: keras.Model) -> list[str]:
-    group = dataset.target_structure
+def _check_targets(layout: BatchLayout, model: keras.Model) -> list[str]:
+    group = layout.targets
     outputs = getattr(model, "outputs", None)
     if group is None or not outputs:
         return []

@@ -1,0 +1,94 @@
+"""Reading files that come from elsewhere: regular files only, never more than a bound.
+
+Manifests, images and saved preprocessing are data from elsewhere. A named pipe would block
+``open`` forever, ``/dev/zero`` would be read until memory runs out, and a path with
+``..`` may lead anywhere: every file the library reads goes through here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+
+class NotARegularFileError(OSError):
+    """A path names a named pipe, a device, a socket or anything but a regular file."""
+
+
+class FileTooLargeError(OSError):
+    """A file is larger than the bound it is read with."""
+
+
+class OutsideRootError(PermissionError):
+    """A path leads outside the root folder it is confined to."""
+
+
+def read_regular_file(path: str, max_bytes: int) -> bytes:
+    """The contents of the regular file ``path``, refusing anything else.
+
+    The file is opened without blocking (a named pipe would otherwise block ``open`` until
+    a writer appears) and checked to be a regular file before anything is read, so FIFOs,
+    devices such as ``/dev/zero`` and sockets are refused; at most ``max_bytes`` are read.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, NotARegularFileError, FileTooLargeError,
+        OSError: What is wrong, naming the path.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(f"{path!r} is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFileError(
+                f"{path!r} is not a regular file ({_file_kind(info.st_mode)}); only regular "
+                "files are read"
+            )
+        if info.st_size > max_bytes:
+            raise FileTooLargeError(
+                f"{path!r} has {info.st_size:,} bytes, more than max_file_bytes={max_bytes:,}; "
+                "pass a larger max_file_bytes if it is a real file"
+            )
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLargeError(
+            f"{path!r} grew past max_file_bytes={max_bytes:,} while it was read"
+        )
+    return data
+
+
+def check_regular_file(path: str, what: str) -> None:
+    """Refuses an existing path that is not a regular file, without opening it."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(
+            f"Cannot read {path!r}: it is not a regular file (a folder, a named pipe or a "
+            f"device). Pass the path of {what}."
+        )
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def is_inside(given: str, joined: str, root: str) -> bool:
+    """Whether the path ``given`` (``joined`` to ``root``) stays inside ``root``, lexically:
+    ``..`` and absolute paths elsewhere leave it; symbolic links inside it are followed."""
+    if not os.path.isabs(given) and ".." not in given:
+        return True  # the common case, without normalising
+    full = os.path.normpath(os.path.abspath(joined))
+    return os.path.commonpath([full, root]) == root
+
+
+def outside_message(path: str, root: str) -> str:
+    return (
+        f"image path {path!r} leads outside the root folder {root!r} (absolute paths and "
+        "'..' are refused, because a table is data that may come from elsewhere); move the "
+        "files under the root, pass root= a folder that holds them, or pass "
+        "allow_outside_root=True if you trust every path in the table"
+    )

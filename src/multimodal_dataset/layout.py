@@ -1,0 +1,160 @@
+"""`BatchLayout`: the inputs, targets and sample weights of a dataset as the groups of
+arrays that every batch packs, with their lengths checked and the padding weights added.
+
+The dataset gathers one array per field (in `fields` order) and hands them to `pack`,
+which zeroes the padding's weights and packs ``(x,)``, ``(x, y)`` or ``(x, y, w)``;
+`element_spec` gives the same structure of `ArraySpec`s without reading any data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from multimodal_dataset.structure import Field, Group, make_group
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """The groups of a batch and how gathered arrays become one.
+
+    Attributes:
+        inputs: The model inputs: one array, a tuple, or a dict keyed by input name.
+        targets: The targets, or None for inference.
+        weights: The sample weights (the user's, or ones added for padding), or None.
+        num_samples: How many samples every array has.
+        pads: Whether the weights carry the zero weights of padding samples.
+    """
+
+    inputs: Group
+    targets: Group | None
+    weights: Group | None
+    num_samples: int
+    pads: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        inputs: Any,
+        targets: Any = None,
+        sample_weights: Any = None,
+        *,
+        floatx: str,
+        pad_remainder: bool = False,
+        drop_remainder: bool = False,
+    ) -> BatchLayout:
+        """Normalises the user's structures and checks that they fit together.
+
+        Raises:
+            ValueError: For arrays of unequal length, no samples, weights without targets,
+                and padding that contradicts the other options.
+            TypeError: For structures nested more than one level and unusable dtypes.
+        """
+        input_group = make_group(inputs, "inputs", floatx)
+        target_group = None if targets is None else make_group(targets, "targets", floatx)
+        weight_group = None
+        if sample_weights is not None:
+            if target_group is None:
+                raise ValueError(
+                    "sample_weights were given without targets. Keras weighs the loss of each "
+                    "sample against its target, so pass targets too: "
+                    "MultimodalDataset(inputs, targets, sample_weights)."
+                )
+            weight_group = _weights_group(sample_weights, input_group, floatx)
+        groups = tuple(g for g in (input_group, target_group, weight_group) if g is not None)
+        num_samples = _common_length(groups)
+        if pad_remainder:
+            if drop_remainder:
+                raise ValueError(
+                    "drop_remainder=True and pad_remainder=True contradict each other: drop "
+                    "the last partial step, or pad it with zero-weight samples, not both."
+                )
+            if target_group is None:
+                raise ValueError(
+                    "pad_remainder=True pads the last batch with samples of weight 0, which "
+                    "only training and evaluation (with targets) can ignore. For inference, "
+                    "leave it False: model.predict accepts a partial last batch."
+                )
+            if weight_group is None:
+                # Weight 1 for every real sample, 0 for the padding.
+                ones = np.ones(num_samples, dtype=floatx)
+                weight_group = Group("single", (Field("sample_weights", ones, ones.dtype, False),))
+        return cls(input_group, target_group, weight_group, num_samples, bool(pad_remainder))
+
+    @property
+    def groups(self) -> tuple[Group, ...]:
+        """The groups present, in batch order: inputs, then targets, then weights."""
+        return tuple(g for g in (self.inputs, self.targets, self.weights) if g is not None)
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        """Every array of a batch, in the order `pack` takes them."""
+        return tuple(f for g in self.groups for f in g.fields)
+
+    @property
+    def element_spec(self) -> tuple[Any, ...]:
+        """The structure of every batch with an `ArraySpec` per array, read from no data."""
+        return tuple(group.spec for group in self.groups)
+
+    def pack(self, arrays: Sequence[np.ndarray], real: int | None = None) -> tuple[Any, ...]:
+        """One batch from one gathered array per field.
+
+        Args:
+            arrays: Freshly gathered arrays, in `fields` order (the weights are written to).
+            real: How many samples are real when the rest is padding (weighted 0).
+        """
+        if self.pads and real is not None and real < len(arrays[-1]):
+            arrays[-1][real:] = 0  # the padding's sample weights (a fresh gathered copy)
+        batch = []
+        start = 0
+        for group in self.groups:
+            stop = start + len(group.fields)
+            batch.append(group.pack(arrays[start:stop]))
+            start = stop
+        return tuple(batch)
+
+
+def _weights_group(sample_weights: Any, inputs: Group, floatx: str) -> Group:
+    group = make_group(sample_weights, "sample_weights", floatx)
+    if group.kind != "single":
+        raise TypeError(
+            "sample_weights must be one array of per-sample weights, shape (n,) or "
+            f"(n, timesteps); got a {group.kind} of {len(group.fields)} arrays."
+        )
+    field = group.fields[0]
+    if field.array.ndim > 2:
+        hint = ""
+        if inputs.kind == "single":
+            hint = (
+                " If you meant it as a model input, note that MultimodalDataset(a, b, c) reads "
+                "b as targets and c as sample_weights: pass the inputs as one tuple, "
+                "MultimodalDataset((a, b, c), targets=y)."
+            )
+        raise ValueError(
+            f"sample_weights must have shape (n,) or (n, timesteps); got shape "
+            f"{field.array.shape}.{hint}"
+        )
+    # Weights scale a loss: always floating, whatever the array's dtype.
+    return Group(
+        "single", (dataclasses.replace(field, dtype=np.dtype(floatx), check_int32_range=False),)
+    )
+
+
+def _common_length(groups: tuple[Group, ...]) -> int:
+    lengths = {f.name: len(f.array) for g in groups for f in g.fields}
+    distinct = set(lengths.values())
+    if len(distinct) > 1:
+        listing = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise ValueError(
+            "Every array must have the same number of samples (its first dimension), but "
+            f"{listing}. Make sure each sample has one entry in every array."
+        )
+    num_samples = distinct.pop()
+    if num_samples == 0:
+        names = ", ".join(lengths)
+        raise ValueError(f"The dataset has zero samples ({names} are empty); give at least one.")
+    return num_samples

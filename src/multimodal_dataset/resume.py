@@ -1,0 +1,71 @@
+"""Resumable iteration: a dataset's state as a small dict, checked before it is restored,
+and the callback that keeps a dataset's epoch equal to ``fit``'s across restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import keras
+
+REQUIRED = ("seed", "epoch", "position", "num_samples", "batch_size")
+#: Keys whose values must match: another value means other batches in every epoch.
+IDENTITY = ("num_samples", "seed", "batch_size", "shuffle")
+
+
+def checked_state(
+    mine: Mapping[str, Any], state: Mapping[str, Any], batches: int
+) -> tuple[int, int]:
+    """``(epoch, position)`` of ``state``, after checking it belongs to this dataset.
+
+    Args:
+        mine: This dataset's own state (``ds.get_state()``).
+        state: The state to continue from.
+        batches: Batches per epoch of this dataset.
+
+    Raises:
+        ValueError: For a state from a dataset with other samples, seed, batch size or
+            shuffling (its epochs would be different batches), or out of range.
+    """
+    missing = set(REQUIRED) - set(state)
+    if missing:
+        raise ValueError(
+            f"Not a MultimodalDataset state: missing {sorted(missing)}. Use the dict "
+            "that ds.get_state() returns."
+        )
+    different = [
+        f"{key}={state[key]!r} (this dataset: {mine[key]!r})"
+        for key in IDENTITY
+        if key in state and state[key] != mine[key]
+    ]
+    if different:
+        raise ValueError(
+            "This state comes from a different dataset: "
+            + ", ".join(different)
+            + ". Its epochs hold different batches, so the stream cannot continue here. "
+            "Build the dataset with the same data, seed, batch_size and shuffle."
+        )
+    position, epoch = int(state["position"]), int(state["epoch"])
+    if not 0 <= position <= batches or epoch < 0:
+        raise ValueError(
+            f"State epoch={epoch}, position={position} is out of range: an epoch of this "
+            f"dataset has {batches} batches."
+        )
+    return epoch, position
+
+
+class Resumable(Protocol):
+    def get_state(self) -> dict[str, Any]: ...
+
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+
+class EpochSync(keras.callbacks.Callback):  # type: ignore[misc]
+    """Sets the dataset's epoch to Keras's epoch number at the start of every epoch."""
+
+    def __init__(self, dataset: Resumable) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.dataset.set_state(dict(self.dataset.get_state(), epoch=epoch, position=0))

@@ -1,0 +1,185 @@
+"""`from_table`: a CSV, Parquet file or data frame of image paths, captions and numbers to
+training and validation datasets in one call, with preprocessing fitted on the training rows.
+
+Image paths are read with `ImageFiles`, captions with `TextTokens`, numeric columns with
+`NumericColumns`, and the target column becomes class ids (or float targets). What was
+fitted is a `TablePreprocessing`, exposed as ``train.preprocessing``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from multimodal_dataset.augmentation import ImageAugmentation
+from multimodal_dataset.sources.image_decoding import ColorMode
+from multimodal_dataset.sources.protocol import OnError, check_on_error
+from multimodal_dataset.tables.preprocessing import TablePreprocessing
+from multimodal_dataset.tables.reading import read_table
+from multimodal_dataset.tables.table_dataset import TableDataset
+from multimodal_dataset.tables.targets import check_target_kind
+
+_SPLIT_STREAM = 0x5B117  # keeps the split's random stream apart from the shuffle's
+
+
+def from_table(
+    table: Any,
+    *,
+    image: str | None = None,
+    text: str | None = None,
+    numeric: str | Sequence[str] = (),
+    target: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    text_length: int | None = None,
+    validation_split: float = 0.2,
+    seed: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    color_mode: ColorMode = "rgb",
+    max_tokens: int | None = None,
+    tokenizer: Any = None,
+    augment: ImageAugmentation | None = None,
+    on_error: OnError = "raise",
+    target_kind: str | None = None,
+    allow_outside_root: bool = False,
+    **dataset_kwargs: Any,
+) -> tuple[TableDataset, TableDataset | None]:
+    """Training and validation datasets from a table of image paths, texts and numbers.
+
+    Rows are split by ``seed`` into training and validation rows; the vocabulary and the
+    numeric statistics are fitted on the training rows only and applied to both. Batches
+    are ``((image, text, numeric), target)`` with the inputs in that order (the ones given;
+    a single input is not wrapped in a tuple).
+
+    Example:
+
+    ```python
+    train, val = from_table(
+        "data/manifest.csv", image="image", text="caption",
+        numeric=["width", "height"], target="label",
+        image_size=(64, 64), text_length=20, batch_size=32,
+    )
+    model.fit(train, validation_data=val, epochs=5)
+    train.preprocessing.save("preprocessing.json")
+    ```
+
+    Args:
+        table: A ``.csv``/``.tsv`` or ``.parquet`` path, a pandas DataFrame or a pyarrow
+            Table.
+        image: Column of image file paths, relative to the table's folder (or ``root``).
+        text: Column of raw texts.
+        numeric: Column name(s) of numbers, standardised with training statistics.
+        target: Column of targets: integers (class ids), floats (regression) or names
+            (class ids in sorted order, kept in ``preprocessing.classes``). None for an
+            inference-only table.
+        image_size: ``(height, width)`` of the decoded images (required with ``image``).
+        text_length: Token ids per text (required with ``text``).
+        validation_split: Fraction of rows for validation (``int(fraction * rows)``, as in
+            Keras); 0 for no validation dataset (then the second value is None).
+        seed: Seed of the split and, unless ``dataset_kwargs`` has one, of the shuffle.
+        root: Folder for relative image paths, instead of the table's folder (the working
+            directory for an in-memory table). Paths may not leave it: absolute paths
+            elsewhere and ``..`` escapes are bad samples, unless ``allow_outside_root``.
+        color_mode: ``"rgb"``, ``"grayscale"`` or ``"rgba"``.
+        max_tokens: Vocabulary size (padding and unknown included); None keeps all words.
+        tokenizer: A callable or Hugging Face tokenizer to use instead of a vocabulary.
+        augment: An `ImageAugmentation` for the training images (never validation).
+        on_error: ``"raise"`` at the first bad file or value, naming the row and column;
+            ``"replace"`` to fill bad inputs (zero image, empty text, mean value) and
+            report them at the end of each epoch. Targets are never replaced.
+        target_kind: ``"int"`` (class ids), ``"float"`` (regression) or ``"classes"``
+            (every value a class name, numbers too: ``1, 2, 10`` are ordered as numbers).
+            None infers it from the whole column, and refuses a column that mixes
+            numbers with other values (naming the rows) instead of guessing.
+        allow_outside_root: Read image paths that leave ``root`` (absolute paths, ``..``).
+            A table is data that may come from elsewhere; pass True only if you trust it.
+        **dataset_kwargs: Passed to the training `MultimodalDataset` (``batch_size``,
+            ``workers``, ...). The validation dataset gets the same ``batch_size``,
+            ``workers`` and ``use_multiprocessing``, and keeps every row in order.
+
+    Returns:
+        ``(train, validation)``; both have ``.preprocessing``, the fitted
+        `TablePreprocessing`.
+
+    Raises:
+        KeyError: For a column the table does not have, listing the columns it has.
+        SampleError: For a bad file or value (``on_error="raise"``) or a missing target.
+        ValueError: For a split that leaves no training or no validation rows.
+    """
+    data = read_table(table)
+    numeric = (numeric,) if isinstance(numeric, str) else tuple(numeric)
+    if image is None and text is None and not numeric:
+        raise ValueError(
+            "from_table needs at least one input column: image=, text= or numeric=. The "
+            f"table's columns are: {', '.join(map(repr, data.columns))}."
+        )
+    for role, name in (("image", image), ("text", text), ("target", target)):
+        if name is not None:
+            data.column(name, role)
+    for name in numeric:
+        data.column(name, "numeric")
+    if image is not None and image_size is None:
+        raise ValueError("image_size=(height, width) is required with image=.")
+    if text is not None and text_length is None:
+        raise ValueError("text_length= (token ids per text) is required with text=.")
+    on_error = check_on_error(on_error)
+    check_target_kind(target_kind, target)
+    train_rows, val_rows = split_rows(len(data), validation_split, seed)
+    preprocessing = TablePreprocessing(
+        image=image,
+        text=text,
+        numeric=numeric,
+        target=target,
+        image_size=None if image_size is None else (int(image_size[0]), int(image_size[1])),
+        text_length=text_length,
+        color_mode=color_mode,
+        tokenizer=tokenizer,
+        target_kind=target_kind,
+    )
+    folder = os.fspath(root) if root is not None else None
+
+    def make(rows: np.ndarray, augment_: ImageAugmentation | None, **kwargs: Any) -> Any:
+        inputs = preprocessing.inputs(
+            data,
+            rows,
+            root=folder,
+            on_error=on_error,
+            augment=augment_,
+            max_tokens=max_tokens,
+            allow_outside_root=allow_outside_root,
+        )
+        targets = None if target is None else preprocessing.targets(data, rows)
+        return TableDataset(inputs, targets, preprocessing=preprocessing, **kwargs)
+
+    if target is not None:
+        preprocessing.fit_target(data)
+    dataset_kwargs.setdefault("seed", seed)
+    train = make(train_rows, augment, **dataset_kwargs)
+    validation = None
+    if len(val_rows):
+        keep = ("batch_size", "workers", "use_multiprocessing", "max_queue_size", "seed")
+        val_kwargs = {k: v for k, v in dataset_kwargs.items() if k in keep}
+        validation = make(val_rows, None, shuffle=False, **val_kwargs)
+    return train, validation
+
+
+def split_rows(num_rows: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation row numbers (each sorted), a pure function of the seed."""
+    if not 0 <= validation_split < 1:
+        raise ValueError(
+            f"validation_split must be in [0, 1) (the fraction of rows for validation); got "
+            f"{validation_split!r}."
+        )
+    if num_rows == 0:
+        raise ValueError("The table has no rows.")
+    num_val = int(validation_split * num_rows)
+    if validation_split > 0 and num_val == 0:
+        raise ValueError(
+            f"validation_split={validation_split} of {num_rows} rows leaves no validation row "
+            "(Keras takes int(fraction * rows)). Use a larger fraction or validation_split=0."
+        )
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, _SPLIT_STREAM])))
+    order = rng.permutation(num_rows)
+    return np.sort(order[num_val:]), np.sort(order[:num_val])

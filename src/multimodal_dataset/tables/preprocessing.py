@@ -1,0 +1,252 @@
+"""`TablePreprocessing`: what `from_table` fitted on the training rows (vocabulary,
+numeric statistics, target kind and classes) and how it turns a table's rows into sources.
+
+Save it with the model and load it at inference: new rows are then tokenized,
+standardised and labelled exactly as the training rows were.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from multimodal_dataset.augmentation import ImageAugmentation
+from multimodal_dataset.optional import optional_import
+from multimodal_dataset.persistence import Saveable
+from multimodal_dataset.sources.image_decoding import ColorMode
+from multimodal_dataset.sources.images import ImageFiles
+from multimodal_dataset.sources.numeric import NumericColumns, Standardizer
+from multimodal_dataset.sources.protocol import OnError, check_on_error
+from multimodal_dataset.sources.text import TextTokens, Vocabulary
+from multimodal_dataset.tables.reading import Table, read_table
+from multimodal_dataset.tables.table_dataset import TableDataset
+from multimodal_dataset.tables.targets import encode_targets, fit_target
+
+
+@dataclass
+class TablePreprocessing(Saveable):
+    """What `from_table` fitted on the training rows, and how it reads a table.
+
+    Save it with the model (`save`), load it at inference (`load`) and call `dataset` on
+    new rows: they are tokenized with the same vocabulary, standardised with the same
+    statistics and labelled with the same class ids.
+
+    Attributes:
+        image, text, target: Column names (None where unused).
+        numeric: The numeric column names, in input order.
+        image_size: ``(height, width)`` images are resized to.
+        text_length: Token ids per caption.
+        color_mode: ``"rgb"``, ``"grayscale"`` or ``"rgba"``.
+        vocabulary: The `Vocabulary` fitted on the training captions.
+        standardizer: The `Standardizer` fitted on the training rows.
+        classes: For a target column of names: the class names, class id = position.
+        target_kind: ``"int"`` (class ids), ``"float"`` (regression) or ``"classes"``.
+        tokenizer: A plugged-in tokenizer used instead of ``vocabulary``.
+    """
+
+    image: str | None = None
+    text: str | None = None
+    numeric: tuple[str, ...] = ()
+    target: str | None = None
+    image_size: tuple[int, int] | None = None
+    text_length: int | None = None
+    color_mode: ColorMode = "rgb"
+    vocabulary: Vocabulary | None = None
+    standardizer: Standardizer | None = None
+    classes: list[Any] | None = None
+    target_kind: str | None = None
+    tokenizer: Any = field(default=None, repr=False)
+
+    FORMAT: ClassVar[str] = "multimodal_dataset.TablePreprocessing"
+    INDENT: ClassVar[int | None] = 1
+
+    # ------------------------------------------------------------------ building inputs
+
+    def inputs(
+        self,
+        table: Table,
+        rows: np.ndarray,
+        *,
+        root: str | None = None,
+        on_error: OnError = "raise",
+        augment: ImageAugmentation | None = None,
+        max_tokens: int | None = None,
+        allow_outside_root: bool = False,
+    ) -> Any:
+        """The input sources for ``rows`` of ``table``: one, or a tuple (image, text, numeric).
+
+        Fits the vocabulary and the numeric statistics on these rows if they are not
+        fitted yet. Image paths are confined to ``root`` (default: the table's folder, or
+        the working directory for an in-memory table) unless ``allow_outside_root``.
+        """
+        sources: list[Any] = []
+        if self.image is not None:
+            assert self.image_size is not None
+            paths = [_path(p) for p in table.column(self.image, "image")[rows]]
+            sources.append(
+                ImageFiles(
+                    paths,
+                    self.image_size,
+                    root=root if root is not None else (table.folder or os.getcwd()),
+                    allow_outside_root=allow_outside_root,
+                    color_mode=self.color_mode,
+                    augment=augment,
+                    on_error=on_error,
+                    rows=rows,
+                    column=self.image,
+                )
+            )
+        if self.text is not None:
+            assert self.text_length is not None
+            tokens = TextTokens(
+                table.column(self.text, "text")[rows],
+                self.text_length,
+                vocabulary=self.vocabulary,
+                tokenizer=self.tokenizer,
+                max_tokens=max_tokens,
+                on_error=on_error,
+                rows=rows,
+                column=self.text,
+            )
+            if self.tokenizer is None:
+                self.vocabulary = tokens.vocabulary
+            sources.append(tokens)
+        if self.numeric:
+            columns = {c: table.column(c, "numeric")[rows] for c in self.numeric}
+            numbers = NumericColumns(
+                columns, standardizer=self.standardizer, on_error=on_error, rows=rows
+            )
+            self.standardizer = numbers.standardizer
+            sources.append(numbers)
+        return sources[0] if len(sources) == 1 else tuple(sources)
+
+    def targets(self, table: Table, rows: np.ndarray) -> np.ndarray:
+        """The target of each of ``rows``: class ids (int32) or floats (see ``targets``).
+
+        Raises:
+            SampleError: For a missing target, an unseen class, or a value that does not
+                fit the target kind. Targets are never replaced.
+        """
+        assert self.target is not None
+        if self.target_kind is None:
+            self.fit_target(table)
+        assert self.target_kind is not None
+        values = table.column(self.target, "target")[rows]
+        return encode_targets(values, rows, self.target, self.target_kind, self.classes)
+
+    def fit_target(self, table: Table) -> None:
+        """Decides the target kind (unless given) and the class names from every row."""
+        assert self.target is not None
+        values = table.column(self.target, "target")
+        self.target_kind, classes = fit_target(values, self.target, self.target_kind)
+        if classes is not None:
+            self.classes = classes
+
+    # --------------------------------------------------------------------------- datasets
+
+    def dataset(
+        self,
+        table: Any,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        on_error: OnError = "raise",
+        allow_outside_root: bool = False,
+        **dataset_kwargs: Any,
+    ) -> TableDataset:
+        """A dataset of every row of ``table``, preprocessed as the training rows were.
+
+        Batches hold the rows in table order (``shuffle=False`` unless you pass
+        ``shuffle=True``), so ``model.predict(ds)`` and ``model.evaluate(ds)`` line up with
+        the rows, whether or not the table has the target column. Targets are included
+        when it has; otherwise the dataset is for inference (inputs only).
+
+        Args:
+            table: A path, DataFrame or pyarrow Table with the same columns.
+            root: Folder for relative image paths (default: the table's folder).
+            on_error: ``"raise"`` or ``"replace"`` (see `from_table`).
+            allow_outside_root: Read image paths outside ``root`` (see `from_table`).
+            **dataset_kwargs: Passed to `MultimodalDataset` (``batch_size``, ...).
+        """
+        unfitted = (
+            self.text is not None and self.vocabulary is None and self.tokenizer is None
+        ) or (bool(self.numeric) and self.standardizer is None)
+        if unfitted:
+            raise ValueError(
+                "This preprocessing has not been fitted yet (no vocabulary or numeric "
+                "statistics), so new rows would be scaled by their own statistics. Use the "
+                "one from `from_table(...)` (train.preprocessing) or TablePreprocessing.load."
+            )
+        data = read_table(table)
+        rows = np.arange(len(data))
+        folder = os.fspath(root) if root is not None else None
+        inputs = self.inputs(
+            data,
+            rows,
+            root=folder,
+            on_error=check_on_error(on_error),
+            allow_outside_root=allow_outside_root,
+        )
+        targets = None
+        if self.target is not None and self.target in data.columns:
+            targets = self.targets(data, rows)
+        dataset_kwargs.setdefault("shuffle", False)
+        return TableDataset(inputs, targets, preprocessing=self, **dataset_kwargs)
+
+    # ---------------------------------------------------------------------- saving/loading
+
+    def _fields(self) -> dict[str, Any]:
+        tokenizer = None
+        if self.tokenizer is not None:
+            if not hasattr(self.tokenizer, "to_str"):
+                raise ValueError(
+                    "This preprocessing uses a custom tokenizer callable, which cannot be "
+                    "saved. Save your tokenizer yourself, or use a Hugging Face "
+                    "tokenizers.Tokenizer (saved with it) or the built-in vocabulary."
+                )
+            tokenizer = self.tokenizer.to_str()
+        return {
+            "image": self.image,
+            "text": self.text,
+            "numeric": list(self.numeric),
+            "target": self.target,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "text_length": self.text_length,
+            "color_mode": self.color_mode,
+            "vocabulary": self.vocabulary.to_dict() if self.vocabulary else None,
+            "standardizer": self.standardizer.to_dict() if self.standardizer else None,
+            "classes": self.classes,
+            "target_kind": self.target_kind,
+            "tokenizer": tokenizer,
+        }
+
+    @classmethod
+    def _from_fields(cls, data: Mapping[str, Any]) -> TablePreprocessing:
+        tokenizer = None
+        if data.get("tokenizer") is not None:
+            tokenizers = optional_import("tokenizers", "Loading a Hugging Face tokenizer")
+            tokenizer = tokenizers.Tokenizer.from_str(data["tokenizer"])
+        vocabulary, standardizer = data.get("vocabulary"), data.get("standardizer")
+        return cls(
+            image=data["image"],
+            text=data["text"],
+            numeric=tuple(data["numeric"]),
+            target=data["target"],
+            image_size=tuple(data["image_size"]) if data["image_size"] else None,
+            text_length=data["text_length"],
+            color_mode=data["color_mode"],
+            vocabulary=Vocabulary.from_dict(vocabulary) if vocabulary else None,
+            standardizer=Standardizer.from_dict(standardizer) if standardizer else None,
+            classes=data["classes"],
+            target_kind=data["target_kind"],
+            tokenizer=tokenizer,
+        )
+
+
+def _path(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return os.fspath(value) if isinstance(value, (str, os.PathLike)) else str(value)

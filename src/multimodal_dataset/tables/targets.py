@@ -1,0 +1,179 @@
+"""Target columns: what kind they are (class ids, regression values, class names), decided
+from the whole column or given, and every value checked against that kind.
+
+One stray cell never decides the kind: a column that mixes numbers with other values is
+refused, naming the rows. Integer ids beyond int32, fractions fed as class ids and values
+beyond float32 are errors naming the row, never a wrap, a truncation or ``inf``. Targets
+are never replaced, whatever ``on_error`` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from multimodal_dataset.sources.numeric import parse_numeric
+from multimodal_dataset.sources.protocol import SampleError
+
+TARGET_KINDS = ("int", "float", "classes")
+_INT32 = np.iinfo(np.int32)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_target_kind(target_kind: Any, target: str | None) -> None:
+    """Refuses an unknown kind, or a kind without a target column."""
+    if target_kind is None:
+        return
+    if target is None:
+        raise ValueError("target_kind= was given without target=; name the target column.")
+    if target_kind not in TARGET_KINDS:
+        raise ValueError(
+            f"target_kind must be one of {TARGET_KINDS} (or None to infer it); got {target_kind!r}."
+        )
+
+
+def fit_target(values: np.ndarray, column: str, kind: str | None) -> tuple[str, list[str] | None]:
+    """The kind of a target column (``kind`` if given) and its class names, from every row.
+
+    Raises:
+        SampleError: For a row without a target.
+        ValueError: For a column mixing numbers with other values (kind not given), or a
+            value that does not fit the kind.
+    """
+    missing = [i for i, v in enumerate(values) if is_missing(v)]
+    if missing:
+        raise SampleError(
+            f"targets: table row {missing[0]}, column {column!r} has no value"
+            f"{_and_more(missing)}. Every row needs a target; fix the row or drop it from "
+            "the table."
+        )
+    if kind == "classes":
+        return kind, _sorted_classes({label(v) for v in values})
+    parsed, problems = parse_numeric(values, column)
+    if kind is None:
+        if len(problems) == len(values):  # names: every value is a non-number
+            return "classes", _sorted_classes({label(v) for v in values})
+        if problems:
+            rows = sorted(problems)
+            shown = ", ".join(f"row {r} ({values[r]!r})" for r in rows[:5])
+            raise ValueError(
+                f"Target column {column!r} mixes numbers with {len(rows)} value"
+                f"{'s' if len(rows) > 1 else ''} that are not finite numbers: {shown}"
+                f"{', ...' if len(rows) > 5 else ''}. A target column must be all numbers "
+                "(class ids or regression values) or all class names, so one stray cell "
+                "cannot decide the kind. Fix or drop those rows, or pass target_kind="
+                "'classes' to use every value as a class name (or 'int' / 'float')."
+            )
+        kind = "int" if bool(np.all(parsed == np.round(parsed))) else "float"
+    problems.update(_kind_problems(parsed, column, kind))
+    if problems:
+        k = min(problems)
+        raise ValueError(
+            f"Target column {column!r}, table row {k}: {problems[k]}"
+            f"{_and_more(sorted(problems))}. Fix or drop the row, or pass another "
+            "target_kind ('int', 'float' or 'classes')."
+        )
+    return kind, None
+
+
+def encode_targets(
+    values: np.ndarray, rows: np.ndarray, column: str, kind: str, classes: list[Any] | None
+) -> np.ndarray:
+    """Class ids (``int32``) or floats for the target ``values`` of table ``rows``.
+
+    Raises:
+        SampleError: For a missing target, a class name not seen when fitting, or a
+            value that does not fit the kind, naming the sample and table row.
+    """
+    if kind == "classes":
+        assert classes is not None
+        ids = {c: i for i, c in enumerate(classes)}
+        out = np.empty(len(values), dtype=np.int32)
+        for k, value in enumerate(values):
+            if is_missing(value) or label(value) not in ids:
+                raise SampleError(
+                    f"targets: sample {k} (table row {int(rows[k])}, column "
+                    f"{column!r}): {_label_problem(value, classes)}"
+                )
+            out[k] = ids[label(value)]
+        return out
+    parsed, problems = parse_numeric(values, column)
+    problems.update(_kind_problems(parsed, column, kind))
+    if problems:
+        k = min(problems)
+        raise SampleError(
+            f"targets: sample {k} (table row {int(rows[k])}): {problems[k]}. Every row "
+            f"needs a target of the kind the model was trained on (target_kind={kind!r}); "
+            "targets are never replaced, rounded or wrapped. Fix the row or drop it from "
+            "the table."
+        )
+    return parsed.astype(np.int32 if kind == "int" else np.float32)
+
+
+def is_missing(value: Any) -> bool:
+    return (
+        value is None
+        or (isinstance(value, str) and not value.strip())
+        or (isinstance(value, float) and np.isnan(value))
+    )
+
+
+def _kind_problems(parsed: np.ndarray, column: str, kind: str) -> dict[int, str]:
+    """Rows whose (finite) value does not fit the target kind: fractions or values beyond
+    int32 for ``"int"``, values beyond float32 for ``"float"``."""
+    problems: dict[int, str] = {}
+    finite = np.isfinite(parsed)
+    if kind == "int":
+        for i in np.flatnonzero(finite & (parsed != np.round(parsed))):
+            problems[int(i)] = (
+                f"column {column!r} holds {parsed[i]:g}, which is not an integer class id"
+            )
+        for i in np.flatnonzero(finite & ((parsed < _INT32.min) | (parsed > _INT32.max))):
+            problems.setdefault(
+                int(i),
+                f"column {column!r} holds {parsed[i]:.0f}, outside the int32 range of class "
+                f"ids [{_INT32.min}, {_INT32.max}] (pass target_kind='float' for regression)",
+            )
+    elif kind == "float":
+        for i in np.flatnonzero(finite & (np.abs(parsed) > _FLOAT32_MAX)):
+            problems[int(i)] = (
+                f"column {column!r} holds {parsed[i]:g}, beyond float32's range (it would "
+                "become inf); rescale the target"
+            )
+    return problems
+
+
+def _sorted_classes(labels: set[str]) -> list[str]:
+    """Class names in sorted order: names that are numbers first, by value (1, 2, 10),
+    then the others as strings."""
+
+    def key(label: str) -> tuple[int, float, str]:
+        try:
+            value = float(label)
+        except ValueError:
+            return 1, 0.0, label
+        return (0, value, label) if np.isfinite(value) else (1, 0.0, label)
+
+    return sorted(labels, key=key)
+
+
+def _and_more(rows: Sequence[int]) -> str:
+    more = len(rows) - 1
+    return f" (and {more} more row{'s' if more > 1 else ''})" if more > 0 else ""
+
+
+def label(value: Any) -> str:
+    """Class names are strings: what a CSV holds, and what JSON saves without change."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _label_problem(value: Any, classes: list[Any]) -> str:
+    if is_missing(value):
+        return "the target is missing. Every row needs a target; fix the row or drop it"
+    shown = ", ".join(map(repr, classes[:10])) + (", ..." if len(classes) > 10 else "")
+    return (
+        f"the target {value!r} is not one of the classes seen when fitting ({shown}). New "
+        "classes need a new model; drop these rows or retrain"
+    )
