@@ -148,11 +148,13 @@ def readme_example(heading: str) -> str:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check, ruff format --check and mypy."""
-    session.install("ruff", "mypy", "numpy", "keras")
+    """ruff check, ruff format --check, mypy, and the import layers (lint-imports)."""
+    session.install("ruff", "mypy", "numpy", "keras", "import-linter")
+    session.install("--no-deps", "-e", ".")  # lint-imports reads the installed package
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("lint-imports")
 
 
 @nox.session

@@ -3,10 +3,12 @@ sample ids that reach the training step."""
 
 from __future__ import annotations
 
+import csv
 import multiprocessing
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -54,6 +56,20 @@ def worker_mode(request: pytest.FixtureRequest):
     multiprocessing.set_start_method(previous, force=True)
 
 
+COLOUR = np.array([200, 100, 50], dtype=np.uint8)
+
+
+def solid(height=30, width=40, colour=COLOUR):
+    return np.broadcast_to(colour, (height, width, 3)).copy()
+
+
+def gather(source, indices=None, **context):
+    indices = np.arange(len(source)) if indices is None else np.asarray(indices)
+    from multimodal_dataset import GatherContext
+
+    return source.gather(indices, GatherContext(**context))
+
+
 def write_image(path, pixels: np.ndarray, mode: str = "RGB") -> None:
     """Writes ``pixels`` (uint8, HxWxC or HxW) as an image file; the format follows the
     file's suffix and ``mode`` is the image mode stored (RGB, L, RGBA, P)."""
@@ -78,3 +94,93 @@ def image_files(tmp_path):
         paths.append(tmp_path / f"{i:02d}.png")
         write_image(paths[-1], pixels)
     return paths
+
+
+# ------------------------------------------------------------------------ tables
+
+from multimodal_dataset.example import NUMERIC_COLUMNS  # noqa: E402
+
+COLUMNS = {
+    "image": "image",
+    "text": "caption",
+    "numeric": list(NUMERIC_COLUMNS),
+    "target": "label",
+    "image_size": (16, 16),
+    "text_length": 8,
+}
+
+
+@pytest.fixture(scope="session")
+def example(tmp_path_factory):
+    """The example dataset (60 JPEGs, captions, numbers, labels) and its manifest."""
+    from multimodal_dataset import make_example
+
+    folder = tmp_path_factory.mktemp("example")
+    return make_example(folder, samples=60, seed=1)
+
+
+def read_rows(manifest):
+    with open(manifest, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def write_rows(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def edited(example, row, column, value):
+    """A copy of the example's manifest (same folder) with one cell changed."""
+    rows = read_rows(example)
+    rows[row + 1][rows[0].index(column)] = value
+    return write_rows(example.parent / f"edited_{column}_{row}.csv", rows)
+
+
+def all_batches(ds):
+    return [ds[i] for i in range(len(ds))]
+
+
+def assert_same_batches(a, b):
+    import keras
+
+    for batch_a, batch_b in zip(all_batches(a), all_batches(b), strict=True):
+        for x, y in zip(keras.tree.flatten(batch_a), keras.tree.flatten(batch_b), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def numbers_table(targets, tmp_path=None, name="targets.csv"):
+    """A CSV (or, without tmp_path, a DataFrame) of one numeric input and the targets."""
+    rows = [["x", "y"]] + [[str(i), str(t)] for i, t in enumerate(targets)]
+    if tmp_path is None:
+        return pd.DataFrame({"x": np.arange(len(targets)), "y": np.asarray(targets, dtype=object)})
+    return write_rows(tmp_path / name, rows)
+
+
+# ------------------------------------------------------------------------ shards
+
+N = 103
+
+
+def shards(count, batch_size=5, n=N, **kwargs):
+    from multimodal_dataset import MultimodalDataset
+
+    ids = np.arange(n)
+    return [
+        MultimodalDataset(
+            ids[:, None], ids, batch_size=batch_size, seed=7, shard=(i, count), **kwargs
+        )
+        for i in range(count)
+    ]
+
+
+def real_ids(ds):
+    """The sample ids of every batch of the current epoch, without the zero-weight padding."""
+    out = []
+    for i in range(len(ds)):
+        batch = ds[i]
+        ids = batch[1]
+        if ds.pad_remainder:
+            ids = ids[batch[2] > 0]
+        out.append(ids)
+    return out

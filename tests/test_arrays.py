@@ -9,15 +9,7 @@ import numpy as np
 import pytest
 
 from multimodal_dataset import MultimodalDataset
-
-
-def anonymous_rss_mib() -> float:
-    """This process's anonymous resident memory (heap, not file-backed pages)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon in /proc/self/status")
+from multimodal_dataset.testing import anonymous_rss_mib
 
 
 def write_npy(path, rows, width, dtype=np.float32):

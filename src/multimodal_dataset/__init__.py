@@ -13,7 +13,7 @@ train, val = from_table("manifest.csv", image="image", text="caption",
 ```
 """
 
-from multimodal_dataset import models, synthetic
+from multimodal_dataset import models, synthetic, testing
 from multimodal_dataset.augmentation import ImageAugmentation
 from multimodal_dataset.dataset import MultimodalDataset
 from multimodal_dataset.example import make_example
@@ -56,5 +56,6 @@ __all__ = [
     "make_example",
     "models",
     "synthetic",
+    "testing",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""Checks for your own sources and datasets, the same ones the library's suite runs on its
+own: run them in your tests.
+
+```python
+from multimodal_dataset import testing
+
+testing.check_source(MySource(...))          # the source contract
+testing.check_resumable(MultimodalDataset(...))  # get_state / set_state continue the stream
+digest = testing.stream_digest(ds, epochs=2)   # the same on every backend and worker mode
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from typing import Any
+
+import numpy as np
+
+from multimodal_dataset.dataset import MultimodalDataset
+from multimodal_dataset.sources.protocol import GatherContext, Source
+
+
+def stream_digest(ds: MultimodalDataset, epochs: int = 2) -> str:
+    """SHA-256 of ``epochs`` epochs of the batch stream (dtypes, shapes and bytes), from
+    the dataset's current epoch on; the dataset ends ``epochs`` epochs later."""
+    import keras
+
+    digest = hashlib.sha256()
+    for _ in range(epochs):
+        for i in range(len(ds)):
+            for array in keras.tree.flatten(ds[i]):
+                digest.update(f"{array.dtype}{array.shape}".encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+        ds.on_epoch_end()
+    return digest.hexdigest()
+
+
+def anonymous_rss_mib() -> float:
+    """This process's anonymous resident memory in MiB (heap, not file-backed pages: a
+    memory map's pages do not count), from ``/proc`` (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no RssAnon in /proc/self/status (anonymous memory is read on Linux)")
+
+
+def check_source(source: Source, *, seed: int = 0, epochs: int = 2) -> None:
+    """Checks the contract every `Source` keeps, raising AssertionError on a breach.
+
+    - ``gather`` returns the declared ``shape[1:]`` and ``dtype``;
+    - gathering an index array equals gathering each index and stacking (any order,
+      repeats allowed);
+    - the source pickles (worker processes receive it) and gathers the same after;
+    - values are a pure function of ``(seed, epoch, index)``: gathering again gives the
+      same values, and random augmentation may change only with the epoch.
+    """
+    n = len(source)
+    assert n == source.shape[0] >= 1, f"len {n} must be shape[0] {source.shape[0]} and >= 1"
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, n, size=min(n, 7) + 1)  # some repeat
+    for epoch in range(epochs):
+        batch = _gather(source, indices, seed, epoch)
+        assert batch.shape == (len(indices), *source.shape[1:]), (
+            f"gather returned {batch.shape}, declared {(len(indices), *source.shape[1:])}"
+        )
+        assert batch.dtype == source.dtype, (
+            f"gather returned {batch.dtype}, declared {source.dtype}"
+        )
+        one_by_one = np.concatenate(
+            [_gather(source, indices[k : k + 1], seed, epoch) for k in range(len(indices))]
+        )
+        np.testing.assert_array_equal(batch, one_by_one, "a batch differs from its samples")
+        np.testing.assert_array_equal(
+            batch, _gather(source, indices, seed, epoch), "gathering again differs"
+        )
+        copy = pickle.loads(pickle.dumps(source))
+        np.testing.assert_array_equal(
+            batch, _gather(copy, indices, seed, epoch), "a pickled copy gathers differently"
+        )
+
+
+def check_resumable(ds: MultimodalDataset, position: int | None = None) -> None:
+    """Checks that ``get_state``/``set_state`` continue the stream exactly, mid-epoch and
+    across an epoch boundary, raising AssertionError on a breach."""
+    position = len(ds) // 2 if position is None else position
+    for i in range(position):
+        ds[i]
+    state = ds.get_state()
+    expected = [_flat(ds[i]) for i in range(position, len(ds))]
+    ds.on_epoch_end()
+    expected += [_flat(ds[i]) for i in range(len(ds))]
+    ds.set_state(state)
+    got = [_flat(ds[i]) for i in range(state["position"], len(ds))]
+    ds.on_epoch_end()
+    got += [_flat(ds[i]) for i in range(len(ds))]
+    assert len(got) == len(expected), "the resumed stream has another length"
+    for k, (a, b) in enumerate(zip(got, expected, strict=True)):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y, f"resumed batch {k} differs")
+
+
+def _gather(source: Source, indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    return np.asarray(source.gather(np.asarray(indices), GatherContext("source", seed, epoch)))
+
+
+def _flat(batch: Any) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(a) for a in keras.tree.flatten(batch)]

@@ -1,0 +1,107 @@
+"""Sharding, padding and resumable state: every shard reads a disjoint part of the same
+global order with the same number of steps, padding loses no sample and weighs nothing, and
+a resumed fit sees exactly the batches of an uninterrupted one."""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from multimodal_dataset import MultimodalDataset
+
+
+def test_state_round_trips_and_continues_the_stream():
+    ids = np.arange(50)
+    ds = MultimodalDataset(ids, ids, batch_size=8, seed=3)
+    for _ in range(2):
+        ds.on_epoch_end()
+    for i in range(3):
+        ds[i]
+    state = ds.get_state()
+    assert state["epoch"] == 2 and state["position"] == 3
+    rest = [ds[i][1] for i in range(state["position"], len(ds))]
+    fresh = MultimodalDataset(ids, ids, batch_size=8, seed=3)
+    fresh.set_state(state)
+    again = [fresh[i][1] for i in range(fresh.get_state()["position"], len(fresh))]
+    for a, b in zip(rest, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("other", "match"),
+    [
+        ({"n": 51}, "num_samples=50"),
+        ({"seed": 4}, "seed=3"),
+        ({"batch_size": 9}, "batch_size=8"),
+    ],
+)
+def test_a_state_from_another_dataset_is_refused(other, match):
+    settings = {"n": 50, "seed": 3, "batch_size": 8} | other
+    state = MultimodalDataset(np.arange(50), np.arange(50), batch_size=8, seed=3).get_state()
+    ids = np.arange(settings["n"])
+    ds = MultimodalDataset(ids, ids, batch_size=settings["batch_size"], seed=settings["seed"])
+    with pytest.raises(ValueError, match=f"different dataset: .*{match}"):
+        ds.set_state(state)
+
+
+def test_a_state_past_the_end_of_an_epoch_is_refused():
+    ds = MultimodalDataset(np.arange(50), np.arange(50), batch_size=8, seed=3)
+    with pytest.raises(ValueError, match="out of range"):
+        ds.set_state(dict(ds.get_state(), position=99))
+
+
+def test_a_fit_interrupted_and_resumed_with_backup_and_restore_sees_the_same_stream(tmp_path):
+    ids = np.arange(37, dtype="float32")
+
+    def dataset():
+        return MultimodalDataset(ids[:, None], ids, batch_size=5, seed=11)
+
+    clean = run_fit(dataset(), tmp_path / "clean", epochs=4)
+    crashed = run_fit(dataset(), tmp_path / "crash", epochs=4, extra=[Interrupt(epoch=2, batch=3)])
+    resumed = run_fit(dataset(), tmp_path / "crash", epochs=4)
+    assert len(clean) == 4 and all(sorted(e.tolist()) == list(range(37)) for e in clean)
+    assert len(crashed) == 3 and len(crashed[2]) == 4 * 5  # stopped inside epoch 2
+    # The resumed run restarts at epoch 2 (BackupAndRestore restores whole epochs) and
+    # sees exactly the batches, in order, that the uninterrupted run saw from epoch 2 on.
+    assert len(resumed) == 2
+    for got, expected in itertools.zip_longest(resumed, clean[2:]):
+        np.testing.assert_array_equal(got, expected)
+    for got, expected in zip(crashed, clean, strict=False):
+        np.testing.assert_array_equal(got, expected[: len(got)])
+
+
+class Interrupt(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise RuntimeError("interrupted")
+
+
+def run_fit(ds, backup_dir, epochs, extra=()):
+    """Fits with BackupAndRestore; returns the sample ids trained on, per epoch run."""
+    from test_training import Recorder, RecordIds
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    recorder = Recorder()
+    model.compile("sgd", "mse", metrics=[RecordIds(recorder)], run_eagerly=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        ds.epoch_callback(),
+        recorder,
+        *extra,
+    ]
+    try:
+        model.fit(ds, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
+    except RuntimeError as error:
+        assert "interrupted" in str(error)
+    return [np.concatenate(batches) for batches in recorder.epochs]
