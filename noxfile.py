@@ -178,15 +178,15 @@ def bench(session: nox.Session, backend: str) -> None:
     install_backend(session, backend)
     if BENCH_PEERS[backend]:
         session.install(*BENCH_PEERS[backend])
-    session.run("python", "benchmarks/run.py", "--backend", backend, *session.posargs)
+    session.run("python", "-m", "benchmarks", "--backend", backend, *session.posargs)
     session.notify("bench_report", session.posargs)
 
 
 @nox.session
 def bench_report(session: nox.Session) -> None:
-    """Writes benchmarks/results/latest.{json,md,png} (and the README table after a full run)."""
+    """Writes benchmarks/results/latest.{json,md,png}; `nox -s docs` puts them in the README."""
     session.install("matplotlib")
-    session.run("python", "benchmarks/report.py", *session.posargs)
+    session.run("python", "-m", "benchmarks.report", *session.posargs)
 
 
 # The portability check: train in each backend's venv, then load every saved model in each
@@ -206,19 +206,20 @@ def portability(session: nox.Session) -> None:
 @nox.parametrize("backend", list(BACKENDS))
 def portability_train(session: nox.Session, backend: str) -> None:
     install_backend(session, backend)
-    session.run("python", "portability/run.py", "train", *session.posargs)
+    session.run("python", "-m", "portability", "train", *session.posargs)
 
 
 @nox.session
 @nox.parametrize("backend", list(BACKENDS))
 def portability_check(session: nox.Session, backend: str) -> None:
     install_backend(session, backend)
-    session.run("python", "portability/run.py", "check", *session.posargs)
+    session.run("python", "-m", "portability", "check", *session.posargs)
     if backend == "jax":
         # Keras's numpy backend (inference only) imports jax and scipy for some ops.
         session.run(
             "python",
-            "portability/run.py",
+            "-m",
+            "portability",
             "check",
             *session.posargs,
             env={"KERAS_BACKEND": "numpy"},
@@ -227,5 +228,11 @@ def portability_check(session: nox.Session, backend: str) -> None:
 
 @nox.session
 def portability_report(session: nox.Session) -> None:
-    session.install("matplotlib")
-    session.run("python", "portability/run.py", "report", *session.posargs)
+    session.install("matplotlib", "numpy")
+    session.run("python", "-m", "portability", "report", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def docs(session: nox.Session) -> None:
+    """Copies the committed benchmark and portability reports into the README."""
+    session.run("python", "-m", "tools.readme")

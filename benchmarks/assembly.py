@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from common import Measurement, Settings, arrays, measure, npy_files
+
+from benchmarks.common import Measurement, Settings, arrays, measure, npy_files
 
 BATCH_SIZES = (32, 256)
 Epoch = Callable[[], int]

@@ -159,15 +159,6 @@ def jpeg_folder(count: int, size: int = 256) -> Path:
     return folder
 
 
-def anonymous_rss_mib() -> float:
-    """This process's anonymous resident memory, from /proc (Linux)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon in /proc/self/status")
-
-
 def machine() -> dict[str, Any]:
     """CPU model, core count, memory, Python and library versions."""
     cpu = platform.processor() or platform.machine()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 import keras
-from common import (
+
+from benchmarks.common import (
     IMAGE_SHAPE,
     NUMERIC_FEATURES,
     TEXT_LENGTH,

@@ -3,8 +3,8 @@ MultimodalDataset and by Keras's image_dataset_from_directory (tf.data and grain
 
 from __future__ import annotations
 
-from assembly import Epoch, pydataset_epoch
-from common import Measurement, Settings, jpeg_folder, measure
+from benchmarks.assembly import Epoch, pydataset_epoch
+from benchmarks.common import Measurement, Settings, jpeg_folder, measure
 
 IMAGE_SIZE = (64, 64)
 BATCH_SIZE = 32

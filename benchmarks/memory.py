@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import DATA, IMAGE_SHAPE, Settings, anonymous_rss_mib
+
+from benchmarks.common import DATA, IMAGE_SHAPE, Settings
 
 BATCH_SIZE = 256
 
@@ -36,6 +37,7 @@ def measure_epoch(path: str, rows: int) -> dict:
     """Iterates one epoch and returns the growth of anonymous RSS (run in a fresh process,
     so that memory freed by earlier benchmarks cannot hide what the epoch allocates)."""
     from multimodal_dataset import MultimodalDataset
+    from multimodal_dataset.testing import anonymous_rss_mib
 
     ds = MultimodalDataset(path, np.arange(rows), batch_size=BATCH_SIZE, seed=0)
     before = peak = anonymous_rss_mib()
@@ -50,15 +52,15 @@ def measure_epoch(path: str, rows: int) -> dict:
 def run(settings: Settings) -> dict:
     path, rows = big_npy(settings.memmap_bytes)
     code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import memory; "
-        "print(json.dumps(memory.measure_epoch(sys.argv[2], int(sys.argv[3]))))"
+        "import json, sys; from benchmarks import memory; "
+        "print(json.dumps(memory.measure_epoch(sys.argv[1], int(sys.argv[2]))))"
     )
-    folder = str(Path(__file__).resolve().parent)
     output = subprocess.run(
-        [sys.executable, "-c", code, folder, str(path), str(rows)],
+        [sys.executable, "-c", code, str(path), str(rows)],
         check=True,
         capture_output=True,
         text=True,
+        cwd=Path(__file__).resolve().parents[1],  # the repository: `benchmarks` imports
     ).stdout
     result = json.loads(output.strip().splitlines()[-1])
     size_mb = path.stat().st_size / 2**20

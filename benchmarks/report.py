@@ -1,8 +1,8 @@
-"""Merges ``results/parts/*.json`` into ``latest.json``, ``latest.md`` and ``latest.png``,
-computes the ratios against the targets, and (after a full run) refreshes the README's
-performance section.
+"""Merges ``results/parts/*.json`` into ``latest.json``, ``latest.md`` and ``latest.png``
+and computes the ratios against the targets (``nox -s docs`` then copies the table into
+the README).
 
-Usage: ``python benchmarks/report.py [--quick] [--check]``. ``--check`` exits 1 when a
+Usage: ``python -m benchmarks.report [--quick] [--check]``. ``--check`` exits 1 when a
 ratio misses its target (not used in CI: timings on shared runners are noise).
 """
 
@@ -11,14 +11,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import ROOT, write_json
+from benchmarks.common import ROOT, write_json
 
 OURS = "MultimodalDataset"
 BOUND = "numpy gather (bound)"
@@ -34,7 +31,6 @@ TARGETS = {
     "fit_vs_arrays_torch": (">=", 1.0),
     "memmap_rss_growth_mb": ("<", 200.0),
 }
-README = ROOT.parent / "README.md"
 
 
 def rate(measurements, name, backend=None, batch_size=None, group="assembly"):
@@ -173,22 +169,6 @@ def _colour(label: str) -> str:
     return "tab:orange" if OURS in label or "ImageFiles" in label else "tab:blue"
 
 
-def update_readme(table: str) -> None:
-    text = README.read_text()
-    block = (
-        "<!-- benchmark results: written by `nox -s bench` -->\n"
-        + table
-        + "\n![Benchmark chart](benchmarks/results/latest.png)\n<!-- end of benchmark results -->"
-    )
-    pattern = (
-        r"<!-- benchmark results: written by `nox -s bench` -->.*?<!-- end of benchmark results -->"
-    )
-    if not re.search(pattern, text, re.S):
-        print("README.md has no benchmark results markers; not updated")
-        return
-    README.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -217,7 +197,7 @@ def main() -> int:
     chart(report, folder / "latest.png")
     print(table)
     if not args.quick:
-        update_readme(table)
+        print("README.md is refreshed from these results by `nox -s docs`.")
     missed = [k for k, ok in report["targets_met"].items() if ok is False]
     if args.check and missed:
         print(f"Targets missed: {', '.join(missed)}")

@@ -1,7 +1,7 @@
 """Runs the benchmarks for the active backend and writes ``results/parts/<backend>.json``.
 
-Usage (nox does this in one venv per backend): ``python benchmarks/run.py --backend jax
-[--quick]``; then ``python benchmarks/report.py [--quick]`` merges the parts.
+Usage (nox does this in one venv per backend): ``python -m benchmarks --backend jax
+[--quick]``; then ``python -m benchmarks.report [--quick]`` merges the parts.
 """
 
 from __future__ import annotations
@@ -13,13 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import assembly
-import fit
-import images
-import memory
-from common import ROOT, Settings, machine, write_json
+from benchmarks import assembly, fit, images, memory
+from benchmarks.common import ROOT, Settings, machine, write_json
 
 GROUPS = ("assembly", "images", "fit", "memory")
 

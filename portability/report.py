@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 from pathlib import Path
 
-from run import BACKENDS, LOADERS, MIN_LEAD, TOLERANCE
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-START = "<!-- portability report: written by `nox -s portability` -->"
-END = "<!-- end of portability report -->"
+from portability.config import BACKENDS, LOADERS, MIN_LEAD, TOLERANCE
 
 
 def main(folder: Path, quick: bool, check: bool) -> int:
@@ -54,7 +49,7 @@ def main(folder: Path, quick: bool, check: bool) -> int:
     chart(report, folder / "loss_curves.png")
     print(table)
     if not quick:
-        update_readme(table)
+        print("README.md is refreshed from this report by `nox -s docs`.")
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if check and failures else 0
@@ -158,13 +153,3 @@ def chart(report, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def update_readme(table: str) -> None:
-    text = README.read_text()
-    block = f"{START}\n{table}\n![Loss per epoch](portability/loss_curves.png)\n{END}"
-    pattern = re.escape(START) + ".*?" + re.escape(END)
-    if re.search(pattern, text, re.S):
-        README.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
-    else:
-        print("README.md has no portability markers; not updated")

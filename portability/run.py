@@ -7,15 +7,14 @@ Phases (nox runs each in the right venv; see ``nox -s portability``):
 - ``check``: in one backend's venv (or Keras's ``numpy`` backend), load every saved model
   and predict the same fixed batch.
 - ``report``: compare everything; write ``report.json``, ``report.md`` and
-  ``loss_curves.png``, refresh the README's section, and with ``--check`` exit 1 when a
-  criterion fails.
+  ``loss_curves.png`` (``nox -s docs`` copies them into the README), and with ``--check``
+  exit 1 when a criterion fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import sys
 import time
@@ -24,17 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent
-BACKENDS = ("tensorflow", "jax", "torch")
-LOADERS = (*BACKENDS, "numpy")
-TOLERANCE = 1e-5  # max |prediction difference| allowed, float32
-MIN_LEAD = 0.15  # validation accuracy must beat chance by this much
-
-
-def settings(quick: bool) -> dict:
-    if quick:
-        return {"samples": 1600, "epochs": 3, "folder": ROOT / "quick"}
-    return {"samples": 4000, "epochs": 6, "folder": ROOT}
+from portability.config import BACKENDS, settings
 
 
 def data(samples: int):
@@ -74,28 +63,6 @@ def same_initial_weights(model) -> list[np.ndarray]:
     return weights
 
 
-def stream_digest(ds, epochs: int = 2) -> str:
-    digest = hashlib.sha256()
-    for _ in range(epochs):
-        for i in range(len(ds)):
-            for array in _flatten(ds[i]):
-                digest.update(f"{array.dtype}{array.shape}".encode())
-                digest.update(np.ascontiguousarray(array).tobytes())
-        ds.on_epoch_end()
-    return digest.hexdigest()
-
-
-def _flatten(value):
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            yield from _flatten(v)
-    elif isinstance(value, dict):
-        for k in sorted(value):
-            yield from _flatten(value[k])
-    else:
-        yield value
-
-
 def versions() -> dict:
     out = {}
     for name in ("keras", "numpy", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch"):
@@ -114,6 +81,8 @@ def train(backend: str, quick: bool) -> None:
 
     def dataset():
         return MultimodalDataset(x, y, batch_size=64, seed=0)
+
+    from multimodal_dataset.testing import stream_digest
 
     digest = stream_digest(dataset())
     keras.utils.set_random_seed(0)
@@ -216,7 +185,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="report: exit 1 on a failed criterion")
     args = parser.parse_args()
     if args.phase == "report":
-        import report
+        from portability import report
 
         return report.main(settings(args.quick)["folder"], quick=args.quick, check=args.check)
     import keras
@@ -227,5 +196,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

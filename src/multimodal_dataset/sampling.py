@@ -12,9 +12,12 @@ import math
 import operator
 import secrets
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
+
+from multimodal_dataset.picklable import Picklable
 
 MAX_SEED = 2**63 - 1
 
@@ -61,7 +64,7 @@ def count_batches(num_samples: int, batch_size: int, drop_remainder: bool) -> in
     return math.ceil(num_samples / batch_size)
 
 
-class Sampler:
+class Sampler(Picklable):
     """Maps ``(epoch, batch index)`` to the sample indices of that batch, for one shard.
 
     Every shard reads the same global order, a pure function of ``(seed, epoch)``: global
@@ -99,6 +102,11 @@ class Sampler:
         ValueError: For a shard outside ``[0, count)``, more shards than batches, or
             shards that would take different numbers of steps.
     """
+
+    TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
+        "_cache": lambda: None,
+        "_lock": threading.Lock,
+    }
 
     def __init__(
         self,
@@ -208,16 +216,6 @@ class Sampler:
     def real_count(self, index: int) -> int:
         """How many samples of batch ``index`` are real (the rest is padding)."""
         return max(0, min(self.batch_size, self.num_samples - self.start(index)))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_cache"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 def check_shard(shard: Any) -> tuple[int, int]:

@@ -6,9 +6,8 @@ computed and serves them at the start of the next epoch. ``fit`` always stops ea
 it reads one batch to build the model and its metrics, then starts the first epoch. From
 then on every epoch of ``fit(ds, workers>1)`` mixes batches requested for the previous epoch
 with batches of the new one, so with Keras's ``shuffle=True`` some samples are trained twice
-in an epoch and others not at all (measured with Keras 3.15.1, workers=3 and 61 samples:
-7 or 8 samples missing from every epoch on JAX and PyTorch; TensorFlow was not affected;
-``tests/test_training.py`` keeps that measurement as a canary). A ``PyDataset`` only sees
+in an epoch and others not at all on JAX and PyTorch (the README gives the measurement;
+``tests/integration/test_training.py`` keeps it as a canary). A ``PyDataset`` only sees
 a batch index, so no dataset can repair that index stream.
 
 Pools do not outlive their use: the dataset releases them (and the decoding threads of
@@ -29,14 +28,15 @@ import signal
 import threading
 import traceback
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from multimodal_dataset.checks import check_int
+from multimodal_dataset.picklable import Picklable
 from multimodal_dataset.sources.protocol import GatherContext, Replacement
 from multimodal_dataset.structure import Field
 
@@ -101,7 +101,7 @@ def _sendable(error: Exception) -> Exception:
     )
 
 
-class Gatherer:
+class Gatherer(Picklable):
     """Gathers the arrays of a batch inline, in threads, or in processes.
 
     Args:
@@ -111,6 +111,12 @@ class Gatherer:
         use_multiprocessing: Use processes (started with the default multiprocessing start
             method, fork or spawn) instead of threads.
     """
+
+    TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
+        "_executor": lambda: None,
+        "_timer": lambda: None,
+        "_lock": threading.Lock,
+    }
 
     def __init__(self, fields: Sequence[Field], workers: int, use_multiprocessing: bool) -> None:
         self.fields = tuple(fields)
@@ -231,17 +237,6 @@ class Gatherer:
         for field in self.fields:
             if field.is_source:
                 field.array.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_executor"] = None
-        state["_timer"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def __del__(self) -> None:
         executor = getattr(self, "_executor", None)

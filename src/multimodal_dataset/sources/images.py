@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from multimodal_dataset.files import (
     outside_message,
     read_regular_file,
 )
+from multimodal_dataset.picklable import Picklable
 from multimodal_dataset.sources.image_decoding import (
     INTERPOLATIONS,
     ColorMode,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 
 
-class ImageFiles(Source):
+class ImageFiles(Source, Picklable):
     """Image files decoded, converted and resized to one fixed size, a batch at a time.
 
     Every image becomes ``size + (channels,)``: converted to RGB (or grayscale, or RGBA),
@@ -95,6 +96,11 @@ class ImageFiles(Source):
         ValueError: For a bad ``size``, ``color_mode``, ``dtype`` or ``interpolation``.
         ImportError: If Pillow is not installed.
     """
+
+    TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
+        "_pool": lambda: None,
+        "_lock": threading.Lock,
+    }
 
     def __init__(
         self,
@@ -239,16 +245,6 @@ class ImageFiles(Source):
                 self._pool = ThreadPoolExecutor(self.num_threads, "multimodal_dataset_images")
                 self._pool_pid = os.getpid()
             return self._pool
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_pool"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 def _check_size(size: Any) -> tuple[int, int]:

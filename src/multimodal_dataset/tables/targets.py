@@ -67,14 +67,8 @@ def fit_target(values: np.ndarray, column: str, kind: str | None) -> tuple[str, 
                 "'classes' to use every value as a class name (or 'int' / 'float')."
             )
         kind = "int" if bool(np.all(parsed == np.round(parsed))) else "float"
-    problems.update(_kind_problems(parsed, column, kind))
-    if problems:
-        k = min(problems)
-        raise ValueError(
-            f"Target column {column!r}, table row {k}: {problems[k]}"
-            f"{_and_more(sorted(problems))}. Fix or drop the row, or pass another "
-            "target_kind ('int', 'float' or 'classes')."
-        )
+    if _first_problem(parsed, problems, column, kind) is not None:
+        raise _kind_error(column, problems)
     return kind, None
 
 
@@ -100,11 +94,10 @@ def encode_targets(
             out[k] = ids[label(value)]
         return out
     parsed, problems = parse_numeric(values, column)
-    problems.update(_kind_problems(parsed, column, kind))
-    if problems:
-        k = min(problems)
+    bad = _first_problem(parsed, problems, column, kind)
+    if bad is not None:
         raise SampleError(
-            f"targets: sample {k} (table row {int(rows[k])}): {problems[k]}. Every row "
+            f"targets: sample {bad} (table row {int(rows[bad])}): {problems[bad]}. Every row "
             f"needs a target of the kind the model was trained on (target_kind={kind!r}); "
             "targets are never replaced, rounded or wrapped. Fix the row or drop it from "
             "the table."
@@ -118,6 +111,22 @@ def is_missing(value: Any) -> bool:
         or (isinstance(value, str) and not value.strip())
         or (isinstance(value, float) and np.isnan(value))
     )
+
+
+def _kind_error(column: str, problems: dict[int, str]) -> ValueError:
+    rows = sorted(problems)
+    return ValueError(
+        f"Target column {column!r}, table row {rows[0]}: {problems[rows[0]]}{_and_more(rows)}. "
+        "Fix or drop the row, or pass another target_kind ('int', 'float' or 'classes')."
+    )
+
+
+def _first_problem(
+    parsed: np.ndarray, problems: dict[int, str], column: str, kind: str
+) -> int | None:
+    """Adds the values that do not fit ``kind`` to ``problems``; the first problem row."""
+    problems.update(_kind_problems(parsed, column, kind))
+    return min(problems) if problems else None
 
 
 def _kind_problems(parsed: np.ndarray, column: str, kind: str) -> dict[int, str]:

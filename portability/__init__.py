@@ -1,0 +1,5 @@
+"""The portability check: the same data, model and ``.keras`` file on every backend.
+
+``python -m portability train|check|report [--quick] [--check]`` in each backend's venv
+(``nox -s portability`` runs them all; ``nox -s docs`` copies the report into the README).
+"""

@@ -1,0 +1,5 @@
+import sys
+
+from portability.run import main
+
+sys.exit(main())
