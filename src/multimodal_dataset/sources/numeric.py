@@ -98,7 +98,7 @@ def parse_numeric(values: Any, column: str) -> tuple[np.ndarray, dict[int, str]]
                     problems[i] = (
                         f"column {column!r} has no value"
                         if empty
-                        else f"column {column!r} holds {value!r}, which is not a number"
+                        else f"column {column!r} holds {_plain(value)!r}, which is not a number"
                     )
     for bad in np.flatnonzero(~np.isfinite(parsed)):
         problems.setdefault(
@@ -170,3 +170,8 @@ class NumericColumns(PrecomputedSource):
 
     def __repr__(self) -> str:
         return f"NumericColumns({len(self)} rows, columns={list(self.standardizer.columns)!r})"
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``'abc'``, not ``np.str_('abc')``)."""
+    return value.item() if isinstance(value, np.generic) else value
