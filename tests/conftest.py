@@ -184,3 +184,40 @@ def real_ids(ds):
             ids = ids[batch[2] > 0]
         out.append(ids)
     return out
+
+
+# ------------------------------------------------------------- what fit trains on
+
+
+class Recorder(keras.callbacks.Callback):
+    """Collects, per epoch, the sample ids that reach the training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs: list[list[np.ndarray]] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append([])
+
+    def record(self, ids):
+        if not self.epochs:  # Keras builds the metrics symbolically before training
+            return
+        self.epochs[-1].append(keras.ops.convert_to_numpy(ids).astype(np.int64).ravel())
+
+
+class RecordIds(keras.metrics.Metric):
+    """A metric that hands the targets (the sample ids) of each trained batch to a Recorder.
+
+    Metrics run inside the train step, after the forward pass on the batch, so what they
+    see is exactly what was trained on. Needs ``run_eagerly=True`` to see concrete values.
+    """
+
+    def __init__(self, recorder, name="record_ids"):
+        super().__init__(name=name)
+        self.recorder = recorder
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.recorder.record(y_true)
+
+    def result(self):
+        return 0.0

@@ -1,6 +1,5 @@
-"""Sharding, padding and resumable state: every shard reads a disjoint part of the same
-global order with the same number of steps, padding loses no sample and weighs nothing, and
-a resumed fit sees exactly the batches of an uninterrupted one."""
+"""Keras's own sharding and the distribution: on a Keras that shards PyDatasets itself
+each process reads exactly its shard, and every conflict is an error with the fix."""
 
 from __future__ import annotations
 

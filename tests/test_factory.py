@@ -1,6 +1,5 @@
-"""from_table: CSV, Parquet, DataFrame and pyarrow tables of real files to (train,
-validation) datasets, preprocessing fitted on training rows, saved and reloaded, and every
-bad cell named by row and column."""
+"""from_table: a table of real files to (train, validation) datasets, split by seed,
+fitted on the training rows only, and every bad cell or path named by row and column."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""ImageFiles: real files of several formats and modes decoded, resized and batched, and
-every kind of bad file named with its sample, in every worker mode."""
+"""Image decoding: every format and mode to RGB or grayscale at one size, as a viewer
+shows it: EXIF orientation, 16-bit range, alpha and animated GIFs as in Keras."""
 
 from __future__ import annotations
 

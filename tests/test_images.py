@@ -1,5 +1,5 @@
-"""ImageFiles: real files of several formats and modes decoded, resized and batched, and
-every kind of bad file named with its sample, in every worker mode."""
+"""ImageFiles: files read a batch at a time in threads and processes, only regular files
+within their bound and root, and every bad file named with its sample."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""from_table: CSV, Parquet, DataFrame and pyarrow tables of real files to (train,
-validation) datasets, preprocessing fitted on training rows, saved and reloaded, and every
-bad cell named by row and column."""
+"""TablePreprocessing: fitted on the training rows, saved and reloaded, and applied to new
+rows in table order exactly as to the training rows."""
 
 from __future__ import annotations
 

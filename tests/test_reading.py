@@ -1,6 +1,5 @@
-"""from_table: CSV, Parquet, DataFrame and pyarrow tables of real files to (train,
-validation) datasets, preprocessing fitted on training rows, saved and reloaded, and every
-bad cell named by row and column."""
+"""Reading tables: CSV (Excel's byte-order mark too), Parquet, DataFrames and pyarrow
+Tables give the same columns; bad files, rows and cells are named."""
 
 from __future__ import annotations
 

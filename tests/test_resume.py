@@ -1,6 +1,5 @@
-"""Sharding, padding and resumable state: every shard reads a disjoint part of the same
-global order with the same number of steps, padding loses no sample and weighs nothing, and
-a resumed fit sees exactly the batches of an uninterrupted one."""
+"""Resumable state: get_state/set_state continue the stream, a state from another dataset
+is refused, and a fit resumed by BackupAndRestore sees the uninterrupted run's batches."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import Recorder, RecordIds
 from multimodal_dataset import MultimodalDataset
 
 
@@ -88,8 +88,6 @@ class Interrupt(keras.callbacks.Callback):
 
 def run_fit(ds, backup_dir, epochs, extra=()):
     """Fits with BackupAndRestore; returns the sample ids trained on, per epoch run."""
-    from test_training import Recorder, RecordIds
-
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     recorder = Recorder()

@@ -1,6 +1,5 @@
-"""Sharding, padding and resumable state: every shard reads a disjoint part of the same
-global order with the same number of steps, padding loses no sample and weighs nothing, and
-a resumed fit sees exactly the batches of an uninterrupted one."""
+"""Sharding and padding: every shard reads a disjoint part of the same global order with
+the same number of steps, and padding loses no sample and weighs nothing."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""from_table: CSV, Parquet, DataFrame and pyarrow tables of real files to (train,
-validation) datasets, preprocessing fitted on training rows, saved and reloaded, and every
-bad cell named by row and column."""
+"""Target columns: the kind decided from the whole column or given, classes in a stable
+order, and no stray cell, wrap, truncation or inf passing silently."""
 
 from __future__ import annotations
 
