@@ -167,14 +167,16 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         the dataset itself.
         """
         position = self._sampler.check_index(index)
-        if self._in_epoch and not self._sampler.serve_all_shards and self._served < len(self):
+        sampler = self._sampler
+        if self._in_epoch and not sampler.serve_all_shards and self._served < sampler.num_batches:
             position = self._served  # Keras's own batch shuffle would not be reproducible
         self._served += 1
-        indices = self._sampler.batch(self._epoch, position)
-        arrays, replaced = self._gatherer.gather(indices, self.seed, self._epoch, position)
-        self._replacements.record(replaced)
+        indices = sampler.batch(self._epoch, position)
+        arrays, replaced = self._gatherer.gather(indices, sampler.seed, self._epoch, position)
+        if replaced:
+            self._replacements.record(replaced)
         self._position = max(self._position, position + 1)
-        real = self._sampler.real_count(position) if self._sampler.pad else None
+        real = sampler.real_count(position) if sampler.pad else None
         return self._layout.pack(arrays, real)
 
     def on_epoch_begin(self) -> None:

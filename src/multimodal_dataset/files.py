@@ -83,12 +83,3 @@ def is_inside(given: str, joined: str, root: str) -> bool:
         return True  # the common case, without normalising
     full = os.path.normpath(os.path.abspath(joined))
     return os.path.commonpath([full, root]) == root
-
-
-def outside_message(path: str, root: str) -> str:
-    return (
-        f"image path {path!r} leads outside the root folder {root!r} (absolute paths and "
-        "'..' are refused, because a table is data that may come from elsewhere); move the "
-        "files under the root, pass root= a folder that holds them, or pass "
-        "allow_outside_root=True if you trust every path in the table"
-    )

@@ -9,6 +9,7 @@ which zeroes the padding's weights and packs ``(x,)``, ``(x, y)`` or ``(x, y, w)
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,10 +86,20 @@ class BatchLayout:
                 weight_group = Group("single", (Field("sample_weights", ones, ones.dtype, False),))
         return cls(input_group, target_group, weight_group, num_samples, bool(pad_remainder))
 
-    @property
+    @functools.cached_property
     def groups(self) -> tuple[Group, ...]:
         """The groups present, in batch order: inputs, then targets, then weights."""
         return tuple(g for g in (self.inputs, self.targets, self.weights) if g is not None)
+
+    @functools.cached_property
+    def _spans(self) -> tuple[tuple[Group, int, int], ...]:
+        """Each group with the slice of the gathered arrays it packs (batch assembly's
+        hot path: computed once)."""
+        spans, start = [], 0
+        for group in self.groups:
+            spans.append((group, start, start + len(group.fields)))
+            start += len(group.fields)
+        return tuple(spans)
 
     @property
     def fields(self) -> tuple[Field, ...]:
@@ -109,13 +120,7 @@ class BatchLayout:
         """
         if self.pads and real is not None and real < len(arrays[-1]):
             arrays[-1][real:] = 0  # the padding's sample weights (a fresh gathered copy)
-        batch = []
-        start = 0
-        for group in self.groups:
-            stop = start + len(group.fields)
-            batch.append(group.pack(arrays[start:stop]))
-            start = stop
-        return tuple(batch)
+        return tuple([group.pack(arrays[start:stop]) for group, start, stop in self._spans])
 
 
 def _weights_group(sample_weights: Any, inputs: Group, floatx: str) -> Group:

@@ -126,6 +126,8 @@ class Gatherer(Picklable):
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._uses = 0  # counts gathers, so a release timer knows if the pool was used
+        # Whether anything holds threads or processes (a pool, or sources' own threads).
+        self._releasable = self.parallel or any(field.is_source for field in self.fields)
 
     @property
     def parallel(self) -> bool:
@@ -149,6 +151,8 @@ class Gatherer(Picklable):
         Raises:
             WorkerError: If a worker process died; the next call starts a fresh pool.
         """
+        if not self._releasable:  # plain arrays inline: no pool, nothing to release
+            return gather_fields(self.fields, seed, epoch, indices)
         with self._lock:
             self._uses += 1
             if self._timer is not None:
@@ -193,8 +197,8 @@ class Gatherer(Picklable):
         """Releases the pool (and sources' threads) after ``delay`` seconds
         (`KEEP_ALIVE_S` by default) unless a batch is gathered first."""
         delay = KEEP_ALIVE_S if delay is None else delay
-        if not self.parallel and not any(field.is_source for field in self.fields):
-            return  # plain arrays gathered inline: nothing to release
+        if not self._releasable:
+            return
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()

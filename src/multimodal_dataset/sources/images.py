@@ -27,7 +27,6 @@ from multimodal_dataset.files import (
     NotARegularFileError,
     OutsideRootError,
     is_inside,
-    outside_message,
     read_regular_file,
 )
 from multimodal_dataset.picklable import Picklable
@@ -276,3 +275,12 @@ def _explain(error: Exception, path: str) -> str:
     if isinstance(error, OSError) and "truncated" in str(error):
         return f"image file {path!r} is truncated ({error})"
     return f"image file {path!r} could not be decoded ({type(error).__name__}: {error})"
+
+
+def outside_message(path: str, root: str) -> str:
+    return (
+        f"image path {path!r} leads outside the root folder {root!r} (absolute paths and "
+        "'..' are refused, because a table is data that may come from elsewhere); move the "
+        "files under the root, pass root= a folder that holds them, or pass "
+        "allow_outside_root=True if you trust every path in the table"
+    )
