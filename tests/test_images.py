@@ -84,7 +84,7 @@ def bad_file(tmp_path, kind):
 BAD_FILES = {
     "missing": "does not exist",
     "directory": "is a directory",
-    "corrupt": "not an image file Pillow can read",
+    "corrupt": "is not an image Pillow can read",
     "truncated": "truncated",
     "fifo": "is not a regular file \\(a named pipe",
     "device": "is not a regular file \\(a device",

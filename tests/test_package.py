@@ -10,6 +10,7 @@ from multimodal_dataset import optional
 
 PROMISED = [
     "MultimodalDataset",
+    "ImageBytes",
     "ImageFiles",
     "TextTokens",
     "NumericColumns",

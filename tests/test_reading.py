@@ -49,7 +49,7 @@ def test_a_missing_column_lists_the_columns_that_exist(example, role):
 
 
 def test_an_unsupported_file_type_lists_the_ones_that_are(tmp_path):
-    with pytest.raises(ValueError, match=r"\.csv, \.tsv, \.parquet"):
+    with pytest.raises(ValueError, match=r"\.csv/\.tsv file; a \.parquet, \.arrow or \.feather"):
         from_table(tmp_path / "data.xlsx", numeric=["a"])
 
 

@@ -20,6 +20,7 @@ from multimodal_dataset.example import make_example
 from multimodal_dataset.layout import BatchLayout
 from multimodal_dataset.sources import (
     GatherContext,
+    ImageBytes,
     ImageFiles,
     NumericColumns,
     ReplacedSamplesWarning,
@@ -39,6 +40,7 @@ __all__ = [
     "BatchLayout",
     "GatherContext",
     "ImageAugmentation",
+    "ImageBytes",
     "ImageFiles",
     "MultimodalDataset",
     "NumericColumns",

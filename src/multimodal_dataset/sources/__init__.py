@@ -4,6 +4,8 @@
 is one kind of source. A new source is a new module here and a line below.
 """
 
+from multimodal_dataset.sources.arrow_column import ArrowColumn
+from multimodal_dataset.sources.image_bytes import ImageBytes
 from multimodal_dataset.sources.images import ImageFiles
 from multimodal_dataset.sources.numeric import NumericColumns, Standardizer
 from multimodal_dataset.sources.protocol import (
@@ -17,6 +19,8 @@ from multimodal_dataset.sources.protocol import (
 from multimodal_dataset.sources.text import TextTokens, Vocabulary
 
 __all__ = [
+    "ArrowColumn",
+    "ImageBytes",
     "GatherContext",
     "ImageFiles",
     "NumericColumns",

@@ -3,7 +3,8 @@ the preprocessing fitted on their training rows, and `from_table`."""
 
 from multimodal_dataset.tables.factory import from_table, split_rows
 from multimodal_dataset.tables.preprocessing import TablePreprocessing
-from multimodal_dataset.tables.reading import Table, read_table
+from multimodal_dataset.tables.reading import read_table
+from multimodal_dataset.tables.table import Table
 from multimodal_dataset.tables.table_dataset import TableDataset
 
 __all__ = ["Table", "TableDataset", "TablePreprocessing", "from_table", "read_table", "split_rows"]

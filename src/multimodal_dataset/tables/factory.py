@@ -1,9 +1,11 @@
-"""`from_table`: a CSV, Parquet file or data frame of image paths, captions and numbers to
+"""`from_table`: a table of images (paths or encoded bytes), captions and numbers to
 training and validation datasets in one call, with preprocessing fitted on the training rows.
 
-Image paths are read with `ImageFiles`, captions with `TextTokens`, numeric columns with
-`NumericColumns`, and the target column becomes class ids (or float targets). What was
-fitted is a `TablePreprocessing`, exposed as ``train.preprocessing``.
+The table may be a CSV file, Parquet or Arrow files, a data frame, a pyarrow Table or a
+Hugging Face dataset (see ``reading``). Image paths are read with `ImageFiles`, image bytes
+with `ImageBytes`, captions with `TextTokens`, numeric columns with `NumericColumns`, and
+the target column becomes class ids (or float targets). What was fitted is a
+`TablePreprocessing`, exposed as ``train.preprocessing``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def from_table(
     target: str | None = None,
     image_size: tuple[int, int] | None = None,
     text_length: int | None = None,
-    validation_split: float = 0.2,
+    validation: Any = None,
+    validation_split: float | None = None,
     seed: int = 0,
     root: str | os.PathLike[str] | None = None,
     color_mode: ColorMode = "rgb",
@@ -44,12 +47,15 @@ def from_table(
     on_error: OnError = "raise",
     target_kind: str | None = None,
     allow_outside_root: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
     **dataset_kwargs: Any,
 ) -> tuple[TableDataset, TableDataset | None]:
-    """Training and validation datasets from a table of image paths, texts and numbers.
+    """Training and validation datasets from a table of images, texts and numbers.
 
-    Rows are split by ``seed`` into training and validation rows; the vocabulary and the
-    numeric statistics are fitted on the training rows only and applied to both. Batches
+    Rows are split by ``seed`` into training and validation rows, or the validation rows
+    come from their own table (``validation=``, a predefined split); the vocabulary, the
+    numeric statistics and the class names are fitted on the training rows only and
+    applied to both. Batches
     are ``((image, text, numeric), target)`` with the inputs in that order (the ones given;
     a single input is not wrapped in a tuple).
 
@@ -63,12 +69,25 @@ def from_table(
     )
     model.fit(train, validation_data=val, epochs=5)
     train.preprocessing.save("preprocessing.json")
+
+    # Hugging Face-style Parquet shards with embedded images and a predefined split:
+    train, val = from_table(
+        "data/train-*.parquet", validation="data/validation-*.parquet",
+        image="image", text="text", target="label",
+        image_size=(64, 64), text_length=32, batch_size=32,
+    )
     ```
 
     Args:
-        table: A ``.csv``/``.tsv`` or ``.parquet`` path, a pandas DataFrame or a pyarrow
-            Table.
-        image: Column of image file paths, relative to the table's folder (or ``root``).
+        table: A ``.csv``/``.tsv`` file; a ``.parquet``, ``.arrow`` or ``.feather`` file, a
+            folder, a glob (``"data/train-*.parquet"``) or a list of such files, read as
+            one table in file order (sorted for a folder or a glob); a pandas DataFrame; a
+            pyarrow Table; or a Hugging Face ``datasets.Dataset`` (one split of a
+            ``DatasetDict``).
+        image: Column of images: file paths, relative to the table's folder (or
+            ``root``); encoded bytes; or ``{bytes, path}`` structs (the Hugging Face
+            ``datasets.Image()`` storage: bytes win, null bytes fall back to the path).
+            Bytes are read a batch at a time, never all into memory.
         text: Column of raw texts.
         numeric: Column name(s) of numbers, standardised with training statistics.
         target: Column of targets: integers (class ids), floats (regression) or names
@@ -76,8 +95,11 @@ def from_table(
             inference-only table.
         image_size: ``(height, width)`` of the decoded images (required with ``image``).
         text_length: Token ids per text (required with ``text``).
+        validation: A table of validation rows, in any form ``table`` may take (a
+            predefined split). Then ``validation_split`` must not be given.
         validation_split: Fraction of rows for validation (``int(fraction * rows)``, as in
-            Keras); 0 for no validation dataset (then the second value is None).
+            Keras); default 0.2, or 0 with ``validation``; 0 for no validation dataset
+            (then the second value is None).
         seed: Seed of the split and, unless ``dataset_kwargs`` has one, of the shuffle.
         root: Folder for relative image paths, instead of the table's folder (the working
             directory for an in-memory table). Paths may not leave it: absolute paths
@@ -95,6 +117,9 @@ def from_table(
             numbers with other values (naming the rows) instead of guessing.
         allow_outside_root: Read image paths that leave ``root`` (absolute paths, ``..``).
             A table is data that may come from elsewhere; pass True only if you trust it.
+        cache_dir: Where image columns of Parquet (and compressed Arrow) files are
+            converted, once per file, to memory-mapped Arrow for random access (default
+            ``$MULTIMODAL_DATASET_CACHE`` or ``~/.cache/multimodal_dataset``).
         **dataset_kwargs: Passed to the training `MultimodalDataset` (``batch_size``,
             ``workers``, ...). The validation dataset gets the same ``batch_size``,
             ``workers`` and ``use_multiprocessing``, and keeps every row in order.
@@ -106,14 +131,16 @@ def from_table(
     Raises:
         KeyError: For a column the table does not have, listing the columns it has.
         SampleError: For a bad file or value (``on_error="raise"``) or a missing target.
-        ValueError: For a split that leaves no training or no validation rows.
+        ValueError: For a split that leaves no training or no validation rows, files
+            whose columns differ, or ``validation`` with ``validation_split``.
+        FileNotFoundError: For a glob that matches no file, naming the pattern.
     """
-    data = read_table(table)
+    data = read_table(table, cache_dir)
     numeric = (numeric,) if isinstance(numeric, str) else tuple(numeric)
     if image is None and text is None and not numeric:
         raise ValueError(
             "from_table needs at least one input column: image=, text= or numeric=. The "
-            f"table's columns are: {', '.join(map(repr, data.columns))}."
+            f"table's columns are: {', '.join(map(repr, data.names))}."
         )
     for role, name in (("image", image), ("text", text), ("target", target)):
         if name is not None:
@@ -126,7 +153,21 @@ def from_table(
         raise ValueError("text_length= (token ids per text) is required with text=.")
     on_error = check_on_error(on_error)
     check_target_kind(target_kind, target)
-    train_rows, val_rows = split_rows(len(data), validation_split, seed)
+    val_data = None
+    if validation is not None:
+        if validation_split:
+            raise ValueError(
+                "Pass either validation= (a table of validation rows) or validation_split= "
+                f"(a fraction of this table's rows), not both; got validation_split="
+                f"{validation_split!r}."
+            )
+        val_data = read_table(validation, cache_dir)
+        if len(val_data) == 0:
+            raise ValueError(f"validation: {val_data.name} has no rows.")
+        train_rows, val_rows = split_rows(len(data), 0.0, seed)[0], np.arange(len(val_data))
+    else:
+        split = 0.2 if validation_split is None else validation_split
+        train_rows, val_rows = split_rows(len(data), split, seed)
     preprocessing = TablePreprocessing(
         image=image,
         text=text,
@@ -140,9 +181,11 @@ def from_table(
     )
     folder = os.fspath(root) if root is not None else None
 
-    def make(rows: np.ndarray, augment_: ImageAugmentation | None, **kwargs: Any) -> Any:
+    def make(
+        table_: Any, rows: np.ndarray, augment_: ImageAugmentation | None, **kwargs: Any
+    ) -> Any:
         inputs = preprocessing.inputs(
-            data,
+            table_,
             rows,
             root=folder,
             on_error=on_error,
@@ -150,18 +193,20 @@ def from_table(
             max_tokens=max_tokens,
             allow_outside_root=allow_outside_root,
         )
-        targets = None if target is None else preprocessing.targets(data, rows)
+        targets = None if target is None else preprocessing.targets(table_, rows)
         return TableDataset(inputs, targets, preprocessing=preprocessing, **kwargs)
 
     if target is not None:
         preprocessing.fit_target(data)
     dataset_kwargs.setdefault("seed", seed)
-    train = make(train_rows, augment, **dataset_kwargs)
+    train = make(data, train_rows, augment, **dataset_kwargs)
     validation = None
     if len(val_rows):
         keep = ("batch_size", "workers", "use_multiprocessing", "max_queue_size", "seed")
         val_kwargs = {k: v for k, v in dataset_kwargs.items() if k in keep}
-        validation = make(val_rows, None, shuffle=False, **val_kwargs)
+        validation = make(
+            data if val_data is None else val_data, val_rows, None, shuffle=False, **val_kwargs
+        )
     return train, validation
 
 

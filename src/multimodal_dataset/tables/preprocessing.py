@@ -17,12 +17,14 @@ import numpy as np
 from multimodal_dataset.augmentation import ImageAugmentation
 from multimodal_dataset.optional import optional_import
 from multimodal_dataset.persistence import Saveable
+from multimodal_dataset.sources.image_bytes import ImageBytes
 from multimodal_dataset.sources.image_decoding import ColorMode
 from multimodal_dataset.sources.images import ImageFiles
 from multimodal_dataset.sources.numeric import NumericColumns, Standardizer
 from multimodal_dataset.sources.protocol import OnError, check_on_error
 from multimodal_dataset.sources.text import TextTokens, Vocabulary
-from multimodal_dataset.tables.reading import Table, read_table
+from multimodal_dataset.tables.reading import read_table
+from multimodal_dataset.tables.table import Table
 from multimodal_dataset.tables.table_dataset import TableDataset
 from multimodal_dataset.tables.targets import encode_targets, fit_target
 
@@ -82,24 +84,28 @@ class TablePreprocessing(Saveable):
         Fits the vocabulary and the numeric statistics on these rows if they are not
         fitted yet. Image paths are confined to ``root`` (default: the table's folder, or
         the working directory for an in-memory table) unless ``allow_outside_root``.
+        An image column of paths is read with `ImageFiles`; one of encoded bytes or
+        ``{bytes, path}`` structs with `ImageBytes`, a batch at a time.
         """
         sources: list[Any] = []
         if self.image is not None:
             assert self.image_size is not None
-            paths = [_path(p) for p in table.column(self.image, "image")[rows]]
-            sources.append(
-                ImageFiles(
-                    paths,
-                    self.image_size,
-                    root=root if root is not None else (table.folder or os.getcwd()),
-                    allow_outside_root=allow_outside_root,
-                    color_mode=self.color_mode,
-                    augment=augment,
-                    on_error=on_error,
-                    rows=rows,
-                    column=self.image,
-                )
-            )
+            folder = root if root is not None else (table.folder or os.getcwd())
+            image_options: dict[str, Any] = {
+                "root": folder,
+                "allow_outside_root": allow_outside_root,
+                "color_mode": self.color_mode,
+                "augment": augment,
+                "on_error": on_error,
+                "rows": rows,
+                "column": self.image,
+            }
+            stored = table.images(self.image)
+            if stored is None:  # a column of paths
+                paths = [_path(p) for p in table.column(self.image, "image")[rows]]
+                sources.append(ImageFiles(paths, self.image_size, **image_options))
+            else:  # a column of encoded bytes, read a batch at a time
+                sources.append(ImageBytes(stored, self.image_size, **image_options))
         if self.text is not None:
             assert self.text_length is not None
             tokens = TextTokens(
@@ -155,6 +161,7 @@ class TablePreprocessing(Saveable):
         root: str | os.PathLike[str] | None = None,
         on_error: OnError = "raise",
         allow_outside_root: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
         **dataset_kwargs: Any,
     ) -> TableDataset:
         """A dataset of every row of ``table``, preprocessed as the training rows were.
@@ -165,10 +172,11 @@ class TablePreprocessing(Saveable):
         when it has; otherwise the dataset is for inference (inputs only).
 
         Args:
-            table: A path, DataFrame or pyarrow Table with the same columns.
+            table: A table with the same columns, in any form `from_table` reads.
             root: Folder for relative image paths (default: the table's folder).
             on_error: ``"raise"`` or ``"replace"`` (see `from_table`).
             allow_outside_root: Read image paths outside ``root`` (see `from_table`).
+            cache_dir: Where Parquet image columns are converted (see `from_table`).
             **dataset_kwargs: Passed to `MultimodalDataset` (``batch_size``, ...).
         """
         unfitted = (
@@ -180,7 +188,7 @@ class TablePreprocessing(Saveable):
                 "statistics), so new rows would be scaled by their own statistics. Use the "
                 "one from `from_table(...)` (train.preprocessing) or TablePreprocessing.load."
             )
-        data = read_table(table)
+        data = read_table(table, cache_dir)
         rows = np.arange(len(data))
         folder = os.fspath(root) if root is not None else None
         inputs = self.inputs(
@@ -191,7 +199,7 @@ class TablePreprocessing(Saveable):
             allow_outside_root=allow_outside_root,
         )
         targets = None
-        if self.target is not None and self.target in data.columns:
+        if self.target is not None and self.target in data.names:
             targets = self.targets(data, rows)
         dataset_kwargs.setdefault("shuffle", False)
         return TableDataset(inputs, targets, preprocessing=self, **dataset_kwargs)

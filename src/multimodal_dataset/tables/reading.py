@@ -1,89 +1,155 @@
-"""Tables as the library reads them: CSV/TSV, Parquet, pandas DataFrames and pyarrow
-Tables, each column one numpy array, with the folder relative paths start from.
+"""`read_table`: whatever the user calls a table, as a `Table`.
 
-The readers are the extension point for the table formats to come (many Parquet files,
-Arrow, Hugging Face datasets): each returns a `Table`.
+A table may be a CSV/TSV file, a Parquet file, an Arrow IPC/Feather file, a folder or a
+glob or a list of Parquet or Arrow files (one table, in file order: sorted for a folder or
+a glob), a pandas DataFrame, a pyarrow Table, or a Hugging Face ``datasets.Dataset`` (for
+example from ``load_from_disk``, or one split of a ``DatasetDict``).
 """
 
 from __future__ import annotations
 
 import csv
-import difflib
+import glob
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from multimodal_dataset.files import check_regular_file
-from multimodal_dataset.optional import optional_import
 from multimodal_dataset.sources.arrays import class_names
+from multimodal_dataset.tables.arrow_tables import ArrowTable, FileTable
+from multimodal_dataset.tables.table import MemoryTable, Table
+
+#: File name endings of each format read.
+FORMATS = {
+    "csv": (".csv", ".txt"),
+    "tsv": (".tsv",),
+    "parquet": (".parquet", ".pq"),
+    "arrow": (".arrow", ".feather", ".ipc"),
+}
+_WHAT = (
+    "a .csv/.tsv file; a .parquet, .arrow or .feather file, a folder, a glob or a list of "
+    "them; a pandas DataFrame; a pyarrow Table; or a Hugging Face datasets.Dataset"
+)
 
 
-@dataclass
-class Table:
-    """A table read into memory: column name -> one numpy array per column.
-
-    Attributes:
-        columns: The columns, in the table's order.
-        folder: The folder of the table's file, that relative image paths start from
-            (None for an in-memory frame).
-        name: A description for messages, e.g. the file name.
-    """
-
-    columns: dict[str, np.ndarray]
-    folder: str | None
-    name: str
-
-    def __len__(self) -> int:
-        return len(next(iter(self.columns.values()))) if self.columns else 0
-
-    def column(self, name: str, role: str) -> np.ndarray:
-        """The column ``name``, or an error listing the columns that exist."""
-        if name not in self.columns:
-            existing = list(self.columns)
-            close = difflib.get_close_matches(str(name), [str(c) for c in existing], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise KeyError(
-                f"{role}={name!r}: {self.name} has no column {name!r}.{hint} Its columns are: "
-                f"{', '.join(map(repr, existing))}."
-            )
-        return self.columns[name]
-
-
-def read_table(source: Any) -> Table:
-    """Reads a CSV/TSV or Parquet path, a pandas DataFrame or a pyarrow Table.
+def read_table(source: Any, cache_dir: str | os.PathLike[str] | None = None) -> Table:
+    """The `Table` of ``source`` (see the module docstring for what a source may be).
 
     CSV files are read as UTF-8 with Python's ``csv`` module (no extra dependency); bytes
     that are not UTF-8 are kept (as surrogate escapes) so the error can name the row and
-    column. Parquet needs ``pyarrow``.
+    column. Parquet and Arrow need ``pyarrow``; image bytes in them are not read here.
+
+    Args:
+        source: The table.
+        cache_dir: Where Parquet image columns are converted to Arrow (see `from_table`).
     """
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        folder = os.path.dirname(os.path.abspath(path))
-        name = f"table {path!r}"
-        check_regular_file(path, "a .csv, .tsv or .parquet file")
-        lowered = path.lower()
-        if lowered.endswith((".csv", ".tsv", ".txt")):
-            return Table(_read_csv(path, "\t" if lowered.endswith(".tsv") else ","), folder, name)
-        if lowered.endswith((".parquet", ".pq")):
-            pq = optional_import("pyarrow.parquet", "Reading Parquet")
-            return Table(_arrow_columns(pq.read_table(path)), folder, name)
-        raise ValueError(
-            f"Cannot read {path!r}: from_table reads .csv, .tsv, .parquet and .pq files, or a "
-            "pandas DataFrame or pyarrow Table."
-        )
-    kinds = class_names(source)
-    if "pandas.DataFrame" in kinds:
-        return Table({c: source[c].to_numpy() for c in source.columns}, None, "the DataFrame")
-    if "pyarrow.Table" in kinds:
-        return Table(_arrow_columns(source), None, "the pyarrow Table")
     if isinstance(source, Table):
         return source
-    raise TypeError(
-        "from_table takes the path of a .csv or .parquet file, a pandas DataFrame or a "
-        f"pyarrow Table; got {type(source).__name__}."
+    if isinstance(source, (str, os.PathLike)) or _is_path_list(source):
+        return _read_files(_files(source), cache_dir, source)
+    kinds = class_names(source)
+    if "pandas.DataFrame" in kinds:
+        return MemoryTable({c: source[c].to_numpy() for c in source.columns}, None, "the DataFrame")
+    if "pyarrow.Table" in kinds:
+        return ArrowTable(source, None, "the pyarrow Table")
+    if "datasets.DatasetDict" in kinds or "datasets.IterableDatasetDict" in kinds:
+        splits = ", ".join(map(repr, source))
+        first = next(iter(source), "train")
+        raise TypeError(
+            f"from_table got a DatasetDict with the splits {splits}; pass one split, e.g. "
+            f"from_table(dataset[{first!r}], validation=dataset['validation'], ...)."
+        )
+    if "datasets.IterableDataset" in kinds:
+        raise TypeError(
+            "from_table got a streaming datasets.IterableDataset, which has no random "
+            "access, so no exact per-sample shuffle. Load it with streaming=False (it is "
+            "memory-mapped, not loaded into memory), or save it with .to_parquet(path)."
+        )
+    if "datasets.Dataset" in kinds:
+        indices = getattr(source, "_indices", None)
+        row_map = None if indices is None else np.asarray(indices.column(0).to_numpy(), np.int64)
+        return ArrowTable(source.data, None, "the Hugging Face dataset", row_map)
+    raise TypeError(f"from_table takes {_WHAT}; got {type(source).__name__}.")
+
+
+def _is_path_list(source: Any) -> bool:
+    return isinstance(source, (list, tuple)) and all(
+        isinstance(s, (str, os.PathLike)) for s in source
     )
+
+
+def _files(source: Any) -> list[str]:
+    if not isinstance(source, (str, os.PathLike)):
+        if not source:
+            raise ValueError(f"from_table got an empty list of files; it takes {_WHAT}.")
+        return [os.fspath(s) for s in source]
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        endings = FORMATS["parquet"] + FORMATS["arrow"]
+        found = sorted(
+            os.path.join(path, name)
+            for name in os.listdir(path)
+            if name.lower().endswith(endings) and os.path.isfile(os.path.join(path, name))
+        )
+        if not found:
+            raise ValueError(
+                f"The folder {path!r} holds no .parquet or .arrow files; from_table reads a "
+                "folder of them as one table. Pass a file or a glob instead."
+            )
+        return found
+    if glob.has_magic(path):
+        found = sorted(glob.glob(path))
+        if not found:
+            raise FileNotFoundError(
+                f"The pattern {path!r} matches no file (from the folder {os.getcwd()!r}). "
+                "Check the folder and the file names."
+            )
+        return found
+    return [path]
+
+
+def _format_of(path: str) -> str:
+    lowered = path.lower()
+    for name, endings in FORMATS.items():
+        if lowered.endswith(endings):
+            return name
+    raise ValueError(f"Cannot read {path!r}: from_table takes {_WHAT}.")
+
+
+def _read_files(files: Sequence[str], cache_dir: Any, source: Any) -> Table:
+    formats = {path: _format_of(path) for path in files}
+    kinds = sorted(set(formats.values()))
+    if len(kinds) > 1:
+        by_kind = "; ".join(
+            f"{kind}: {', '.join(repr(p) for p, k in formats.items() if k == kind)}"
+            for kind in kinds
+        )
+        raise ValueError(
+            f"The files of one table must share a format; got {by_kind}. Pass the files of "
+            "one format (convert the others), or read each and concatenate them yourself."
+        )
+    for path in files:
+        check_regular_file(path, "a table file (.csv, .tsv, .parquet, .arrow, .feather)")
+    kind = kinds[0]
+    if kind in ("csv", "tsv"):
+        if len(files) > 1:
+            raise ValueError(
+                f"from_table reads one CSV file at a time; got {len(files)}. Concatenate them "
+                "(pandas.concat) or convert them to Parquet."
+            )
+        path = files[0]
+        folder = os.path.dirname(os.path.abspath(path))
+        columns = _read_csv(path, "\t" if kind == "tsv" else ",")
+        return MemoryTable(columns, folder, f"table {path!r}")
+    if len(files) == 1:
+        name = f"table {files[0]!r}"
+    elif isinstance(source, (str, os.PathLike)):
+        name = f"table {os.fspath(source)!r} ({len(files)} files)"
+    else:
+        name = f"the table of {len(files)} files"
+    return FileTable(files, kind, name, cache_dir)
 
 
 def _read_csv(path: str, delimiter: str) -> dict[str, np.ndarray]:
@@ -108,7 +174,3 @@ def _read_csv(path: str, delimiter: str) -> dict[str, np.ndarray]:
         values[:] = [row[j] for row in rows]
         columns[name] = values
     return columns
-
-
-def _arrow_columns(table: Any) -> dict[str, np.ndarray]:
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}

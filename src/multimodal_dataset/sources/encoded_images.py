@@ -1,0 +1,220 @@
+"""`EncodedImages`: what every source of encoded images (files, bytes in a table) shares.
+
+A batch's images are read and decoded in a pool of threads (Pillow and simplejpeg release
+the GIL while they decode and resize), each thread taking a share of the batch; then the
+augmentation is applied and the batch scaled to the output dtype. A subclass says only
+where the encoded bytes of one sample come from (`read`) and how to name it in messages
+(`where`). What an image becomes is `ImageDecoder`'s business (see ``image_decoding``).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from multimodal_dataset.checks import check_choice, check_int
+from multimodal_dataset.files import FileTooLargeError, NotARegularFileError, OutsideRootError
+from multimodal_dataset.picklable import Picklable
+from multimodal_dataset.sources.image_decoding import (
+    INTERPOLATIONS,
+    ColorMode,
+    ImageDecoder,
+    pillow,
+)
+from multimodal_dataset.sources.protocol import (
+    GatherContext,
+    OnError,
+    Source,
+    check_on_error,
+    check_rows,
+)
+
+if TYPE_CHECKING:
+    from multimodal_dataset.augmentation import ImageAugmentation
+
+#: The largest file read by default (a 24-megapixel uncompressed RGB TIFF is 72 MB).
+DEFAULT_MAX_FILE_BYTES = 256 * 2**20
+
+
+class EncodedImages(Source, Picklable):
+    """Encoded images decoded, converted and resized to one fixed size, a batch at a time.
+
+    Subclasses implement `read` (the encoded bytes of one sample) and `where` (what to
+    call the sample's image in messages), and pass the shared arguments to ``__init__``.
+    """
+
+    TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
+        "_pool": lambda: None,
+        "_lock": threading.Lock,
+    }
+
+    def __init__(
+        self,
+        count: int,
+        size: tuple[int, int],
+        *,
+        color_mode: ColorMode = "rgb",
+        dtype: str | None = None,
+        interpolation: str = "bilinear",
+        crop_to_aspect_ratio: bool = False,
+        augment: ImageAugmentation | None = None,
+        on_error: OnError = "raise",
+        num_threads: int | None = None,
+        rows: Any = None,
+        column: str | None = None,
+    ) -> None:
+        pillow()  # an ImportError naming the extra, before anything else
+        check_choice(color_mode, "color_mode", ("rgb", "grayscale", "rgba"))
+        check_choice(interpolation, "interpolation", INTERPOLATIONS)
+        self.count = count
+        self.decoder = ImageDecoder(
+            check_size(size), color_mode, interpolation, bool(crop_to_aspect_ratio)
+        )
+        if dtype is None:
+            import keras
+
+            dtype = keras.config.floatx()
+        self._dtype = np.dtype(dtype)
+        if self._dtype.kind != "f" and self._dtype != np.uint8:
+            raise ValueError(
+                f"dtype must be None (keras.config.floatx(), values in [0, 1]), a float "
+                f"dtype, or 'uint8' (values 0-255); got dtype={dtype!r}."
+            )
+        self.augment = augment
+        self.on_error = check_on_error(on_error)
+        if num_threads is None:
+            num_threads = min(8, os.cpu_count() or 1)
+        self.num_threads = check_int(num_threads, "num_threads")
+        self.rows = check_rows(rows, count, type(self).__name__)
+        self.column = column
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ what subclasses say
+
+    @abc.abstractmethod
+    def read(self, sample: int) -> bytes:
+        """The encoded bytes of ``sample``'s image.
+
+        Raises:
+            OSError, ValueError: When they cannot be read; `explain` words the message.
+        """
+
+    @abc.abstractmethod
+    def where(self, sample: int) -> str:
+        """Names ``sample``'s image in messages, e.g. ``image file 'a.jpg'``."""
+
+    # ------------------------------------------------------------------------- the source
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.count, *self.decoder.shape)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of every image."""
+        return self.decoder.size
+
+    @property
+    def color_mode(self) -> ColorMode:
+        return self.decoder.color_mode
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._dtype
+
+    def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
+        """Reads and decodes the images of ``indices`` in parallel into one batch."""
+        batch = np.zeros((len(indices), *self.shape[1:]), dtype=np.uint8)
+
+        def load(positions: range) -> None:
+            for k in positions:
+                sample = int(indices[k])
+                try:
+                    batch[k] = self.load(sample)
+                except Exception as error:  # every failure names the image and the sample
+                    self.bad_sample(context, sample, self.explain(error, sample))
+
+        threads = min(self.num_threads, len(indices))
+        if threads < 2:
+            load(range(len(indices)))
+        else:
+            # One contiguous share of the batch per thread (one task each, not one per
+            # image); list() re-raises the first error of any thread in the caller's thread.
+            shares = [range(t, len(indices), threads) for t in range(threads)]
+            list(self._executor().map(load, shares))
+        if self.augment is not None:
+            batch = self.augment.apply(batch, indices, context.seed, context.epoch)
+        if self._dtype == np.uint8:
+            return batch
+        scaled: np.ndarray = np.multiply(batch, self._dtype.type(1 / 255), dtype=self._dtype)
+        return scaled
+
+    def load(self, sample: int) -> np.ndarray:
+        """Reads and decodes one image to ``uint8`` ``size + (channels,)``.
+
+        Raises:
+            OSError, ValueError: As raised by the storage or the decoder.
+        """
+        return self.decoder.decode(self.read(sample))
+
+    def explain(self, error: Exception, sample: int) -> str:
+        """What went wrong with ``sample``'s image, naming it, for a `SampleError`."""
+        what = self.where(sample)
+        if isinstance(error, FileNotFoundError):
+            return f"{what} does not exist"
+        if isinstance(error, IsADirectoryError):
+            return f"{what} is a directory, not a file"
+        if isinstance(error, OutsideRootError):
+            return str(error)
+        if isinstance(error, (NotARegularFileError, FileTooLargeError)):
+            return f"image file {error}"
+        if isinstance(error, PermissionError):
+            return f"{what} cannot be read (permission denied)"
+        if isinstance(error, MissingImageError):
+            return f"{what}: {error}"
+        if type(error).__name__ == "UnidentifiedImageError":
+            return f"{what} is not an image Pillow can read (corrupt, or not an image)"
+        if isinstance(error, OSError) and "truncated" in str(error):
+            return f"{what} is truncated ({error})"
+        return f"{what} could not be decoded ({type(error).__name__}: {error})"
+
+    def close(self) -> None:
+        """Stops the decoding threads; they restart on the next batch."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.shutdown(wait=True)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            # A forked worker process inherits the pool object but none of its threads.
+            if self._pool is None or self._pool_pid != os.getpid():
+                self._pool = ThreadPoolExecutor(self.num_threads, "multimodal_dataset_images")
+                self._pool_pid = os.getpid()
+            return self._pool
+
+
+class MissingImageError(ValueError):
+    """A sample has no image: no bytes and no path."""
+
+
+def check_size(size: Any) -> tuple[int, int]:
+    """``(height, width)`` as two positive ints, or a ValueError saying what a size is."""
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in size)
+        or min(size) < 1
+    ):
+        raise ValueError(
+            f"size must be (height, width) in pixels, two positive integers; got {size!r}."
+        )
+    return int(size[0]), int(size[1])

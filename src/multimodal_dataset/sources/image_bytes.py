@@ -1,0 +1,169 @@
+"""`ImageBytes`: encoded images stored in a table (Parquet, Arrow, Hugging Face datasets),
+decoded and resized a batch at a time.
+
+Each sample's bytes are read from an `ArrowColumn` when its batch is gathered, so a table
+whose images are larger than memory is never loaded whole. A ``{bytes, path}`` cell with
+null bytes falls back to its path, read as `ImageFiles` reads files (regular files only,
+bounded in size, inside ``root``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from multimodal_dataset.checks import check_int
+from multimodal_dataset.files import OutsideRootError, is_inside, read_regular_file
+from multimodal_dataset.optional import optional_import
+from multimodal_dataset.sources.arrays import class_names
+from multimodal_dataset.sources.arrow_column import ArrowColumn
+from multimodal_dataset.sources.encoded_images import (
+    DEFAULT_MAX_FILE_BYTES,
+    EncodedImages,
+    MissingImageError,
+)
+from multimodal_dataset.sources.image_decoding import ColorMode
+from multimodal_dataset.sources.images import outside_message
+from multimodal_dataset.sources.protocol import OnError
+
+if TYPE_CHECKING:
+    from multimodal_dataset.augmentation import ImageAugmentation
+
+
+class ImageBytes(EncodedImages):
+    """Encoded images (JPEG, PNG, GIF, BMP, WebP bytes) decoded to one fixed size.
+
+    Decoding is `ImageFiles`'s: JPEGs at a reduced DCT scale, EXIF orientation applied,
+    RGB/grayscale/RGBA, resized with antialiasing, augmentation, ``on_error``. Only the
+    requested batch's bytes are read.
+
+    Example:
+
+    ```python
+    table = pyarrow.parquet.read_table("train.parquet")
+    images = ImageBytes(table.column("image"), size=(64, 64))
+    ds = MultimodalDataset((images, numbers), labels, batch_size=32)
+    ```
+
+    `from_table` builds one for an image column of bytes or ``{bytes, path}`` structs
+    without reading the bytes into memory.
+
+    Args:
+        values: The encoded images: an `ArrowColumn`, a pyarrow Array or ChunkedArray of
+            binary or ``{bytes, path}`` structs, or a sequence of ``bytes`` (or of
+            ``{"bytes": ..., "path": ...}`` dicts).
+        size: ``(height, width)`` of every output image.
+        rows: The row of ``values`` of each sample (default: sample i is row i); they
+            are also named in messages.
+        root: Folder that the paths of ``{bytes, path}`` cells with null bytes are
+            relative to, and may not leave unless ``allow_outside_root``. Without it,
+            such paths are used as given.
+        max_file_bytes: Larger files (of the path fallback) are refused.
+        **others: ``color_mode``, ``dtype``, ``interpolation``, ``crop_to_aspect_ratio``,
+            ``augment``, ``on_error``, ``num_threads``, ``column``: as for `ImageFiles`.
+
+    Raises:
+        TypeError: For values that are neither image bytes nor ``{bytes, path}`` structs.
+    """
+
+    def __init__(
+        self,
+        values: Any,
+        size: tuple[int, int],
+        *,
+        rows: Sequence[int] | np.ndarray | None = None,
+        root: str | os.PathLike[str] | None = None,
+        allow_outside_root: bool = False,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        color_mode: ColorMode = "rgb",
+        dtype: str | None = None,
+        interpolation: str = "bilinear",
+        crop_to_aspect_ratio: bool = False,
+        augment: ImageAugmentation | None = None,
+        on_error: OnError = "raise",
+        num_threads: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.values = as_arrow_column(values, column)
+        count = len(self.values) if rows is None else len(rows)
+        super().__init__(
+            count,
+            size,
+            color_mode=color_mode,
+            dtype=dtype,
+            interpolation=interpolation,
+            crop_to_aspect_ratio=crop_to_aspect_ratio,
+            augment=augment,
+            on_error=on_error,
+            num_threads=num_threads,
+            rows=rows,
+            column=column,
+        )
+        if (
+            self.rows is not None
+            and len(self.rows)
+            and (self.rows.min() < 0 or self.rows.max() >= len(self.values))
+        ):
+            raise ValueError(
+                f"ImageBytes: rows must be row numbers of the {len(self.values)} values; "
+                f"got rows from {self.rows.min()} to {self.rows.max()}."
+            )
+        self.root = None if root is None else os.path.abspath(os.fspath(root))
+        self.allow_outside_root = bool(allow_outside_root)
+        self.max_file_bytes = check_int(max_file_bytes, "max_file_bytes")
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageBytes({self.count} images from {self.values!r}, size={self.size}, "
+            f"color_mode={self.color_mode!r}, dtype={self._dtype.name!r})"
+        )
+
+    def _row(self, sample: int) -> int:
+        return int(self.rows[sample]) if self.rows is not None else sample
+
+    def read(self, sample: int) -> bytes:
+        data, path = self.values.get(self._row(sample))
+        if data:
+            return data
+        if not path:
+            empty = "empty" if data is not None else "null"
+            raise MissingImageError(
+                f"its image bytes are {empty} and it has no path to fall back to; fill the "
+                "cell, or drop the row"
+            )
+        joined = os.path.join(self.root, path) if self.root else path
+        if self.root and not self.allow_outside_root and not is_inside(path, joined, self.root):
+            raise OutsideRootError(outside_message(path, self.root))
+        try:
+            return read_regular_file(joined, self.max_file_bytes)
+        except FileNotFoundError:
+            raise MissingImageError(
+                f"its image bytes are null and its path {joined!r} does not exist"
+            ) from None
+
+    def where(self, sample: int) -> str:
+        return f"the image in {self.values.describe(self._row(sample))}"
+
+
+def as_arrow_column(values: Any, column: str | None = None) -> ArrowColumn:
+    """An `ArrowColumn` of ``values``: itself, a pyarrow (Chunked)Array, or a sequence."""
+    if isinstance(values, ArrowColumn):
+        return values
+    pa = optional_import("pyarrow", "Reading images stored as bytes")
+    kinds = class_names(values)
+    if "pyarrow.ChunkedArray" in kinds or "pyarrow.Array" in kinds:
+        array = values
+    elif isinstance(values, (bytes, str, os.PathLike)):
+        raise TypeError(
+            "ImageBytes takes one encoded image per sample; got a single "
+            f"{type(values).__name__}. Pass a list: ImageBytes([data], size)."
+        )
+    else:
+        array = pa.array(list(values))
+        if array.type == pa.null():  # every value None: still bytes, all missing
+            array = array.cast(pa.binary())
+    name = column or "image"
+    return ArrowColumn.from_table(pa.table({name: array}), name)

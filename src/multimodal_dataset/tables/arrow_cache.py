@@ -1,0 +1,152 @@
+"""Image columns made memory-mappable: a Parquet (or compressed Arrow) image column is
+converted once into an uncompressed Arrow IPC file in a cache folder, as Hugging Face
+``datasets`` does, so that any sample's bytes can be read without decoding its neighbours.
+
+Why: a per-sample shuffle reads rows in random order. Compressed Parquet decodes whole
+column chunks of a row group, so a batch of 32 random rows would decode up to 32 row
+groups (thousands of images) to use 32. An uncompressed Arrow file is read in place
+through a memory map: a sample costs its own bytes. The conversion is one sequential pass
+over the image column (memory: one row group's worth), written to a temporary file and
+renamed, keyed by the source file's path, size and modification time and the column, so
+it happens once per file and is redone when the file changes.
+
+The cache folder is ``cache_dir``, else ``$MULTIMODAL_DATASET_CACHE``, else
+``$XDG_CACHE_HOME/multimodal_dataset`` (``~/.cache/multimodal_dataset``), with an
+``arrow/`` subfolder. It may be deleted at any time; it is rebuilt when needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from multimodal_dataset.optional import optional_import
+from multimodal_dataset.sources.arrow_column import open_ipc
+
+logger = logging.getLogger("multimodal_dataset")
+
+#: Bumped when the layout of cache files changes, so old ones are not reused.
+CACHE_VERSION = 1
+
+
+def cache_folder(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder that converted image columns are kept in (see the module docstring)."""
+    if cache_dir is not None:
+        base = Path(cache_dir)
+    elif os.environ.get("MULTIMODAL_DATASET_CACHE"):
+        base = Path(os.environ["MULTIMODAL_DATASET_CACHE"])
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = Path(xdg) / "multimodal_dataset"
+    return base / "arrow"
+
+
+def mappable_column_file(
+    path: str, column: str, file_format: str, rows: int, cache_dir: str | os.PathLike[str] | None
+) -> str:
+    """An uncompressed Arrow IPC file holding ``column`` of ``path``, to memory-map.
+
+    An uncompressed Arrow file is its own answer; Parquet and compressed Arrow files are
+    converted into the cache folder once.
+
+    Args:
+        path: The table file.
+        column: The image column.
+        file_format: ``"parquet"`` or ``"arrow"``.
+        rows: The file's row count (a cache file with another count is rebuilt).
+        cache_dir: See `cache_folder`.
+    """
+    if file_format == "arrow" and not is_compressed_arrow(path, column):
+        return path
+    stat = os.stat(path)
+    key = f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{column}\0{CACHE_VERSION}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    folder = cache_folder(cache_dir)
+    stem = Path(path).name.split(".")[0][:60]
+    target = folder / f"{stem}.{_safe(column)}.{digest}.arrow"
+    if target.is_file() and _rows_of(str(target)) == rows:
+        return str(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    fd, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        _convert(path, column, file_format, temporary)
+        os.replace(temporary, target)  # atomic: readers see the whole file or none
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    logger.info(
+        "Converted image column %r of %s to memory-mappable Arrow %s in %.1f s (once per file).",
+        column,
+        path,
+        target,
+        time.perf_counter() - started,
+    )
+    return str(target)
+
+
+def is_compressed_arrow(path: str, column: str) -> bool:
+    """Whether reading the first record batch of an Arrow IPC file allocates memory: its
+    buffers are compressed (Feather's default), so a memory map cannot serve them in place."""
+    pa = optional_import("pyarrow", "Reading Arrow files")
+    with pa.memory_map(path) as mapped:
+        reader = open_ipc(mapped, column)
+        before = pa.total_allocated_bytes()
+        batch = _first_batch(reader)
+        if batch is None:
+            return False
+        copied = pa.total_allocated_bytes() - before
+        return bool(copied > 0 and copied >= batch.nbytes // 2)
+
+
+def _convert(path: str, column: str, file_format: str, destination: str) -> None:
+    pa = optional_import("pyarrow", "Converting image columns")
+    ipc = optional_import("pyarrow.ipc", "Converting image columns")
+    if file_format == "parquet":
+        pq = optional_import("pyarrow.parquet", "Reading Parquet")
+        parquet = pq.ParquetFile(path)
+        schema = pa.schema([parquet.schema_arrow.field(column)])
+        batches: Any = parquet.iter_batches(batch_size=1024, columns=[column])
+    else:
+        mapped = pa.memory_map(path)
+        reader = open_ipc(mapped, column)
+        schema = pa.schema([reader.schema.field(column)])
+        batches = _batches(reader)
+    with pa.OSFile(destination, "wb") as sink, ipc.new_file(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(pa.record_batch([batch.column(column)], schema=schema))
+
+
+def _rows_of(path: str) -> int:
+    pa = optional_import("pyarrow", "Reading Arrow files")
+    try:
+        with pa.memory_map(path) as mapped:
+            reader = open_ipc(mapped)
+            return sum(len(batch) for batch in _batches(reader))
+    except (OSError, pa.ArrowInvalid):
+        return -1  # unreadable (a crash mid-write cannot leave one: writes are renamed)
+
+
+def _first_batch(reader: Any) -> Any:
+    if hasattr(reader, "get_batch"):
+        return reader.get_batch(0) if reader.num_record_batches else None
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
+
+
+def _batches(reader: Any) -> Any:
+    if hasattr(reader, "get_batch"):
+        return (reader.get_batch(i) for i in range(reader.num_record_batches))
+    return iter(reader)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]

@@ -1,0 +1,199 @@
+"""Arrow-backed tables: pyarrow Tables, Hugging Face datasets, and Parquet or Arrow files.
+
+Small columns are read into memory when asked for (only that column: Parquet reads it
+alone, Arrow maps it in place). An image column of bytes or ``{bytes, path}`` structs is
+never read: it becomes an `ArrowColumn` over memory-mapped Arrow files (Parquet and
+compressed Arrow files are converted once, see ``arrow_cache``), or over the table that
+is already in memory.
+
+Many files are one table, in the order given: every file must have the columns used,
+with the type the first file gives them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from multimodal_dataset.optional import optional_import
+from multimodal_dataset.sources.arrow_column import ArrowColumn, check_image_type, open_ipc
+from multimodal_dataset.tables.arrow_cache import mappable_column_file
+from multimodal_dataset.tables.table import Table
+
+
+def _is_path_type(arrow_type: Any) -> bool:
+    pa = optional_import("pyarrow", "Reading Arrow tables")
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+
+
+def _to_numpy(column: Any) -> np.ndarray:
+    values: np.ndarray = column.to_numpy(zero_copy_only=False)
+    return values
+
+
+class ArrowTable(Table):
+    """A pyarrow Table, or the table of a Hugging Face ``datasets.Dataset``, in place.
+
+    Args:
+        table: A pyarrow Table, or anything with ``schema``, ``num_rows`` and
+            ``column(name)`` (a ``datasets`` table, which pickles as its file paths when
+            memory-mapped).
+        row_map: Row ``i`` of this table is row ``row_map[i]`` of ``table`` (a Hugging
+            Face dataset after ``shuffle``, ``select`` or ``train_test_split``).
+        folder, name: See `Table`.
+    """
+
+    def __init__(
+        self, table: Any, folder: str | None, name: str, row_map: np.ndarray | None = None
+    ) -> None:
+        super().__init__(folder, name)
+        self.table = table
+        self.row_map = row_map
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.table.schema.names)
+
+    def __len__(self) -> int:
+        return len(self.row_map) if self.row_map is not None else int(self.table.num_rows)
+
+    def _read(self, name: str) -> np.ndarray:
+        column = self.table.column(name)
+        if self.row_map is not None:
+            column = column.take(self.row_map)
+        return _to_numpy(column)
+
+    def _images(self, name: str) -> ArrowColumn | None:
+        arrow_type = self.table.schema.field(name).type
+        if _is_path_type(arrow_type):
+            return None
+        check_image_type(arrow_type, name, f" of {self.name}")
+        return ArrowColumn.from_table(self.table, name, self.row_map)
+
+
+class FileTable(Table):
+    """Parquet or Arrow IPC/Feather files, read as one table in the order given.
+
+    Args:
+        files: The files, all of one format.
+        file_format: ``"parquet"`` or ``"arrow"``.
+        cache_dir: Where image columns are converted (see ``arrow_cache``).
+        name: See `Table`. The folder is the first file's.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str],
+        file_format: str,
+        name: str,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(os.path.dirname(os.path.abspath(files[0])), name)
+        self.files = list(files)
+        self.file_format = file_format
+        self.cache_dir = cache_dir
+        self.schemas: list[Any] = []
+        self.row_counts: list[int] = []
+        for path in self.files:
+            schema, rows = self._schema_and_rows(path)
+            self.schemas.append(schema)
+            self.row_counts.append(rows)
+        self._checked: set[str] = set()
+
+    def _schema_and_rows(self, path: str) -> tuple[Any, int]:
+        pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
+        try:
+            if self.file_format == "parquet":
+                pq = optional_import("pyarrow.parquet", "Reading Parquet")
+                parquet = pq.ParquetFile(path)
+                return parquet.schema_arrow, int(parquet.metadata.num_rows)
+            with pa.memory_map(path) as mapped:
+                schema = open_ipc(mapped).schema
+                mapped.seek(0)
+                # Count rows reading one small column: nothing large is decompressed.
+                reader = open_ipc(mapped, _smallest_column(schema))
+                if hasattr(reader, "get_batch"):
+                    rows = sum(
+                        reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
+                    )
+                else:
+                    rows = sum(batch.num_rows for batch in reader)
+                return schema, rows
+        except (pa.ArrowInvalid, OSError) as error:
+            kind = "a Parquet" if self.file_format == "parquet" else "an Arrow IPC/Feather"
+            raise ValueError(f"{path!r} is not {kind} file pyarrow can read: {error}") from None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.schemas[0].names)
+
+    def __len__(self) -> int:
+        return sum(self.row_counts)
+
+    def _starts(self) -> list[int]:
+        return [int(s) for s in np.cumsum([0, *self.row_counts[:-1]])]
+
+    def check_column(self, name: str, role: str) -> None:
+        """Also checks that every file has the column, with the first file's type."""
+        super().check_column(name, role)
+        if name in self._checked:
+            return
+        first = self.schemas[0].field(name).type
+        for path, schema in zip(self.files[1:], self.schemas[1:], strict=True):
+            if name not in schema.names:
+                raise ValueError(
+                    f"{role}={name!r}: {path!r} has no column {name!r}, which the first file "
+                    f"{self.files[0]!r} has. Every file of a table needs the same columns; "
+                    f"this one has: {', '.join(map(repr, schema.names))}."
+                )
+            if schema.field(name).type != first:
+                raise ValueError(
+                    f"{role}={name!r}: column {name!r} is {schema.field(name).type} in "
+                    f"{path!r} but {first} in the first file {self.files[0]!r}. Every file "
+                    "of a table needs the same column types; rewrite the odd file with the "
+                    "first file's schema."
+                )
+        self._checked.add(name)
+
+    def _read(self, name: str) -> np.ndarray:
+        pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
+        chunks = []
+        for path in self.files:
+            if self.file_format == "parquet":
+                pq = optional_import("pyarrow.parquet", "Reading Parquet")
+                chunks.append(pq.ParquetFile(path).read(columns=[name]).column(name))
+            else:
+                with pa.memory_map(path) as mapped:
+                    chunks.append(open_ipc(mapped, name).read_all().column(name))
+        if not chunks:
+            return np.zeros(0)
+        return _to_numpy(
+            pa.chunked_array([c for chunk in chunks for c in chunk.chunks], type=chunks[0].type)
+        )
+
+    def _images(self, name: str) -> ArrowColumn | None:
+        arrow_type = self.schemas[0].field(name).type
+        if _is_path_type(arrow_type):
+            return None
+        check_image_type(arrow_type, name, f" of {self.files[0]!r}")
+        mapped = [
+            mappable_column_file(path, name, self.file_format, rows, self.cache_dir)
+            for path, rows in zip(self.files, self.row_counts, strict=True)
+        ]
+        parts = list(zip(self.files, self._starts(), strict=True))
+        return ArrowColumn.from_files(mapped, name, parts=parts)
+
+
+def _smallest_column(schema: Any) -> str:
+    pa = optional_import("pyarrow", "Reading Arrow files")
+    for field in schema:
+        if not (
+            pa.types.is_nested(field.type)
+            or pa.types.is_binary(field.type)
+            or pa.types.is_large_binary(field.type)
+        ):
+            return str(field.name)
+    return str(schema.names[0])

@@ -1,0 +1,106 @@
+"""`Table`: what `from_table` needs of a table, whatever stores it.
+
+Small columns (captions, numbers, targets, image paths) are read into memory as numpy
+arrays when first asked for; an image column of encoded bytes is not read at all but
+handed out as an `ArrowColumn`, read a batch at a time while training. `MemoryTable` is a
+table already in memory (a CSV file, a pandas DataFrame); the Arrow-backed tables
+(Parquet and Arrow files, pyarrow Tables, Hugging Face datasets) are in ``arrow_tables``.
+"""
+
+from __future__ import annotations
+
+import abc
+import difflib
+from collections.abc import Mapping
+
+import numpy as np
+
+from multimodal_dataset.sources.arrow_column import ArrowColumn
+from multimodal_dataset.sources.image_bytes import as_arrow_column
+
+
+class Table(abc.ABC):
+    """A table's column names and length, with columns read on demand.
+
+    Attributes:
+        folder: The folder relative image paths start from (None: the working directory).
+        name: A description for messages, e.g. ``table 'train.parquet'``.
+    """
+
+    def __init__(self, folder: str | None, name: str) -> None:
+        self.folder = folder
+        self.name = name
+        self._read_columns: dict[str, np.ndarray] = {}
+
+    @property
+    @abc.abstractmethod
+    def names(self) -> list[str]:
+        """The column names, in the table's order."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """The number of rows."""
+
+    @abc.abstractmethod
+    def _read(self, name: str) -> np.ndarray:
+        """Reads column ``name`` (which exists) into memory."""
+
+    @abc.abstractmethod
+    def _images(self, name: str) -> ArrowColumn | None:
+        """Column ``name`` (which exists) as stored image bytes, or None if it holds paths."""
+
+    def column(self, name: str, role: str) -> np.ndarray:
+        """Column ``name`` as a numpy array (read once), or a KeyError listing the columns.
+
+        Args:
+            name: The column.
+            role: What the column is for (``"text"``, ``"target"``...), for the message.
+        """
+        self.check_column(name, role)
+        if name not in self._read_columns:
+            self._read_columns[name] = self._read(name)
+        return self._read_columns[name]
+
+    def images(self, name: str) -> ArrowColumn | None:
+        """Column ``name`` as stored image bytes (not read), or None for a column of paths."""
+        self.check_column(name, "image")
+        return self._images(name)
+
+    def check_column(self, name: str, role: str) -> None:
+        """A KeyError naming the table, the missing column and the columns it has."""
+        if name not in self.names:
+            existing = self.names
+            close = difflib.get_close_matches(str(name), [str(c) for c in existing], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise KeyError(
+                f"{role}={name!r}: {self.name} has no column {name!r}.{hint} Its columns are: "
+                f"{', '.join(map(repr, existing))}."
+            )
+
+
+class MemoryTable(Table):
+    """A table whose columns are numpy arrays already in memory (CSV, pandas).
+
+    A column of ``bytes`` (or of ``{"bytes", "path"}`` dicts) is an image column.
+    """
+
+    def __init__(self, columns: Mapping[str, np.ndarray], folder: str | None, name: str) -> None:
+        super().__init__(folder, name)
+        self.columns = dict(columns)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def _read(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def _images(self, name: str) -> ArrowColumn | None:
+        values = self.columns[name]
+        first = next((v for v in values if v is not None), None)
+        if isinstance(first, (bytes, bytearray, dict)):
+            return as_arrow_column(values, name)
+        return None
