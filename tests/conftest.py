@@ -221,3 +221,67 @@ class RecordIds(keras.metrics.Metric):
 
     def result(self):
         return 0.0
+
+
+# ---------------------------------------------------------------- images in tables
+
+
+@pytest.fixture(autouse=True, scope="session")
+def arrow_cache_folder(tmp_path_factory):
+    """Parquet image columns are converted into a temporary cache, not the user's."""
+    import os
+
+    folder = tmp_path_factory.mktemp("arrow_cache")
+    previous = os.environ.get("MULTIMODAL_DATASET_CACHE")
+    os.environ["MULTIMODAL_DATASET_CACHE"] = str(folder)
+    yield folder / "arrow"
+    if previous is None:
+        os.environ.pop("MULTIMODAL_DATASET_CACHE", None)
+    else:
+        os.environ["MULTIMODAL_DATASET_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def parquet_example(tmp_path_factory):
+    """The `example` dataset's samples, as Parquet shards with the JPEG bytes inside."""
+    from multimodal_dataset import make_example
+
+    folder = tmp_path_factory.mktemp("parquet_example")
+    return make_example(folder, samples=60, seed=1, format="parquet")
+
+
+def id_png(i: int) -> bytes:
+    """A 6x5 PNG whose every pixel is ``i % 256``: decoded at any size, it reads back ``i``."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.full((6, 5, 3), i % 256, dtype=np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def id_table(ids, *, struct=True):
+    """A pyarrow table of ``ids``: ``image`` (``{bytes, path}`` or binary) whose pixels are
+    the id, ``id`` and a ``caption`` naming it."""
+    import pyarrow as pa
+
+    ids = [int(i) for i in ids]
+    if struct:
+        image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+        images = pa.array([{"bytes": id_png(i), "path": f"{i}.png"} for i in ids], image_type)
+    else:
+        images = pa.array([id_png(i) for i in ids], pa.binary())
+    return pa.table(
+        {"image": images, "id": pa.array(ids, pa.int64()), "caption": [f"item {i}" for i in ids]}
+    )
+
+
+ID_COLUMNS = {"image": "image", "numeric": ["id"], "image_size": (2, 2)}
+
+
+def ids_of(batch):
+    """The sample ids in a batch of an `id_table` dataset: its image pixels."""
+    x = batch[0]
+    images = x[0] if isinstance(x, tuple) else x
+    return np.round(np.asarray(images)[:, 0, 0, 0] * 255).astype(int)

@@ -11,6 +11,7 @@ import pytest
 from conftest import COLUMNS
 from multimodal_dataset import (
     ImageAugmentation,
+    ImageBytes,
     ImageFiles,
     MultimodalDataset,
     NumericColumns,
@@ -28,6 +29,8 @@ def make_source(kind, image_files):
     if kind == "ImageFiles augmented":
         augment = ImageAugmentation("horizontal", crop_padding=2)
         return ImageFiles(image_files, size=(8, 8), augment=augment, dtype="uint8")
+    if kind == "ImageBytes":
+        return ImageBytes([p.read_bytes() for p in image_files], size=(8, 8))
     if kind == "TextTokens":
         return TextTokens(CAPTIONS[:12], length=5)
     if kind == "NumericColumns":
@@ -35,7 +38,7 @@ def make_source(kind, image_files):
     raise AssertionError(kind)
 
 
-SOURCES = ["ImageFiles", "ImageFiles augmented", "TextTokens", "NumericColumns"]
+SOURCES = ["ImageFiles", "ImageFiles augmented", "ImageBytes", "TextTokens", "NumericColumns"]
 
 
 @pytest.mark.parametrize("kind", SOURCES)
@@ -57,7 +60,7 @@ def test_every_source_gives_the_same_stream_in_every_worker_mode(kind, image_fil
     assert digest(**worker_mode) == digest()
 
 
-def dataset_kinds(tmp_path, image_files, example):
+def dataset_kinds(tmp_path, image_files, example, parquet_example):
     ids = np.arange(40)
     np.save(tmp_path / "ids.npy", ids[:, None].astype(np.float32))
     yield "arrays", MultimodalDataset(ids[:, None], ids, batch_size=6, seed=0)
@@ -79,10 +82,12 @@ def dataset_kinds(tmp_path, image_files, example):
     )
     train, _ = from_table(example, **COLUMNS, batch_size=8)
     yield "table", train
+    train, _ = from_table(parquet_example, **COLUMNS, batch_size=8)
+    yield "Parquet table with image bytes", train
 
 
-def test_every_dataset_kind_resumes_from_its_state(tmp_path, image_files, example):
-    for name, ds in dataset_kinds(tmp_path, image_files, example):
+def test_every_dataset_kind_resumes_from_its_state(tmp_path, image_files, example, parquet_example):
+    for name, ds in dataset_kinds(tmp_path, image_files, example, parquet_example):
         try:
             testing.check_resumable(ds)
         except AssertionError as error:

@@ -10,16 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from multimodal_dataset.example import make_example
+from multimodal_dataset.example import FORMATS, make_example
 
 TEXT_LENGTH = 20
+FORMAT_HELP = (
+    "csv: image files and a manifest of their paths; parquet: Hugging Face-style Parquet "
+    "shards with the image bytes inside"
+)
 
 
 def _demo(args: argparse.Namespace) -> int:
     if args.data is None:
         with tempfile.TemporaryDirectory(prefix="multimodal_example_") as folder:
             print(f"Writing an example dataset of {args.samples} samples to {folder}")
-            make_example(folder, args.samples, seed=args.seed)
+            make_example(folder, args.samples, seed=args.seed, format=args.format)
             return _train(Path(folder), args)
     return _train(Path(args.data), args)
 
@@ -32,12 +36,16 @@ def _train(folder: Path, args: argparse.Namespace) -> int:
         IMAGE_COLUMN,
         MANIFEST,
         NUMERIC_COLUMNS,
+        PARQUET_FOLDER,
         TARGET_COLUMN,
         TEXT_COLUMN,
     )
 
+    # A folder from make-example: manifest.csv of image files, or data/ of Parquet shards.
+    table = folder / MANIFEST if (folder / MANIFEST).exists() else folder / PARQUET_FOLDER
+    print(f"Training from {table}")
     train, val = from_table(
-        folder / MANIFEST,
+        table,
         image=IMAGE_COLUMN,
         text=TEXT_COLUMN,
         numeric=NUMERIC_COLUMNS,
@@ -67,8 +75,12 @@ def _train(folder: Path, args: argparse.Namespace) -> int:
 
 
 def _make_example(args: argparse.Namespace) -> int:
-    manifest = make_example(args.directory, args.samples, seed=args.seed)
-    print(f"Wrote {args.samples} samples: {manifest} and {manifest.parent / 'images'}")
+    written = make_example(args.directory, args.samples, seed=args.seed, format=args.format)
+    if args.format == "csv":
+        print(f"Wrote {args.samples} samples: {written} and {written.parent / 'images'}")
+    else:
+        shards = sorted(p.name for p in written.iterdir())
+        print(f"Wrote {args.samples} samples with their JPEG bytes to {written}: {shards}")
     return 0
 
 
@@ -82,11 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     example = commands.add_parser(
         "make-example",
         help="write a small multimodal dataset to DIR: JPEG images, captions, numbers and "
-        "manifest.csv",
+        "manifest.csv (or, with --format parquet, Parquet shards with the JPEGs inside)",
     )
     example.add_argument("directory", metavar="DIR")
     example.add_argument("--samples", type=int, default=2000)
     example.add_argument("--seed", type=int, default=0)
+    example.add_argument("--format", choices=FORMATS, default="csv", help=FORMAT_HELP)
     example.set_defaults(run=_make_example)
     demo = commands.add_parser(
         "demo",
@@ -96,12 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--data",
         metavar="DIR",
-        help="a folder written by make-example; default: write one to a temporary folder",
+        help="a folder written by make-example (either format); default: write one to a "
+        "temporary folder",
     )
     demo.add_argument("--epochs", type=int, default=10)
     demo.add_argument("--samples", type=int, default=2000, help="samples of the example")
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--format", choices=FORMATS, default="csv", help=FORMAT_HELP + " (without --data)"
+    )
     demo.add_argument(
         "--verbose",
         type=int,

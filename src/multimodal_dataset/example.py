@@ -10,20 +10,30 @@ Each sample carries one hidden bit per modality, drawn independently:
 
 The label is the majority of the three bits, so each modality alone predicts it 75% of the
 time and all three together 100%: a model must read images, text and numbers to do well.
+
+It is written as JPEG files and a ``manifest.csv`` of their paths, or, as the Hugging Face
+Hub stores image datasets, as Parquet shards with the JPEG bytes inside
+(``data/train-00000-of-00002.parquet``, image column ``{bytes, path}``).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.checks import check_int
+from multimodal_dataset.checks import check_choice, check_int
 from multimodal_dataset.optional import optional_import
 
 MANIFEST = "manifest.csv"
+PARQUET_FOLDER = "data"
+FORMATS = ("csv", "parquet")
+#: Rows per Parquet shard of the example (the Hub's shards hold a few hundred MB).
+ROWS_PER_SHARD = 1000
 IMAGE_COLUMN = "image"
 TEXT_COLUMN = "caption"
 NUMERIC_COLUMNS = ("sensor_1", "sensor_2", "sensor_3", "sensor_4", "sensor_5")
@@ -37,23 +47,36 @@ _SHAPES = ("circle", "square", "triangle", "blob", "shape")
 _FILLER = ("a", "the", "small", "large", "picture", "of", "with", "on", "background", "seen")
 
 
-def make_example(directory: str | os.PathLike[str], samples: int = 2000, *, seed: int = 0) -> Path:
-    """Writes ``samples`` JPEG images, their captions and numbers, and ``manifest.csv``.
+def make_example(
+    directory: str | os.PathLike[str],
+    samples: int = 2000,
+    *,
+    seed: int = 0,
+    format: str = "csv",
+) -> Path:
+    """Writes ``samples`` JPEG images, their captions, numbers and labels.
 
     Args:
-        directory: Folder to write into (created if needed); images go to ``images/``.
-        samples: Number of samples (rows of the manifest).
-        seed: Seed of everything drawn.
+        directory: Folder to write into (created if needed).
+        samples: Number of samples (rows).
+        seed: Seed of everything drawn. Both formats hold the same samples.
+        format: ``"csv"``: JPEG files in ``images/`` and ``manifest.csv`` of their paths;
+            ``"parquet"``: Parquet shards in ``data/`` (``train-00000-of-00002.parquet``,
+            at most 1000 rows each) whose ``image`` column holds ``{bytes, path}``
+            structs, as Hugging Face ``datasets`` writes them (needs ``pyarrow``).
 
     Returns:
-        The path of the manifest, with columns ``image`` (paths relative to the
-        manifest's folder), ``caption``, ``sensor_1`` ... ``sensor_5`` and ``label``.
+        What to pass to `from_table`: the manifest, or the ``data`` folder. The columns
+        are ``image``, ``caption``, ``sensor_1`` ... ``sensor_5`` and ``label``.
     """
+    check_choice(format, "format", FORMATS)
     image_module = optional_import("PIL.Image", "Writing the example images")
     draw_module = optional_import("PIL.ImageDraw", "Writing the example images")
     check_int(samples, "samples")
     root = Path(directory)
-    (root / "images").mkdir(parents=True, exist_ok=True)
+    if format == "csv":
+        (root / "images").mkdir(parents=True, exist_ok=True)
+    images: list[bytes] = []
     rng = np.random.default_rng(seed)
     bits = rng.integers(0, 2, size=(samples, 3))
     labels = (bits.sum(axis=1) >= 2).astype(int)
@@ -77,17 +100,56 @@ def make_example(directory: str | os.PathLike[str], samples: int = 2000, *, seed
         else:
             draw.polygon([(x0, y0 + size), (x0 + size, y0 + size), (x0 + size / 2, y0)], colour)
         name = f"images/{i:05d}.jpg"
-        image.save(root / name, "JPEG", quality=90)
+        encoded = io.BytesIO()
+        image.save(encoded, "JPEG", quality=90)
+        images.append(encoded.getvalue())
+        if format == "csv":
+            (root / name).write_bytes(images[-1])
         mood = rng.choice(_CALM if bits[i, 1] else _STORMY)
         words = [*rng.choice(_FILLER, size=int(rng.integers(2, 6))), str(mood)]
         words.insert(int(rng.integers(0, len(words))), str(rng.choice(_SHAPES)))
         rows.append([name, " ".join(words), *(f"{v:.4f}" for v in numbers[i]), labels[i]])
+    if format == "parquet":
+        return _write_parquet(root / PARQUET_FOLDER, rows, images, numbers)
     manifest = root / MANIFEST
     with open(manifest, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([IMAGE_COLUMN, TEXT_COLUMN, *NUMERIC_COLUMNS, TARGET_COLUMN])
         writer.writerows(rows)
     return manifest
+
+
+def _write_parquet(
+    folder: Path, rows: list[list[Any]], images: list[bytes], numbers: np.ndarray
+) -> Path:
+    pa = optional_import("pyarrow", "Writing the example as Parquet")
+    pq = optional_import("pyarrow.parquet", "Writing the example as Parquet")
+    folder.mkdir(parents=True, exist_ok=True)
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    shards = max(1, -(-len(rows) // ROWS_PER_SHARD))
+    bounds = np.linspace(0, len(rows), shards + 1).astype(int)
+    for k in range(shards):
+        part = slice(bounds[k], bounds[k + 1])
+        columns = {
+            IMAGE_COLUMN: pa.array(
+                [
+                    {"bytes": b, "path": r[0].split("/")[-1]}
+                    for b, r in zip(images[part], rows[part], strict=True)
+                ],
+                image_type,
+            ),
+            TEXT_COLUMN: pa.array([r[1] for r in rows[part]], pa.string()),
+            **{
+                name: pa.array(numbers[part, j].round(4), pa.float64())
+                for j, name in enumerate(NUMERIC_COLUMNS)
+            },
+            TARGET_COLUMN: pa.array([int(r[-1]) for r in rows[part]], pa.int64()),
+        }
+        # Row groups of 100 rows, as datasets writes image tables.
+        pq.write_table(
+            pa.table(columns), folder / f"train-{k:05d}-of-{shards:05d}.parquet", row_group_size=100
+        )
+    return folder
 
 
 def _numbers(rng: np.random.Generator, bits: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ digest = testing.stream_digest(ds, epochs=2)   # the same on every backend and w
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from typing import Any
 
@@ -37,14 +38,31 @@ def stream_digest(ds: MultimodalDataset, epochs: int = 2) -> str:
     return digest.hexdigest()
 
 
-def anonymous_rss_mib() -> float:
-    """This process's anonymous resident memory in MiB (heap, not file-backed pages: a
-    memory map's pages do not count), from ``/proc`` (Linux)."""
-    with open("/proc/self/status") as status:
+def anonymous_rss_mib(pid: int | None = None) -> float:
+    """A process's anonymous resident memory in MiB (heap, not file-backed pages: a
+    memory map's pages do not count), from ``/proc`` (Linux).
+
+    Args:
+        pid: The process; None for this one.
+    """
+    where = f"/proc/{'self' if pid is None else pid}/status"
+    with open(where) as status:
         for line in status:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon in /proc/self/status (anonymous memory is read on Linux)")
+    raise RuntimeError(f"no RssAnon in {where} (anonymous memory is read on Linux)")
+
+
+def child_pids() -> list[int]:
+    """The process ids of this process's children (worker processes), from ``/proc``."""
+    children: list[int] = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                children.extend(int(pid) for pid in f.read().split())
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return sorted(set(children))
 
 
 def check_source(source: Source, *, seed: int = 0, epochs: int = 2) -> None:

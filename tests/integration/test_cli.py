@@ -14,11 +14,29 @@ def test_make_example_writes_images_and_a_manifest(tmp_path, capsys):
     assert "Wrote 12 samples" in capsys.readouterr().out
 
 
-def test_demo_trains_from_a_folder_and_reports_validation_accuracy(tmp_path, capsys):
-    main(["make-example", str(tmp_path), "--samples", "100"])
+def test_make_example_as_parquet_writes_shards_with_the_images_inside(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    args = ["make-example", str(tmp_path), "--samples", "1500", "--format", "parquet"]
+    assert main(args) == 0
+    shards = sorted((tmp_path / "data").iterdir())
+    assert [p.name for p in shards] == [
+        "train-00000-of-00002.parquet",
+        "train-00001-of-00002.parquet",
+    ]
+    assert not (tmp_path / "images").exists()
+    image_type = pq.read_schema(shards[0]).field("image").type
+    assert str(image_type) == "struct<bytes: binary, path: string>"
+    assert "Wrote 1500 samples with their JPEG bytes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("format", ["csv", "parquet"])
+def test_demo_trains_from_a_folder_and_reports_validation_accuracy(tmp_path, capsys, format):
+    main(["make-example", str(tmp_path), "--samples", "100", "--format", format])
     assert main(["demo", "--data", str(tmp_path), "--epochs", "1", "--verbose", "0"]) == 0
     out = capsys.readouterr().out
     assert "80 samples" in out and "20 samples" in out
+    assert ("data" if format == "parquet" else "manifest.csv") in out
     assert "validation accuracy:" in out and "chance:" in out
 
 

@@ -20,8 +20,8 @@ from multimodal_dataset.sources.text import TextTokens, Vocabulary
 
 __all__ = [
     "ArrowColumn",
-    "ImageBytes",
     "GatherContext",
+    "ImageBytes",
     "ImageFiles",
     "NumericColumns",
     "PrecomputedSource",

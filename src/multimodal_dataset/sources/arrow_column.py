@@ -147,7 +147,8 @@ def check_image_type(arrow_type: Any, column: str, where: str = "") -> None:
         names = {
             arrow_type.field(i).name: arrow_type.field(i).type for i in range(arrow_type.num_fields)
         }
-        if names.get("bytes") in binary and names.get("path", pa.string()) in (
+        # A bytes field of type null: every cell falls back to its path.
+        if names.get("bytes") in (*binary, pa.null()) and names.get("path", pa.string()) in (
             pa.string(),
             pa.large_string(),
         ):
@@ -162,12 +163,15 @@ def check_image_type(arrow_type: Any, column: str, where: str = "") -> None:
 def _mapped_column(path: str, name: str) -> Any:
     """Column ``name`` of the Arrow IPC file ``path``, zero-copy from a memory map."""
     pa = optional_import("pyarrow", "Reading images stored in Arrow files")
-    return open_ipc(pa.memory_map(path), name).read_all().column(name)
+    # All columns: reading a subset (IpcReadOptions.included_fields) copies the buffers,
+    # where reading everything from a memory map copies none.
+    return open_ipc(pa.memory_map(path)).read_all().column(name)
 
 
 def open_ipc(mapped: Any, column: str | None = None) -> Any:
     """A reader of the Arrow IPC file or stream ``mapped`` (told apart by the magic),
-    reading only ``column`` if given (other columns are neither read nor decompressed)."""
+    reading only ``column`` if given (other columns are neither read nor decompressed,
+    but that column is copied out of the map, not read in place)."""
     ipc = optional_import("pyarrow.ipc", "Reading Arrow files")
     is_file = mapped.read(len(IPC_FILE_MAGIC)) == IPC_FILE_MAGIC
     mapped.seek(0)

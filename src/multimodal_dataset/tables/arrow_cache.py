@@ -92,17 +92,18 @@ def mappable_column_file(
 
 
 def is_compressed_arrow(path: str, column: str) -> bool:
-    """Whether reading the first record batch of an Arrow IPC file allocates memory: its
-    buffers are compressed (Feather's default), so a memory map cannot serve them in place."""
+    """Whether reading the first record batch of an Arrow IPC file allocates memory for
+    ``column``: its buffers are compressed (Feather's default), so a memory map cannot
+    serve them in place."""
     pa = optional_import("pyarrow", "Reading Arrow files")
     with pa.memory_map(path) as mapped:
-        reader = open_ipc(mapped, column)
+        reader = open_ipc(mapped)  # every column: a subset would be copied anyway
         before = pa.total_allocated_bytes()
         batch = _first_batch(reader)
         if batch is None:
             return False
         copied = pa.total_allocated_bytes() - before
-        return bool(copied > 0 and copied >= batch.nbytes // 2)
+        return bool(copied > 0 and copied >= batch.column(column).nbytes // 2)
 
 
 def _convert(path: str, column: str, file_format: str, destination: str) -> None:
@@ -112,7 +113,12 @@ def _convert(path: str, column: str, file_format: str, destination: str) -> None
         pq = optional_import("pyarrow.parquet", "Reading Parquet")
         parquet = pq.ParquetFile(path)
         schema = pa.schema([parquet.schema_arrow.field(column)])
-        batches: Any = parquet.iter_batches(batch_size=1024, columns=[column])
+        # One row group at a time: what Parquet decompresses as a unit, and all it holds.
+        batches: Any = (
+            batch
+            for group in range(parquet.num_row_groups)
+            for batch in parquet.read_row_group(group, columns=[column]).to_batches()
+        )
     else:
         mapped = pa.memory_map(path)
         reader = open_ipc(mapped, column)
@@ -121,6 +127,8 @@ def _convert(path: str, column: str, file_format: str, destination: str) -> None
     with pa.OSFile(destination, "wb") as sink, ipc.new_file(sink, schema) as writer:
         for batch in batches:
             writer.write_batch(pa.record_batch([batch.column(column)], schema=schema))
+            del batch
+    pa.default_memory_pool().release_unused()  # give the row groups' memory back
 
 
 def _rows_of(path: str) -> int:

@@ -144,9 +144,9 @@ def from_table(
         )
     for role, name in (("image", image), ("text", text), ("target", target)):
         if name is not None:
-            data.column(name, role)
+            data.check_column(name, role)
     for name in numeric:
-        data.column(name, "numeric")
+        data.check_column(name, "numeric")
     if image is not None and image_size is None:
         raise ValueError("image_size=(height, width) is required with image=.")
     if text is not None and text_length is None:

@@ -1,0 +1,86 @@
+"""Training from images stored inside tables (Parquet shards, Hugging Face datasets) keeps
+every guarantee: each row reaches the training step once per epoch in every worker mode,
+the stream is the same golden one on every backend, and shards split the rows exactly."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ID_COLUMNS, Recorder, RecordIds, id_table, real_ids
+from multimodal_dataset import from_table, testing
+
+datasets = pytest.importorskip("datasets")
+
+ROWS = 45
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shards")
+    for k, part in enumerate(np.array_split(np.arange(ROWS), 3)):
+        pq.write_table(id_table(part), folder / f"train-{k:05d}-of-00003.parquet", row_group_size=4)
+    hf = datasets.Dataset.from_dict(id_table(range(ROWS)).to_pydict())
+    hf.cast_column("image", datasets.Image()).save_to_disk(str(folder / "hf"))
+    return {
+        "Parquet shards": str(folder / "train-*.parquet"),
+        "Hugging Face dataset": datasets.load_from_disk(str(folder / "hf")),
+    }
+
+
+def train_ids(table, epochs=2, **kwargs):
+    """The ids each epoch trained on, read from the targets inside the train step."""
+    train, _ = from_table(
+        table, **ID_COLUMNS, target="id", validation_split=0, batch_size=8, seed=5, **kwargs
+    )
+    recorder = Recorder()
+    image, number = keras.Input((2, 2, 3)), keras.Input((1,))
+    joined = keras.layers.Concatenate()([keras.layers.Flatten()(image), number])
+    model = keras.Model((image, number), keras.layers.Dense(1)(joined))
+    model.compile("sgd", "mse", metrics=[RecordIds(recorder)], run_eagerly=True)
+    model.fit(train, epochs=epochs, verbose=0, callbacks=[recorder])
+    train.close()
+    return [np.concatenate(batches) for batches in recorder.epochs]
+
+
+@pytest.mark.parametrize("kind", ["Parquet shards", "Hugging Face dataset"])
+def test_every_row_of_image_bytes_trains_once_per_epoch_in_every_worker_mode(
+    tables, kind, worker_mode
+):
+    epochs = train_ids(tables[kind], **worker_mode)
+    assert len(epochs) == 2
+    for ids in epochs:
+        np.testing.assert_array_equal(np.sort(ids), np.arange(ROWS))
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert [list(e) for e in epochs] == [list(e) for e in train_ids(tables["Parquet shards"])]
+
+
+def test_the_stream_from_parquet_image_bytes_is_identical_on_every_backend(tables):
+    train, val = from_table(tables["Parquet shards"], **ID_COLUMNS, target="id", batch_size=8)
+    assert testing.stream_digest(train, epochs=2) == PARQUET_DIGEST
+    assert testing.stream_digest(val, epochs=1) == PARQUET_VALIDATION_DIGEST
+
+
+PARQUET_DIGEST = "82bac73809de7f0b32c47587a7bb1ab792f368a664cb6fa7c970c61d376729a5"
+PARQUET_VALIDATION_DIGEST = "8520623e65df3dd95ac473ff4e0715dabdbfd806c180f3a3f2ce0a27c8b2fbfb"
+
+
+def test_shards_of_a_parquet_table_split_its_rows_exactly(tables):
+    seen = []
+    for shard in range(3):
+        train, _ = from_table(
+            tables["Parquet shards"],
+            **ID_COLUMNS,
+            target="id",
+            validation_split=0,
+            batch_size=4,
+            seed=2,
+            shard=(shard, 3),
+            pad_remainder=True,
+        )
+        train.on_epoch_end()
+        seen.extend(real_ids(train))
+    everything = np.concatenate(seen)
+    np.testing.assert_array_equal(np.sort(everything), np.arange(ROWS))
