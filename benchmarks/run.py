@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import assembly, fit, images, memory
+from benchmarks import assembly, fit, images, memory, tables
 from benchmarks.common import ROOT, Settings, machine, write_json
 
-GROUPS = ("assembly", "images", "fit", "memory")
+GROUPS = ("assembly", "images", "tables", "fit", "memory")
 
 
 def results_dir(quick: bool) -> Path:
@@ -42,6 +42,8 @@ def main() -> int:
         measurements += assembly.run(args.backend, settings)
     if "images" in only:
         measurements += images.run(args.backend, settings)
+    if "tables" in only:
+        measurements += tables.run(args.backend, settings)
     if "fit" in only:
         measurements += fit.run(args.backend, settings)
     part = {

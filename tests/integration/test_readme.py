@@ -45,3 +45,31 @@ def test_the_from_files_example_trains_saves_and_predicts_on_new_rows(tmp_path, 
     inference_code = inference_code.replace("model.predict(new)", "model.predict(new, verbose=0)")
     exec(compile(inference_code, str(README), "exec"), namespace)
     assert namespace["predictions"].shape == (50, 2)
+
+
+def test_the_parquet_and_hugging_face_examples_run_as_written(tmp_path, monkeypatch):
+    import datasets
+    import pyarrow as pa
+
+    from conftest import id_table
+
+    parquet_code, hugging_face_code = python_blocks(
+        "Images inside tables: Parquet, Arrow and Hugging Face datasets"
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    parquet_code = parquet_code.replace("samples=2000", "samples=1200").replace(
+        "epochs=10)", "epochs=4, verbose=0)"
+    )
+    exec(compile(parquet_code, str(README), "exec"), namespace)
+    assert len(list((tmp_path / "example_parquet" / "data").glob("train-*.parquet"))) == 2
+    assert namespace["model"].history.history["val_accuracy"][-1] > 0.6
+
+    table = id_table(range(40)).rename_columns(["image", "label", "text"])
+    table = table.set_column(1, "label", pa.array([i % 3 for i in range(40)]))
+    whole = datasets.Dataset.from_dict(table.to_pydict()).cast_column("image", datasets.Image())
+    datasets.DatasetDict(
+        {"train": whole.select(range(30)), "validation": whole.select(range(30, 40))}
+    ).save_to_disk("my_dataset")
+    exec(compile(hugging_face_code, str(README), "exec"), namespace)
+    assert len(namespace["val"].input_structure.fields[0].array) == 10
