@@ -219,7 +219,7 @@ def test_an_empty_glob_names_the_pattern(tmp_path):
 
 
 def test_a_folder_without_table_files_says_so(tmp_path):
-    with pytest.raises(ValueError, match=r"holds no \.parquet or \.arrow files"):
+    with pytest.raises(ValueError, match=r"holds no \.parquet, \.arrow or \.tar files"):
         from_table(tmp_path, **ID_COLUMNS)
 
 

@@ -12,6 +12,7 @@ PROMISED = [
     "MultimodalDataset",
     "ImageBytes",
     "ImageFiles",
+    "from_webdataset",
     "TextTokens",
     "NumericColumns",
     "from_table",

@@ -32,7 +32,12 @@ from multimodal_dataset.sources import (
     Vocabulary,
 )
 from multimodal_dataset.structure import ArraySpec
-from multimodal_dataset.tables import TableDataset, TablePreprocessing, from_table
+from multimodal_dataset.tables import (
+    TableDataset,
+    TablePreprocessing,
+    from_table,
+    from_webdataset,
+)
 from multimodal_dataset.workers import WorkerError
 
 __all__ = [
@@ -55,6 +60,7 @@ __all__ = [
     "Vocabulary",
     "WorkerError",
     "from_table",
+    "from_webdataset",
     "make_example",
     "models",
     "synthetic",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +33,21 @@ if TYPE_CHECKING:
     from multimodal_dataset.augmentation import ImageAugmentation
 
 
+@runtime_checkable
+class EncodedColumn(Protocol):
+    """Random access to encoded images: `ArrowColumn`, `TarMembers`, or your own."""
+
+    def __len__(self) -> int: ...
+
+    def get(self, row: int) -> tuple[bytes | None, str | None]:
+        """The bytes and the path of ``row`` (either may be None)."""
+        ...
+
+    def describe(self, row: int) -> str:
+        """Where ``row`` is stored, for messages."""
+        ...
+
+
 class ImageBytes(EncodedImages):
     """Encoded images (JPEG, PNG, GIF, BMP, WebP bytes) decoded to one fixed size.
 
@@ -52,9 +67,10 @@ class ImageBytes(EncodedImages):
     without reading the bytes into memory.
 
     Args:
-        values: The encoded images: an `ArrowColumn`, a pyarrow Array or ChunkedArray of
-            binary or ``{bytes, path}`` structs, or a sequence of ``bytes`` (or of
-            ``{"bytes": ..., "path": ...}`` dicts).
+        values: The encoded images: an `ArrowColumn` or other `EncodedColumn` (tar
+            members), a pyarrow Array or ChunkedArray of binary or ``{bytes, path}``
+            structs, or a sequence of ``bytes`` (or of ``{"bytes": ..., "path": ...}``
+            dicts).
         size: ``(height, width)`` of every output image.
         rows: The row of ``values`` of each sample (default: sample i is row i); they
             are also named in messages.
@@ -147,10 +163,17 @@ class ImageBytes(EncodedImages):
     def where(self, sample: int) -> str:
         return f"the image in {self.values.describe(self._row(sample))}"
 
+    def close(self) -> None:
+        """Stops the decoding threads and closes the files the column holds open."""
+        super().close()
+        close = getattr(self.values, "close", None)
+        if close is not None:
+            close()
 
-def as_arrow_column(values: Any, column: str | None = None) -> ArrowColumn:
-    """An `ArrowColumn` of ``values``: itself, a pyarrow (Chunked)Array, or a sequence."""
-    if isinstance(values, ArrowColumn):
+
+def as_arrow_column(values: Any, column: str | None = None) -> EncodedColumn:
+    """An `EncodedColumn` of ``values``: itself, a pyarrow (Chunked)Array, or a sequence."""
+    if isinstance(values, EncodedColumn) and not isinstance(values, (list, tuple)):
         return values
     pa = optional_import("pyarrow", "Reading images stored as bytes")
     kinds = class_names(values)

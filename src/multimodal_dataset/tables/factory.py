@@ -228,3 +228,82 @@ def split_rows(num_rows: int, validation_split: float, seed: int) -> tuple[np.nd
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, _SPLIT_STREAM])))
     order = rng.permutation(num_rows)
     return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+def from_webdataset(
+    shards: Any,
+    *,
+    image: str | None = None,
+    text: str | None = None,
+    numeric: str | Sequence[str] = (),
+    target: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    text_length: int | None = None,
+    validation: Any = None,
+    validation_split: float | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    **dataset_kwargs: Any,
+) -> tuple[TableDataset, TableDataset | None]:
+    """Training and validation datasets from WebDataset tar shards, with exact epochs.
+
+    A sample is the members sharing a key (``000123.jpg``, ``000123.txt``,
+    ``000123.json``, ``000123.cls``). Each shard is indexed once (member offsets from the
+    tar headers, kept in ``cache_dir``) and members are read by offset, so samples are
+    shuffled per sample, exactly once per epoch, as a pure function of ``(seed, epoch)``,
+    and sharded per process as every other source is. Everything else is `from_table`'s:
+    the fitted, saveable ``train.preprocessing``, ``on_error``, workers.
+
+    Example:
+
+    ```python
+    train, val = from_webdataset(
+        "shards/{00000..00009}.tar", image="jpg", text="txt",
+        numeric=["json.width", "json.similarity"], target="cls",
+        image_size=(64, 64), text_length=32, batch_size=32,
+    )
+    ```
+
+    Args:
+        shards: A list of ``.tar`` files, a glob (``"shards/*.tar"``), WebDataset's brace
+            notation (``"shards/{00000..00099}.tar"``), or a folder of shards.
+        image: The image member's extension (``"jpg"``, ``"png"``, ``"webp"``...), or
+            alternatives ``"jpg;png"`` (the first a sample has).
+        text: The text member's extension, e.g. ``"txt"``.
+        numeric: Numeric inputs: member extensions, or fields of a JSON member
+            (``"json.width"``, nested ``"json.exif.iso"``).
+        target: The target member's extension (``"cls"``) or a JSON field.
+        image_size, text_length: As in `from_table`.
+        validation: Shards of validation samples (a predefined split), in any form
+            ``shards`` may take.
+        validation_split: Fraction of samples for validation (default 0.2, or 0 with
+            ``validation``).
+        seed: Seed of the split and of the shuffle.
+        cache_dir: Where shard indexes are kept (see `from_table`).
+        **dataset_kwargs: `from_table`'s other arguments (``on_error``, ``augment``,
+            ``max_tokens``...) and `MultimodalDataset`'s (``batch_size``, ``workers``...).
+
+    Returns:
+        ``(train, validation)``, as `from_table` returns them.
+
+    Raises:
+        ValueError: For a compressed, truncated or corrupt shard, or a duplicate key,
+            naming the shard and the member.
+        SampleError: For a sample without a requested member or JSON field, naming its
+            key, shard and member (``on_error="raise"``), or a bad image.
+        FileNotFoundError: For a glob or brace pattern that names no (or missing) files.
+    """
+    return from_table(
+        read_table(shards, cache_dir),
+        image=image,
+        text=text,
+        numeric=numeric,
+        target=target,
+        image_size=image_size,
+        text_length=text_length,
+        validation=None if validation is None else read_table(validation, cache_dir),
+        validation_split=validation_split,
+        seed=seed,
+        cache_dir=cache_dir,
+        **dataset_kwargs,
+    )

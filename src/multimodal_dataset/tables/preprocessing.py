@@ -21,7 +21,7 @@ from multimodal_dataset.sources.image_bytes import ImageBytes
 from multimodal_dataset.sources.image_decoding import ColorMode
 from multimodal_dataset.sources.images import ImageFiles
 from multimodal_dataset.sources.numeric import NumericColumns, Standardizer
-from multimodal_dataset.sources.protocol import OnError, check_on_error
+from multimodal_dataset.sources.protocol import OnError, SampleError, check_on_error
 from multimodal_dataset.sources.text import TextTokens, Vocabulary
 from multimodal_dataset.tables.reading import read_table
 from multimodal_dataset.tables.table import Table
@@ -108,6 +108,7 @@ class TablePreprocessing(Saveable):
                 sources.append(ImageBytes(stored, self.image_size, **image_options))
         if self.text is not None:
             assert self.text_length is not None
+            check_present(table, self.text, "text", rows, on_error)
             tokens = TextTokens(
                 table.column(self.text, "text")[rows],
                 self.text_length,
@@ -122,6 +123,8 @@ class TablePreprocessing(Saveable):
                 self.vocabulary = tokens.vocabulary
             sources.append(tokens)
         if self.numeric:
+            for name in self.numeric:
+                check_present(table, name, "numeric", rows, on_error)
             columns = {c: table.column(c, "numeric")[rows] for c in self.numeric}
             numbers = NumericColumns(
                 columns, standardizer=self.standardizer, on_error=on_error, rows=rows
@@ -141,6 +144,7 @@ class TablePreprocessing(Saveable):
         if self.target_kind is None:
             self.fit_target(table)
         assert self.target_kind is not None
+        check_present(table, self.target, "target", rows, "raise")
         values = table.column(self.target, "target")[rows]
         return encode_targets(values, rows, self.target, self.target_kind, self.classes)
 
@@ -252,6 +256,20 @@ class TablePreprocessing(Saveable):
             target_kind=data["target_kind"],
             tokenizer=tokenizer,
         )
+
+
+def check_present(table: Table, name: str, role: str, rows: np.ndarray, on_error: OnError) -> None:
+    """With ``on_error="raise"``, a `SampleError` for the first of ``rows`` whose cell is
+    absent from storage (a WebDataset sample without the member), naming where it is."""
+    problems = table.missing(name)
+    if not problems or on_error != "raise":
+        return
+    bad = sorted(set(problems).intersection(rows.tolist()))
+    if bad:
+        more = len(bad) - 1
+        also = f" ({more} more sample{'s' if more > 1 else ''} also lack it)" if more else ""
+        fix = "" if role == "target" else ", or pass on_error='replace' to replace and report it"
+        raise SampleError(f"{role}={name!r}: {problems[bad[0]]}{also}. Add the member{fix}.")
 
 
 def _path(value: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 from multimodal_dataset.files import check_regular_file
 from multimodal_dataset.sources.arrays import class_names
 from multimodal_dataset.tables.arrow_tables import ArrowTable, FileTable
+from multimodal_dataset.tables.shards import ShardTable
 from multimodal_dataset.tables.table import MemoryTable, Table
 
 #: File name endings of each format read.
@@ -27,10 +29,12 @@ FORMATS = {
     "tsv": (".tsv",),
     "parquet": (".parquet", ".pq"),
     "arrow": (".arrow", ".feather", ".ipc"),
+    "tar": (".tar", ".tar.gz", ".tgz"),
 }
 _WHAT = (
     "a .csv/.tsv file; a .parquet, .arrow or .feather file, a folder, a glob or a list of "
-    "them; a pandas DataFrame; a pyarrow Table; or a Hugging Face datasets.Dataset"
+    "them; WebDataset .tar shards (a list, a glob or 'shards/{00000..00099}.tar'); a pandas "
+    "DataFrame; a pyarrow Table; or a Hugging Face datasets.Dataset"
 )
 
 
@@ -87,7 +91,7 @@ def _files(source: Any) -> list[str]:
         return [os.fspath(s) for s in source]
     path = os.fspath(source)
     if os.path.isdir(path):
-        endings = FORMATS["parquet"] + FORMATS["arrow"]
+        endings = FORMATS["parquet"] + FORMATS["arrow"] + FORMATS["tar"]
         found = sorted(
             os.path.join(path, name)
             for name in os.listdir(path)
@@ -95,10 +99,19 @@ def _files(source: Any) -> list[str]:
         )
         if not found:
             raise ValueError(
-                f"The folder {path!r} holds no .parquet or .arrow files; from_table reads a "
+                f"The folder {path!r} holds no .parquet, .arrow or .tar files; it reads a "
                 "folder of them as one table. Pass a file or a glob instead."
             )
         return found
+    if "{" in path and "}" in path:
+        expanded = expand_braces(path)
+        missing = [p for p in expanded if not os.path.exists(p)]
+        if missing:
+            raise FileNotFoundError(
+                f"The pattern {path!r} names {len(expanded)} files, of which {len(missing)} "
+                f"do not exist, the first {missing[0]!r}. Check the folder and the range."
+            )
+        return expanded
     if glob.has_magic(path):
         found = sorted(glob.glob(path))
         if not found:
@@ -108,6 +121,27 @@ def _files(source: Any) -> list[str]:
             )
         return found
     return [path]
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """WebDataset's brace notation: ``"s/{00000..00002}.tar"`` -> ``s/00000.tar`` ...
+    ``s/00002.tar`` (zero padding kept), ``"{a,b}.tar"`` -> ``a.tar, b.tar``; several
+    braces multiply."""
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if match is None:
+        return [pattern]
+    body = match.group(1)
+    numbers = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if numbers:
+        first, last = numbers.groups()
+        if int(last) < int(first):
+            raise ValueError(f"The range {{{body}}} in {pattern!r} runs backwards.")
+        width = len(first) if first.startswith("0") else 0
+        choices = [str(i).zfill(width) for i in range(int(first), int(last) + 1)]
+    else:
+        choices = body.split(",")
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [expanded for c in choices for expanded in expand_braces(head + c + tail)]
 
 
 def _format_of(path: str) -> str:
@@ -143,6 +177,15 @@ def _read_files(files: Sequence[str], cache_dir: Any, source: Any) -> Table:
         folder = os.path.dirname(os.path.abspath(path))
         columns = _read_csv(path, "\t" if kind == "tsv" else ",")
         return MemoryTable(columns, folder, f"table {path!r}")
+    if kind == "tar":
+        shards = f"{len(files)} shard{'s' if len(files) > 1 else ''}"
+        return ShardTable(
+            files,
+            f"the {shards} {os.fspath(source)!r}"
+            if isinstance(source, (str, os.PathLike))
+            else f"the {shards}",
+            cache_dir,
+        )
     if len(files) == 1:
         name = f"table {files[0]!r}"
     elif isinstance(source, (str, os.PathLike)):

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from multimodal_dataset.sources.arrow_column import ArrowColumn
-from multimodal_dataset.sources.image_bytes import as_arrow_column
+from multimodal_dataset.sources.image_bytes import EncodedColumn, as_arrow_column
 
 
 class Table(abc.ABC):
@@ -46,7 +45,7 @@ class Table(abc.ABC):
         """Reads column ``name`` (which exists) into memory."""
 
     @abc.abstractmethod
-    def _images(self, name: str) -> ArrowColumn | None:
+    def _images(self, name: str) -> EncodedColumn | None:
         """Column ``name`` (which exists) as stored image bytes, or None if it holds paths."""
 
     def column(self, name: str, role: str) -> np.ndarray:
@@ -61,10 +60,19 @@ class Table(abc.ABC):
             self._read_columns[name] = self._read(name)
         return self._read_columns[name]
 
-    def images(self, name: str) -> ArrowColumn | None:
+    def images(self, name: str) -> EncodedColumn | None:
         """Column ``name`` as stored image bytes (not read), or None for a column of paths."""
         self.check_column(name, "image")
         return self._images(name)
+
+    def missing(self, name: str) -> dict[int, str]:
+        """Rows whose cell of ``name`` is absent from storage (a sample without the member),
+        each with what is missing; the cells read as None."""
+        return {}
+
+    def describe_row(self, row: int) -> str:
+        """Names ``row`` in messages, e.g. ``table row 7`` or ``key '000123' of shard 'a.tar'``."""
+        return f"table row {row}"
 
     def check_column(self, name: str, role: str) -> None:
         """A KeyError naming the table, the missing column and the columns it has."""
@@ -98,7 +106,7 @@ class MemoryTable(Table):
     def _read(self, name: str) -> np.ndarray:
         return self.columns[name]
 
-    def _images(self, name: str) -> ArrowColumn | None:
+    def _images(self, name: str) -> EncodedColumn | None:
         values = self.columns[name]
         first = next((v for v in values if v is not None), None)
         if isinstance(first, (bytes, bytearray, dict)):

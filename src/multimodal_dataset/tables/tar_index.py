@@ -1,0 +1,91 @@
+"""The index of a tar shard: each member's name, data offset and size, read from the tar
+headers alone (the data is skipped, not read), and kept in a small JSON file in the cache
+folder so that a shard is indexed once.
+
+With the index, any sample's member is one ``pread`` away, so WebDataset shards get the
+same exact per-sample order as every other source instead of streaming order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+from multimodal_dataset.files import check_regular_file, read_regular_file
+from multimodal_dataset.tables.arrow_cache import cache_folder
+
+#: Bumped when the index layout changes.
+INDEX_VERSION = 1
+#: An index file is refused past this size (a shard of ~10 million members).
+MAX_INDEX_BYTES = 1 << 30
+
+Member = tuple[str, int, int]  # name, data offset, size
+
+
+def shard_index(path: str, cache_dir: str | os.PathLike[str] | None = None) -> list[Member]:
+    """The regular-file members of the tar shard ``path``, in archive order, cached.
+
+    Raises:
+        ValueError: For a compressed, truncated or corrupt shard, naming it.
+    """
+    check_regular_file(path, "a tar shard")
+    stat = os.stat(path)
+    key = f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{INDEX_VERSION}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    folder = cache_folder(cache_dir).parent / "tar_index"
+    cached = folder / f"{Path(path).name[:60]}.{digest}.json"
+    if cached.is_file():
+        try:
+            data = json.loads(read_regular_file(str(cached), MAX_INDEX_BYTES))
+            return [(str(n), int(o), int(s)) for n, o, s in data["members"]]
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: index again
+    members = _read_headers(path, stat.st_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"shard": os.path.abspath(path), "members": members}, f)
+    os.replace(temporary, cached)
+    return members
+
+
+def _read_headers(path: str, file_size: int) -> list[Member]:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+        if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00":
+            raise ValueError(
+                f"Shard {path!r} is compressed; members of a compressed tar cannot be read by "
+                "offset. Decompress it (gunzip), or write the shards uncompressed (.tar), "
+                "as WebDataset and img2dataset do by default."
+            )
+        f.seek(0)
+        members: list[Member] = []
+        try:
+            with tarfile.open(fileobj=f, mode="r:") as archive:
+                for info in archive:
+                    if info.isfile():
+                        members.append((info.name, info.offset_data, info.size))
+        except tarfile.TarError as error:
+            raise ValueError(
+                f"Shard {path!r} is not a readable tar file ({error}); it is corrupt or "
+                "truncated. Write it again."
+            ) from None
+    for name, offset, size in members:
+        if offset + size > file_size:
+            raise ValueError(
+                f"Shard {path!r} is truncated: member {name!r} needs {size:,} bytes at offset "
+                f"{offset:,}, but the file is {file_size:,} bytes. Write it again."
+            )
+    return members
+
+
+def split_key(name: str) -> tuple[str, str]:
+    """WebDataset's key rule: ``("dir/000123", "seg.jpg")`` for ``"dir/000123.seg.jpg"``:
+    the key is everything before the first dot of the file name, within its folder."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, extension = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), (extension if dot else "")
