@@ -285,3 +285,29 @@ def ids_of(batch):
     x = batch[0]
     images = x[0] if isinstance(x, tuple) else x
     return np.round(np.asarray(images)[:, 0, 0, 0] * 255).astype(int)
+
+
+# ---------------------------------------------------------------- WebDataset shards
+
+
+def write_shards(folder, ids, shards=3, image="png", json_fields=True, **extra):
+    """WebDataset shards of ``ids`` written with the webdataset library's own TarWriter:
+    ``<key>.png`` (pixels = id), ``.txt``, ``.cls`` (the id) and ``.json`` ({"id", "half"})."""
+    import webdataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, part in enumerate(np.array_split(np.asarray(ids), shards)):
+        paths.append(folder / f"{k:05d}.tar")
+        with webdataset.TarWriter(str(paths[-1])) as writer:
+            for i in part:
+                sample = {
+                    "__key__": f"sample{int(i):06d}",
+                    image: id_png(int(i)),
+                    "txt": f"item {int(i)}",
+                    "cls": int(i),
+                }
+                if json_fields:
+                    sample["json"] = {"id": int(i), "half": {"value": int(i) / 2}}
+                writer.write({**sample, **extra})
+    return paths

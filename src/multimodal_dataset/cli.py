@@ -15,7 +15,7 @@ from multimodal_dataset.example import FORMATS, make_example
 TEXT_LENGTH = 20
 FORMAT_HELP = (
     "csv: image files and a manifest of their paths; parquet: Hugging Face-style Parquet "
-    "shards with the image bytes inside"
+    "shards with the image bytes inside; webdataset: tar shards of jpg/txt/cls/json members"
 )
 
 
@@ -31,31 +31,47 @@ def _demo(args: argparse.Namespace) -> int:
 def _train(folder: Path, args: argparse.Namespace) -> int:
     import keras
 
-    from multimodal_dataset import from_table, models
+    from multimodal_dataset import from_table, from_webdataset, models
     from multimodal_dataset.example import (
         IMAGE_COLUMN,
         MANIFEST,
         NUMERIC_COLUMNS,
         PARQUET_FOLDER,
+        SHARD_FOLDER,
         TARGET_COLUMN,
         TEXT_COLUMN,
     )
 
-    # A folder from make-example: manifest.csv of image files, or data/ of Parquet shards.
-    table = folder / MANIFEST if (folder / MANIFEST).exists() else folder / PARQUET_FOLDER
-    print(f"Training from {table}")
-    train, val = from_table(
-        table,
-        image=IMAGE_COLUMN,
-        text=TEXT_COLUMN,
-        numeric=NUMERIC_COLUMNS,
-        target=TARGET_COLUMN,
-        image_size=(32, 32),
-        text_length=TEXT_LENGTH,
-        validation_split=0.2,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    # A folder from make-example: manifest.csv of image files, data/ of Parquet shards, or
+    # shards/ of WebDataset tar shards.
+    common = {
+        "image_size": (32, 32),
+        "text_length": TEXT_LENGTH,
+        "validation_split": 0.2,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+    }
+    if (folder / SHARD_FOLDER).is_dir():
+        print(f"Training from the WebDataset shards in {folder / SHARD_FOLDER}")
+        train, val = from_webdataset(
+            folder / SHARD_FOLDER,
+            image="jpg",
+            text="txt",
+            numeric=[f"json.{c}" for c in NUMERIC_COLUMNS],
+            target="cls",
+            **common,
+        )
+    else:
+        table = folder / MANIFEST if (folder / MANIFEST).exists() else folder / PARQUET_FOLDER
+        print(f"Training from {table}")
+        train, val = from_table(
+            table,
+            image=IMAGE_COLUMN,
+            text=TEXT_COLUMN,
+            numeric=NUMERIC_COLUMNS,
+            target=TARGET_COLUMN,
+            **common,
+        )
     assert val is not None and train.preprocessing is not None
     vocabulary = train.preprocessing.vocabulary
     assert vocabulary is not None
@@ -78,6 +94,9 @@ def _make_example(args: argparse.Namespace) -> int:
     written = make_example(args.directory, args.samples, seed=args.seed, format=args.format)
     if args.format == "csv":
         print(f"Wrote {args.samples} samples: {written} and {written.parent / 'images'}")
+    elif args.format == "webdataset":
+        shards = sorted(p.name for p in written.iterdir())
+        print(f"Wrote {args.samples} samples as WebDataset shards to {written}: {shards}")
     else:
         shards = sorted(p.name for p in written.iterdir())
         print(f"Wrote {args.samples} samples with their JPEG bytes to {written}: {shards}")

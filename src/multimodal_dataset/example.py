@@ -11,9 +11,10 @@ Each sample carries one hidden bit per modality, drawn independently:
 The label is the majority of the three bits, so each modality alone predicts it 75% of the
 time and all three together 100%: a model must read images, text and numbers to do well.
 
-It is written as JPEG files and a ``manifest.csv`` of their paths, or, as the Hugging Face
+It is written as JPEG files and a ``manifest.csv`` of their paths; or, as the Hugging Face
 Hub stores image datasets, as Parquet shards with the JPEG bytes inside
-(``data/train-00000-of-00002.parquet``, image column ``{bytes, path}``).
+(``data/train-00000-of-00002.parquet``, image column ``{bytes, path}``); or as WebDataset
+tar shards (``shards/00000.tar``: ``00000.jpg``, ``.txt``, ``.cls``, ``.json``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from multimodal_dataset.optional import optional_import
 
 MANIFEST = "manifest.csv"
 PARQUET_FOLDER = "data"
-FORMATS = ("csv", "parquet")
+SHARD_FOLDER = "shards"
+FORMATS = ("csv", "parquet", "webdataset")
 #: Rows per Parquet shard of the example (the Hub's shards hold a few hundred MB).
 ROWS_PER_SHARD = 1000
 IMAGE_COLUMN = "image"
@@ -63,11 +65,15 @@ def make_example(
         format: ``"csv"``: JPEG files in ``images/`` and ``manifest.csv`` of their paths;
             ``"parquet"``: Parquet shards in ``data/`` (``train-00000-of-00002.parquet``,
             at most 1000 rows each) whose ``image`` column holds ``{bytes, path}``
-            structs, as Hugging Face ``datasets`` writes them (needs ``pyarrow``).
+            structs, as Hugging Face ``datasets`` writes them (needs ``pyarrow``);
+            ``"webdataset"``: tar shards in ``shards/`` (at most 1000 samples each) of
+            ``<key>.jpg``, ``.txt`` (the caption), ``.cls`` (the label) and ``.json``
+            (``{"sensor_1": ...}``), for `from_webdataset`.
 
     Returns:
-        What to pass to `from_table`: the manifest, or the ``data`` folder. The columns
-        are ``image``, ``caption``, ``sensor_1`` ... ``sensor_5`` and ``label``.
+        What to pass to `from_table`: the manifest, or the ``data`` folder; or the
+        ``shards`` folder for `from_webdataset`. The columns are ``image``, ``caption``,
+        ``sensor_1`` ... ``sensor_5`` and ``label``.
     """
     check_choice(format, "format", FORMATS)
     image_module = optional_import("PIL.Image", "Writing the example images")
@@ -111,6 +117,8 @@ def make_example(
         rows.append([name, " ".join(words), *(f"{v:.4f}" for v in numbers[i]), labels[i]])
     if format == "parquet":
         return _write_parquet(root / PARQUET_FOLDER, rows, images, numbers)
+    if format == "webdataset":
+        return _write_shards(root / SHARD_FOLDER, rows, images)
     manifest = root / MANIFEST
     with open(manifest, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -149,6 +157,31 @@ def _write_parquet(
         pq.write_table(
             pa.table(columns), folder / f"train-{k:05d}-of-{shards:05d}.parquet", row_group_size=100
         )
+    return folder
+
+
+def _write_shards(folder: Path, rows: list[list[Any]], images: list[bytes]) -> Path:
+    import json
+    import tarfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = max(1, -(-len(rows) // ROWS_PER_SHARD))
+    bounds = np.linspace(0, len(rows), shards + 1).astype(int)
+    for k in range(shards):
+        with tarfile.open(folder / f"{k:05d}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i in range(bounds[k], bounds[k + 1]):
+                caption, *numbers, label = rows[i][1:]
+                fields = {n: float(v) for n, v in zip(NUMERIC_COLUMNS, numbers, strict=True)}
+                members = {
+                    "jpg": images[i],
+                    "txt": caption.encode(),
+                    "cls": str(label).encode(),
+                    "json": json.dumps(fields).encode(),
+                }
+                for extension, data in members.items():
+                    info = tarfile.TarInfo(f"{i:05d}.{extension}")
+                    info.size, info.mtime, info.mode = len(data), 0, 0o444
+                    tar.addfile(info, io.BytesIO(data))
     return folder
 
 

@@ -30,13 +30,14 @@ def test_make_example_as_parquet_writes_shards_with_the_images_inside(tmp_path, 
     assert "Wrote 1500 samples with their JPEG bytes" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("format", ["csv", "parquet"])
+@pytest.mark.parametrize("format", ["csv", "parquet", "webdataset"])
 def test_demo_trains_from_a_folder_and_reports_validation_accuracy(tmp_path, capsys, format):
     main(["make-example", str(tmp_path), "--samples", "100", "--format", format])
     assert main(["demo", "--data", str(tmp_path), "--epochs", "1", "--verbose", "0"]) == 0
     out = capsys.readouterr().out
     assert "80 samples" in out and "20 samples" in out
-    assert ("data" if format == "parquet" else "manifest.csv") in out
+    where = {"csv": "manifest.csv", "parquet": "data", "webdataset": "WebDataset shards"}
+    assert where[format] in out
     assert "validation accuracy:" in out and "chance:" in out
 
 

@@ -35,6 +35,11 @@ def train_ids(table, epochs=2, **kwargs):
     train, _ = from_table(
         table, **ID_COLUMNS, target="id", validation_split=0, batch_size=8, seed=5, **kwargs
     )
+    return fit_ids(train, epochs)
+
+
+def fit_ids(train, epochs=2):
+    """Fits a tiny (image, number) model on ``train``; the ids each epoch trained on."""
     recorder = Recorder()
     image, number = keras.Input((2, 2, 3)), keras.Input((1,))
     joined = keras.layers.Concatenate()([keras.layers.Flatten()(image), number])

@@ -20,6 +20,7 @@ import numpy as np
 
 from multimodal_dataset.files import check_regular_file
 from multimodal_dataset.picklable import Picklable
+from multimodal_dataset.sources.encoded_images import MissingImageError
 
 
 class TarMembers(Picklable):
@@ -27,9 +28,9 @@ class TarMembers(Picklable):
 
     Args:
         shards: The shard files.
-        shard: Per row, the index of its shard in ``shards`` (-1: the row has no such
-            member).
-        offsets: Per row, the offset of the member's data in its shard.
+        shard: Per row, the index of its shard in ``shards``.
+        offsets: Per row, the offset of the member's data in its shard (-1: the sample
+            has no such member).
         sizes: Per row, the member's size in bytes.
         names: Per row, the member's name (``"000123.jpg"``), for messages.
         max_bytes: Members larger than this are refused rather than read.
@@ -64,11 +65,19 @@ class TarMembers(Picklable):
     def __repr__(self) -> str:
         return f"TarMembers({len(self)} rows in {len(self.shards)} shards)"
 
+    def has(self, row: int) -> bool:
+        """Whether the sample of ``row`` has this member."""
+        return bool(self.offsets[row] >= 0)
+
     def get(self, row: int) -> tuple[bytes | None, str | None]:
-        """The member's bytes (None when the row has no such member), and no path."""
+        """The member's bytes, and no path.
+
+        Raises:
+            MissingImageError: When the sample has no such member.
+        """
         k = int(self.shard[row])
-        if k < 0:
-            return None, None
+        if not self.has(row):
+            raise MissingImageError("the sample has no such member")
         size = int(self.sizes[row])
         if size > self.max_bytes:
             raise ValueError(
@@ -84,9 +93,7 @@ class TarMembers(Picklable):
         return data, None
 
     def describe(self, row: int) -> str:
-        k = int(self.shard[row])
-        where = self.shards[k] if k >= 0 else "(none)"
-        return f"member {self.names[row]!r} of shard {where!r}"
+        return f"member {self.names[row]!r} of shard {self.shards[int(self.shard[row])]!r}"
 
     def close(self) -> None:
         with self._lock:

@@ -117,14 +117,13 @@ class ShardTable(Table):
     def _member_column(self, name: str) -> TarMembers:
         """Per row, the first present member of ``name``'s extensions."""
         count = len(self.keys)
-        shard = np.full(count, -1, dtype=np.int32)
-        offsets = np.zeros(count, dtype=np.int64)
+        shard = np.asarray(self.shard_of, dtype=np.int32)
+        offsets = np.full(count, -1, dtype=np.int64)
         sizes = np.zeros(count, dtype=np.int64)
         extensions = self._extensions(name)
         member_names = [f"{key}.{extensions[0]}" for key in self.keys]
         for extension in reversed(extensions):  # the first alternative wins
             for row, (offset, size) in self._members[extension].items():
-                shard[row] = self.shard_of[row]
                 offsets[row], sizes[row] = offset, size
                 member_names[row] = f"{self.keys[row]}.{extension}"
         return TarMembers(self.shards, shard, offsets, sizes, member_names, self.max_member_bytes)
@@ -141,7 +140,7 @@ class ShardTable(Table):
         values = np.empty(len(self.keys), dtype=object)
         parsed = self._parsed_json(extension, members) if field else None
         for row in range(len(self.keys)):
-            if members.shard[row] < 0:
+            if not members.has(row):
                 missing[row] = f"{self.describe_row(row)} has no member {members.names[row]!r}"
                 continue
             if parsed is not None:
@@ -161,7 +160,7 @@ class ShardTable(Table):
         if extension not in self._json:
             parsed: list[Any] = []
             for row in range(len(self.keys)):
-                data = members.get(row)[0] if members.shard[row] >= 0 else None
+                data = members.get(row)[0] if members.has(row) else None
                 try:
                     parsed.append(None if data is None else json.loads(data))
                 except ValueError as error:
