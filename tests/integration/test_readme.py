@@ -73,3 +73,16 @@ def test_the_parquet_and_hugging_face_examples_run_as_written(tmp_path, monkeypa
     ).save_to_disk("my_dataset")
     exec(compile(hugging_face_code, str(README), "exec"), namespace)
     assert len(namespace["val"].input_structure.fields[0].array) == 10
+
+
+def test_the_webdataset_example_runs_as_written(tmp_path, monkeypatch):
+    (code,) = python_blocks("WebDataset shards: exact epochs over tar files")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code.replace("samples=2000", "samples=1200"), str(README), "exec"), namespace)
+    assert len(list((tmp_path / "example_shards" / "shards").glob("*.tar"))) == 2
+    train, val = namespace["train"], namespace["val"]
+    assert len(train) == 15 and len(val) == 4  # 960 and 240 samples, batches of 64
+    (image, tokens, numbers), labels = train[0]
+    assert image.shape == (64, 32, 32, 3) and tokens.shape == (64, 20) and numbers.shape == (64, 2)
+    assert set(labels.tolist()) == {0, 1}
