@@ -186,6 +186,17 @@ def real_ids(ds):
     return out
 
 
+def ids_over_shards(make_train, count=3):
+    """Every real sample id of one epoch of each of ``count`` process shards, concatenated;
+    ``make_train(shard=(i, count), pad_remainder=True)`` builds shard i's dataset."""
+    seen = []
+    for shard in range(count):
+        train = make_train(shard=(shard, count), pad_remainder=True)
+        train.on_epoch_end()
+        seen.extend(real_ids(train))
+    return np.concatenate(seen)
+
+
 # ------------------------------------------------------------- what fit trains on
 
 

@@ -10,11 +10,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from conftest import id_table
-from multimodal_dataset.tables.arrow_cache import (
-    cache_folder,
-    is_compressed_arrow,
-    mappable_column_file,
-)
+from multimodal_dataset.tables.arrow_cache import is_compressed_arrow, mappable_column_file
 
 
 def test_a_parquet_image_column_is_converted_once_and_reused(tmp_path):
@@ -55,12 +51,3 @@ def test_uncompressed_arrow_is_read_in_place_and_compressed_feather_is_converted
     assert plain == str(tmp_path / "plain.arrow")
     converted = mappable_column_file(str(tmp_path / "lz4.feather"), "image", "arrow", 50, tmp_path)
     assert not is_compressed_arrow(converted, "image")
-
-
-def test_the_cache_folder_follows_the_argument_then_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("MULTIMODAL_DATASET_CACHE", str(tmp_path / "env"))
-    assert cache_folder() == tmp_path / "env" / "arrow"
-    assert cache_folder(tmp_path / "given") == tmp_path / "given" / "arrow"
-    monkeypatch.delenv("MULTIMODAL_DATASET_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_folder() == tmp_path / "xdg" / "multimodal_dataset" / "arrow"

@@ -34,16 +34,9 @@ def read_regular_file(path: str, max_bytes: int) -> bytes:
         FileNotFoundError, IsADirectoryError, NotARegularFileError, FileTooLargeError,
         OSError: What is wrong, naming the path.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    fd = open_regular_file(path)
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(f"{path!r} is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFileError(
-                f"{path!r} is not a regular file ({_file_kind(info.st_mode)}); only regular "
-                "files are read"
-            )
         if info.st_size > max_bytes:
             raise FileTooLargeError(
                 f"{path!r} has {info.st_size:,} bytes, more than max_file_bytes={max_bytes:,}; "
@@ -55,6 +48,28 @@ def read_regular_file(path: str, max_bytes: int) -> bytes:
             f"{path!r} grew past max_file_bytes={max_bytes:,} while it was read"
         )
     return data
+
+
+def open_regular_file(path: str) -> int:
+    """A read-only descriptor of the regular file ``path``, refusing anything else.
+
+    Opened without blocking (a named pipe would otherwise block ``open`` until a writer
+    appears), then checked with ``fstat`` before anything is read, so FIFOs, devices and
+    sockets are refused.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, NotARegularFileError: Naming the path.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode):
+        return fd
+    os.close(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(f"{path!r} is a directory")
+    raise NotARegularFileError(
+        f"{path!r} is not a regular file ({_file_kind(info.st_mode)}); only regular files are read"
+    )
 
 
 def check_regular_file(path: str, what: str) -> None:

@@ -103,7 +103,7 @@ class ImageBytes(EncodedImages):
         num_threads: int | None = None,
         column: str | None = None,
     ) -> None:
-        self.values = as_arrow_column(values, column)
+        self.values = as_encoded_column(values, column)
         count = len(self.values) if rows is None else len(rows)
         super().__init__(
             count,
@@ -171,7 +171,7 @@ class ImageBytes(EncodedImages):
             close()
 
 
-def as_arrow_column(values: Any, column: str | None = None) -> EncodedColumn:
+def as_encoded_column(values: Any, column: str | None = None) -> EncodedColumn:
     """An `EncodedColumn` of ``values``: itself, a pyarrow (Chunked)Array, or a sequence."""
     if isinstance(values, EncodedColumn) and not isinstance(values, (list, tuple)):
         return values

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from multimodal_dataset.files import check_regular_file
+from multimodal_dataset.files import open_regular_file
 from multimodal_dataset.picklable import Picklable
 from multimodal_dataset.sources.encoded_images import MissingImageError
 
@@ -109,9 +109,7 @@ class TarMembers(Picklable):
             with self._lock:
                 fd = self._files.get(key)
                 if fd is None:
-                    check_regular_file(self.shards[k], "a tar shard")
-                    fd = os.open(self.shards[k], os.O_RDONLY | os.O_NONBLOCK)
-                    self._files[key] = fd
+                    fd = self._files[key] = open_regular_file(self.shards[k])
         return fd
 
     def __del__(self) -> None:

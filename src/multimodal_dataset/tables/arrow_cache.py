@@ -10,40 +10,25 @@ over the image column (memory: one row group's worth), written to a temporary fi
 renamed, keyed by the source file's path, size and modification time and the column, so
 it happens once per file and is redone when the file changes.
 
-The cache folder is ``cache_dir``, else ``$MULTIMODAL_DATASET_CACHE``, else
-``$XDG_CACHE_HOME/multimodal_dataset`` (``~/.cache/multimodal_dataset``), with an
-``arrow/`` subfolder. It may be deleted at any time; it is rebuilt when needed.
+The files are kept in the ``arrow/`` folder of the cache (see ``tables.cache``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from multimodal_dataset.optional import optional_import
 from multimodal_dataset.sources.arrow_column import open_ipc
+from multimodal_dataset.tables.cache import cached_file, write_atomically
 
 logger = logging.getLogger("multimodal_dataset")
 
 #: Bumped when the layout of cache files changes, so old ones are not reused.
 CACHE_VERSION = 1
-
-
-def cache_folder(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The folder that converted image columns are kept in (see the module docstring)."""
-    if cache_dir is not None:
-        base = Path(cache_dir)
-    elif os.environ.get("MULTIMODAL_DATASET_CACHE"):
-        base = Path(os.environ["MULTIMODAL_DATASET_CACHE"])
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = Path(xdg) / "multimodal_dataset"
-    return base / "arrow"
 
 
 def mappable_column_file(
@@ -59,28 +44,18 @@ def mappable_column_file(
         column: The image column.
         file_format: ``"parquet"`` or ``"arrow"``.
         rows: The file's row count (a cache file with another count is rebuilt).
-        cache_dir: See `cache_folder`.
+        cache_dir: See ``tables.cache``.
     """
     if file_format == "arrow" and not is_compressed_arrow(path, column):
         return path
-    stat = os.stat(path)
-    key = f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{column}\0{CACHE_VERSION}"
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    folder = cache_folder(cache_dir)
     stem = Path(path).name.split(".")[0][:60]
-    target = folder / f"{stem}.{_safe(column)}.{digest}.arrow"
+    target = cached_file(
+        path, "arrow", f"{stem}.{_safe(column)}.arrow", column, CACHE_VERSION, cache_dir=cache_dir
+    )
     if target.is_file() and _rows_of(str(target)) == rows:
         return str(target)
-    folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    fd, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        _convert(path, column, file_format, temporary)
-        os.replace(temporary, target)  # atomic: readers see the whole file or none
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(target, lambda temporary: _convert(path, column, file_format, temporary))
     logger.info(
         "Converted image column %r of %s to memory-mappable Arrow %s in %.1f s (once per file).",
         column,

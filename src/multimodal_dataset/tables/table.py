@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from multimodal_dataset.sources.image_bytes import EncodedColumn, as_arrow_column
+from multimodal_dataset.sources.image_bytes import EncodedColumn, as_encoded_column
 
 
 class Table(abc.ABC):
@@ -110,5 +110,5 @@ class MemoryTable(Table):
         values = self.columns[name]
         first = next((v for v in values if v is not None), None)
         if isinstance(first, (bytes, bytearray, dict)):
-            return as_arrow_column(values, name)
+            return as_encoded_column(values, name)
         return None

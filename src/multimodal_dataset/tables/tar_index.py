@@ -8,15 +8,13 @@ same exact per-sample order as every other source instead of streaming order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tarfile
-import tempfile
 from pathlib import Path
 
 from multimodal_dataset.files import check_regular_file, read_regular_file
-from multimodal_dataset.tables.arrow_cache import cache_folder
+from multimodal_dataset.tables.cache import cached_file, write_atomically
 
 #: Bumped when the index layout changes.
 INDEX_VERSION = 1
@@ -33,23 +31,22 @@ def shard_index(path: str, cache_dir: str | os.PathLike[str] | None = None) -> l
         ValueError: For a compressed, truncated or corrupt shard, naming it.
     """
     check_regular_file(path, "a tar shard")
-    stat = os.stat(path)
-    key = f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{INDEX_VERSION}"
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    folder = cache_folder(cache_dir).parent / "tar_index"
-    cached = folder / f"{Path(path).name[:60]}.{digest}.json"
+    cached = cached_file(
+        path, "tar_index", f"{Path(path).name[:60]}.json", INDEX_VERSION, cache_dir=cache_dir
+    )
     if cached.is_file():
         try:
             data = json.loads(read_regular_file(str(cached), MAX_INDEX_BYTES))
             return [(str(n), int(o), int(s)) for n, o, s in data["members"]]
         except (ValueError, KeyError, TypeError):
             pass  # unreadable: index again
-    members = _read_headers(path, stat.st_size)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"shard": os.path.abspath(path), "members": members}, f)
-    os.replace(temporary, cached)
+    members = _read_headers(path, os.stat(path).st_size)
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w") as f:
+            json.dump({"shard": os.path.abspath(path), "members": members}, f)
+
+    write_atomically(cached, write)
     return members
 
 
