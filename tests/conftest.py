@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import multiprocessing
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -322,3 +323,34 @@ def write_shards(folder, ids, shards=3, image="png", json_fields=True, **extra):
                     sample["json"] = {"id": int(i), "half": {"value": int(i) / 2}}
                 writer.write({**sample, **extra})
     return paths
+
+
+# ---------------------------------------------------------------- remote storage
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A moto S3 server on 127.0.0.1 for the whole session (a subprocess, stopped at the
+    end), with the bucket ``data``; the fsspec file system and the storage_options."""
+    import fsspec
+
+    from multimodal_dataset import testing
+
+    with testing.s3_server() as options:
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
+        fs.mkdir("data")
+        yield fs, options
+
+
+def upload(s3, local, url):
+    """Copies the file or folder ``local`` to ``url`` on the test S3 server."""
+    import os
+
+    fs, _ = s3
+    if os.path.isdir(local):
+        for path in sorted(Path(local).rglob("*")):
+            if path.is_file():
+                fs.pipe_file(f"{url}/{path.relative_to(local).as_posix()}", path.read_bytes())
+    else:
+        fs.pipe_file(url, Path(local).read_bytes())
+    return url

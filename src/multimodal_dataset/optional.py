@@ -15,6 +15,10 @@ EXTRAS = {
     "simplejpeg": ("images", "simplejpeg"),
     "pyarrow": ("tables", "pyarrow"),
     "tokenizers": ("tokenizers", "tokenizers"),
+    "fsspec": ("remote", "fsspec"),
+    "aiohttp": ("remote", "aiohttp"),
+    "s3fs": ("s3", "s3fs"),
+    "gcsfs": ("gcs", "gcsfs"),
 }
 
 

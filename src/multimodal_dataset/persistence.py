@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 from multimodal_dataset.files import read_regular_file
+from multimodal_dataset.storage import Storage, is_remote, local_path
 
 #: The largest saved file read (a vocabulary of a million tokens is about 20 MB).
 MAX_SAVED_BYTES = 256 * 2**20
@@ -71,15 +72,29 @@ class Saveable:
             )
         return cls._from_fields(data)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes the object as JSON (UTF-8)."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False, indent=self.INDENT)
+    def save(
+        self, path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    ) -> None:
+        """Writes the object as JSON (UTF-8) to a file or a URL (``s3://bucket/p.json``,
+        written with ``storage_options``; see ``storage``)."""
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=self.INDENT)
+        where = local_path(os.fspath(path))
+        if is_remote(where):
+            Storage(storage_options).write(where, text.encode("utf-8"))
+            return
+        with open(where, "w", encoding="utf-8") as f:
+            f.write(text)
 
     @classmethod
-    def load(cls: type[T], path: str | os.PathLike[str]) -> T:
-        """Reads an object written by `save`."""
-        data = read_regular_file(os.fspath(path), MAX_SAVED_BYTES)
+    def load(
+        cls: type[T], path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    ) -> T:
+        """Reads an object written by `save`, from a file or a URL."""
+        where = local_path(os.fspath(path))
+        if is_remote(where):
+            data = Storage(storage_options).read(where, MAX_SAVED_BYTES)
+        else:
+            data = read_regular_file(where, MAX_SAVED_BYTES)
         try:
             parsed = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -12,9 +12,14 @@ digest = testing.stream_digest(ds, epochs=2)   # the same on every backend and w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -128,3 +133,66 @@ def _flat(batch: Any) -> list[np.ndarray]:
     import keras
 
     return [np.asarray(a) for a in keras.tree.flatten(batch)]
+
+
+# The S3-compatible server `s3_server` runs: moto's WSGI app in werkzeug's threaded server
+# on 127.0.0.1 (a free port, printed once listening), each request delayed by argv[1] s.
+_S3_SERVER = """
+import sys, time
+from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
+delay = float(sys.argv[1])
+app = DomainDispatcherApplication(create_backend_app)
+def delayed(environ, start_response):
+    time.sleep(delay)
+    return app(environ, start_response)
+server = make_server("127.0.0.1", 0, delayed if delay > 0 else app, threaded=True,
+                     request_handler=MotoRequestHandler)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def s3_server(delay_s: float = 0.0, timeout_s: float = 60.0) -> Iterator[dict[str, Any]]:
+    """An S3-compatible server (moto) on 127.0.0.1 for tests and benchmarks, started as a
+    subprocess and stopped on exit; yields the ``storage_options`` that reach it.
+
+    Needs ``pip install "moto[server]" s3fs``. Each request is answered ``delay_s``
+    seconds late (to measure how well a reader hides latency).
+
+    ```python
+    with testing.s3_server() as options:
+        fs = fsspec.filesystem("s3", **options)
+        fs.mkdir("bucket")
+    ```
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-c", _S3_SERVER, str(delay_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+        line = process.stdout.readline() if ready else ""
+        if not line.strip().isdigit():
+            raise RuntimeError(
+                f"The moto S3 server did not start within {timeout_s} s (exit code "
+                f"{process.poll()}). Is moto[server] installed? pip install 'moto[server]'"
+            )
+        yield {
+            "key": "testing",
+            "secret": "testing",
+            "endpoint_url": f"http://127.0.0.1:{int(line)}",
+        }
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

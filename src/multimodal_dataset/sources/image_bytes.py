@@ -10,13 +10,13 @@ bounded in size, inside ``root``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from multimodal_dataset.checks import check_int
-from multimodal_dataset.files import OutsideRootError, is_inside, read_regular_file
+from multimodal_dataset.files import OutsideRootError, read_regular_file
 from multimodal_dataset.optional import optional_import
 from multimodal_dataset.sources.arrays import class_names
 from multimodal_dataset.sources.arrow_column import ArrowColumn
@@ -28,6 +28,15 @@ from multimodal_dataset.sources.encoded_images import (
 from multimodal_dataset.sources.image_decoding import ColorMode
 from multimodal_dataset.sources.images import outside_message
 from multimodal_dataset.sources.protocol import OnError
+from multimodal_dataset.storage import (
+    MissingBucketError,
+    Storage,
+    absolute,
+    inside,
+    is_remote,
+    join,
+    local_path,
+)
 
 if TYPE_CHECKING:
     from multimodal_dataset.augmentation import ImageAugmentation
@@ -77,7 +86,10 @@ class ImageBytes(EncodedImages):
         root: Folder that the paths of ``{bytes, path}`` cells with null bytes are
             relative to, and may not leave unless ``allow_outside_root``. Without it,
             such paths are used as given.
+            ``root`` may be a URL (``s3://bucket/images``): see ``storage``.
         max_file_bytes: Larger files (of the path fallback) are refused.
+        storage_options: Options of the file system that reads URLs (credentials,
+            ``endpoint_url``), as in pandas.
         **others: ``color_mode``, ``dtype``, ``interpolation``, ``crop_to_aspect_ratio``,
             ``augment``, ``on_error``, ``num_threads``, ``column``: as for `ImageFiles`.
 
@@ -94,6 +106,7 @@ class ImageBytes(EncodedImages):
         root: str | os.PathLike[str] | None = None,
         allow_outside_root: bool = False,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        storage_options: Mapping[str, Any] | None = None,
         color_mode: ColorMode = "rgb",
         dtype: str | None = None,
         interpolation: str = "bilinear",
@@ -127,7 +140,15 @@ class ImageBytes(EncodedImages):
                 f"ImageBytes: rows must be row numbers of the {len(self.values)} values; "
                 f"got rows from {self.rows.min()} to {self.rows.max()}."
             )
-        self.root = None if root is None else os.path.abspath(os.fspath(root))
+        self.root = None if root is None else absolute(os.fspath(root))
+        self._remote = getattr(self.values, "remote", False) or bool(
+            self.root and is_remote(self.root)
+        )
+        self.storage = (
+            getattr(self.values, "storage", None) or Storage(storage_options)
+            if self._remote or storage_options
+            else None
+        )
         self.allow_outside_root = bool(allow_outside_root)
         self.max_file_bytes = check_int(max_file_bytes, "max_file_bytes")
 
@@ -141,24 +162,62 @@ class ImageBytes(EncodedImages):
         return int(self.rows[sample]) if self.rows is not None else sample
 
     def read(self, sample: int) -> bytes:
+        found = self._locate(sample)
+        return found if isinstance(found, bytes) else self._read_path(found)
+
+    def read_many(self, samples: Sequence[int]) -> list[bytes | Exception] | None:
+        """Remote members and remote path fallbacks of a batch, fetched together."""
+        if not self._remote:
+            return None
+        if getattr(self.values, "remote", False) and hasattr(self.values, "get_many"):
+            fetched: list[bytes | Exception] = self.values.get_many([self._row(s) for s in samples])
+            return [_no_bytes("empty") if data == b"" else data for data in fetched]
+        found: list[bytes | str | Exception] = []
+        for sample in samples:
+            try:
+                found.append(self._locate(sample))
+            except Exception as error:
+                found.append(error)
+        urls = [i for i, f in enumerate(found) if isinstance(f, str) and is_remote(f)]
+        storage = self.storage or Storage()
+        fetched = storage.read_many([str(found[i]) for i in urls], self.max_file_bytes)
+        for i, data in zip(urls, fetched, strict=True):
+            found[i] = self._missing_path(str(found[i])) if _is_missing(data) else data
+        results: list[bytes | Exception] = []
+        for item in found:
+            if isinstance(item, str):
+                try:
+                    item = self._read_path(item)
+                except Exception as error:
+                    item = error
+            results.append(item)
+        return results
+
+    def _locate(self, sample: int) -> bytes | str:
+        """The sample's bytes, or the path (or URL) to read them from."""
         data, path = self.values.get(self._row(sample))
         if data:
             return data
         if not path:
-            empty = "empty" if data is not None else "null"
-            raise MissingImageError(
-                f"its image bytes are {empty} and it has no path to fall back to; fill the "
-                "cell, or drop the row"
-            )
-        joined = os.path.join(self.root, path) if self.root else path
-        if self.root and not self.allow_outside_root and not is_inside(path, joined, self.root):
+            raise _no_bytes("empty" if data is not None else "null")
+        joined = local_path(join(self.root, path)) if self.root else path
+        if self.root and not self.allow_outside_root and not inside(path, joined, self.root):
             raise OutsideRootError(outside_message(path, self.root))
+        return joined
+
+    def _read_path(self, path: str) -> bytes:
         try:
-            return read_regular_file(joined, self.max_file_bytes)
-        except FileNotFoundError:
-            raise MissingImageError(
-                f"its image bytes are null and its path {joined!r} does not exist"
-            ) from None
+            if is_remote(path):
+                return (self.storage or Storage()).read(path, self.max_file_bytes)
+            return read_regular_file(path, self.max_file_bytes)
+        except FileNotFoundError as error:
+            if isinstance(error, MissingBucketError):
+                raise
+            raise self._missing_path(path) from None
+
+    @staticmethod
+    def _missing_path(path: str) -> MissingImageError:
+        return MissingImageError(f"its image bytes are null and its path {path!r} does not exist")
 
     def where(self, sample: int) -> str:
         return f"the image in {self.values.describe(self._row(sample))}"
@@ -169,6 +228,17 @@ class ImageBytes(EncodedImages):
         close = getattr(self.values, "close", None)
         if close is not None:
             close()
+
+
+def _no_bytes(empty: str) -> MissingImageError:
+    return MissingImageError(
+        f"its image bytes are {empty} and it has no path to fall back to; fill the cell, or "
+        "drop the row"
+    )
+
+
+def _is_missing(data: bytes | Exception) -> bool:
+    return isinstance(data, FileNotFoundError) and not isinstance(data, MissingBucketError)
 
 
 def as_encoded_column(values: Any, column: str | None = None) -> EncodedColumn:

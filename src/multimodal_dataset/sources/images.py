@@ -11,16 +11,17 @@ with ``root`` set a path may not leave it (absolute paths and ``..`` are refused
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from multimodal_dataset.checks import check_int
-from multimodal_dataset.files import OutsideRootError, is_inside, read_regular_file
+from multimodal_dataset.files import OutsideRootError, read_regular_file
 from multimodal_dataset.sources.encoded_images import DEFAULT_MAX_FILE_BYTES, EncodedImages
 from multimodal_dataset.sources.image_decoding import ColorMode
 from multimodal_dataset.sources.protocol import OnError, SampleError
+from multimodal_dataset.storage import Storage, absolute, inside, is_remote, join, local_path
 
 if TYPE_CHECKING:
     from multimodal_dataset.augmentation import ImageAugmentation
@@ -47,7 +48,8 @@ class ImageFiles(EncodedImages):
     Args:
         paths: One image file path per sample.
         size: ``(height, width)`` of every output image.
-        root: Folder that relative paths are relative to (default: the working directory).
+        root: Folder that relative paths are relative to (default: the working directory);
+            a local folder or a URL (``s3://bucket/images``).
         color_mode: ``"rgb"`` (3 channels), ``"grayscale"`` (1) or ``"rgba"`` (4).
         dtype: ``None`` for ``keras.config.floatx()`` in ``[0, 1]``, or ``"uint8"``.
         interpolation: Resampling filter: ``"bilinear"``, ``"nearest"``, ``"bicubic"``,
@@ -66,6 +68,9 @@ class ImageFiles(EncodedImages):
             ``on_error="replace"``). Pass True if you trust every path. Without ``root``
             paths are used as given.
         max_file_bytes: Files larger than this are refused rather than read into memory.
+        storage_options: Options of the file system that reads paths that are URLs
+            (``s3://bucket/a.jpg``, or relative paths under a URL ``root``): credentials,
+            ``endpoint_url``, as in pandas. A batch's remote files are fetched together.
 
     Raises:
         ValueError: For a bad ``size``, ``color_mode``, ``dtype`` or ``interpolation``.
@@ -89,6 +94,7 @@ class ImageFiles(EncodedImages):
         column: str | None = None,
         allow_outside_root: bool = False,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(paths, (str, os.PathLike)):
             raise TypeError(
@@ -97,7 +103,7 @@ class ImageFiles(EncodedImages):
             )
         folder = os.fspath(root) if root is not None else None
         given = [os.fspath(p) for p in paths]
-        self.paths = [os.path.join(folder, p) for p in given] if folder else given
+        self.paths = [local_path(join(folder, p) if folder else p) for p in given]
         super().__init__(
             len(self.paths),
             size,
@@ -112,12 +118,14 @@ class ImageFiles(EncodedImages):
             column=column,
         )
         self.max_file_bytes = check_int(max_file_bytes, "max_file_bytes")
-        self.root = None if folder is None else os.path.abspath(folder)
+        self.root = None if folder is None else absolute(folder)
         self.allow_outside_root = bool(allow_outside_root)
+        self._remote = any(is_remote(p) for p in self.paths)
+        self.storage = Storage(storage_options) if self._remote or storage_options else None
         self._outside: dict[int, str] = {}
         if self.root is not None and not self.allow_outside_root:
             self._outside = {
-                i: p for i, p in enumerate(given) if not is_inside(p, self.paths[i], self.root)
+                i: p for i, p in enumerate(given) if not inside(p, self.paths[i], self.root)
             }
             if self._outside and self.on_error == "raise":
                 sample = min(self._outside)
@@ -136,7 +144,31 @@ class ImageFiles(EncodedImages):
         """The bytes of ``sample``'s file: a regular file inside the root, bounded in size."""
         if sample in self._outside:
             raise OutsideRootError(outside_message(self._outside[sample], str(self.root)))
-        return read_regular_file(self.paths[sample], self.max_file_bytes)
+        path = self.paths[sample]
+        if is_remote(path):
+            return (self.storage or Storage()).read(path, self.max_file_bytes)
+        return read_regular_file(path, self.max_file_bytes)
+
+    def read_many(self, samples: Sequence[int]) -> list[bytes | Exception] | None:
+        """A batch's remote files, fetched together (see ``storage``)."""
+        if not self._remote:
+            return None
+        remote = [
+            i for i, s in enumerate(samples) if s not in self._outside and is_remote(self.paths[s])
+        ]
+        storage = self.storage or Storage()
+        fetched = storage.read_many([self.paths[samples[i]] for i in remote], self.max_file_bytes)
+        results: list[bytes | Exception] = [b""] * len(samples)
+        for i, data in zip(remote, fetched, strict=True):
+            results[i] = data
+        fetched_here = set(remote)
+        for i, sample in enumerate(samples):
+            if i not in fetched_here:
+                try:
+                    results[i] = self.read(sample)
+                except Exception as error:
+                    results[i] = error
+        return results
 
     def where(self, sample: int) -> str:
         return f"image file {self.paths[sample]!r}"

@@ -21,6 +21,7 @@ import numpy as np
 from multimodal_dataset.files import open_regular_file
 from multimodal_dataset.picklable import Picklable
 from multimodal_dataset.sources.encoded_images import MissingImageError
+from multimodal_dataset.storage import Storage, is_remote
 
 
 class TarMembers(Picklable):
@@ -34,6 +35,7 @@ class TarMembers(Picklable):
         sizes: Per row, the member's size in bytes.
         names: Per row, the member's name (``"000123.jpg"``), for messages.
         max_bytes: Members larger than this are refused rather than read.
+        storage: Reads shards that are URLs (see ``storage``); local shards need none.
     """
 
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
@@ -49,8 +51,11 @@ class TarMembers(Picklable):
         sizes: np.ndarray,
         names: Sequence[str],
         max_bytes: int,
+        storage: Storage | None = None,
     ) -> None:
         self.shards = [os.fspath(s) for s in shards]
+        self.remote = any(is_remote(s) for s in self.shards)
+        self.storage = (storage or Storage()) if self.remote else None
         self.shard = np.asarray(shard, dtype=np.int32)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.sizes = np.asarray(sizes, dtype=np.int64)
@@ -75,22 +80,65 @@ class TarMembers(Picklable):
         Raises:
             MissingImageError: When the sample has no such member.
         """
-        k = int(self.shard[row])
+        result = self.get_many([row])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result, None
+
+    def get_many(self, rows: Sequence[int]) -> list[bytes | Exception]:
+        """The bytes of the members of ``rows`` (from remote shards: read concurrently),
+        each failure in its place: a missing member, one over ``max_bytes``, a shard that
+        ends too soon, or an error reading it (naming the URL)."""
+        results: list[bytes | Exception] = [b""] * len(rows)
+        wanted = []
+        for i, row in enumerate(rows):
+            problem = self._problem(row)
+            if problem is not None:
+                results[i] = problem
+            elif self.storage is None:
+                try:
+                    results[i] = self._checked(row, self._pread(row))
+                except OSError as error:
+                    results[i] = error
+            else:
+                wanted.append(i)
+        if wanted and self.storage is not None:
+            rows_wanted = [int(rows[i]) for i in wanted]
+            starts = [int(self.offsets[r]) for r in rows_wanted]
+            fetched = self.storage.read_ranges(
+                [self.shards[int(self.shard[r])] for r in rows_wanted],
+                starts,
+                [start + int(self.sizes[r]) for start, r in zip(starts, rows_wanted, strict=True)],
+            )
+            for i, row, data in zip(wanted, rows_wanted, fetched, strict=True):
+                results[i] = data if isinstance(data, Exception) else self._checked(row, data)
+        return results
+
+    def _problem(self, row: int) -> Exception | None:
         if not self.has(row):
-            raise MissingImageError("the sample has no such member")
+            return MissingImageError("the sample has no such member")
         size = int(self.sizes[row])
         if size > self.max_bytes:
-            raise ValueError(
-                f"member {self.names[row]!r} of shard {self.shards[k]!r} is {size:,} bytes, "
-                f"more than max_file_bytes={self.max_bytes:,}"
+            return ValueError(
+                f"member {self.names[row]!r} of shard {self.shards[int(self.shard[row])]!r} is "
+                f"{size:,} bytes, more than max_file_bytes={self.max_bytes:,}"
             )
-        data = os.pread(self._fd(k), size, int(self.offsets[row]))
-        if len(data) != size:
-            raise OSError(
-                f"shard {self.shards[k]!r} is truncated: member {self.names[row]!r} needs "
-                f"{size:,} bytes at offset {int(self.offsets[row]):,}, but the file ends first"
-            )
-        return data, None
+        return None
+
+    def _pread(self, row: int) -> bytes:
+        return os.pread(
+            self._fd(int(self.shard[row])), int(self.sizes[row]), int(self.offsets[row])
+        )
+
+    def _checked(self, row: int, data: bytes) -> bytes | Exception:
+        size = int(self.sizes[row])
+        if len(data) == size:
+            return data
+        return OSError(
+            f"shard {self.shards[int(self.shard[row])]!r} is truncated: member "
+            f"{self.names[row]!r} needs {size:,} bytes at offset {int(self.offsets[row]):,}, "
+            "but the file ends first"
+        )
 
     def describe(self, row: int) -> str:
         return f"member {self.names[row]!r} of shard {self.shards[int(self.shard[row])]!r}"

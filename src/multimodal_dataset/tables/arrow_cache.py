@@ -15,24 +15,33 @@ The files are kept in the ``arrow/`` folder of the cache (see ``tables.cache``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 from multimodal_dataset.optional import optional_import
 from multimodal_dataset.sources.arrow_column import open_ipc
+from multimodal_dataset.storage import Storage, is_remote
 from multimodal_dataset.tables.cache import cached_file, write_atomically
 
 logger = logging.getLogger("multimodal_dataset")
 
 #: Bumped when the layout of cache files changes, so old ones are not reused.
 CACHE_VERSION = 1
+#: A remote file's image column is copied reading blocks of this size.
+REMOTE_BLOCK_BYTES = 16 * 2**20
 
 
 def mappable_column_file(
-    path: str, column: str, file_format: str, rows: int, cache_dir: str | os.PathLike[str] | None
+    path: str,
+    column: str,
+    file_format: str,
+    rows: int,
+    cache_dir: str | os.PathLike[str] | None,
+    storage: Storage | None = None,
 ) -> str:
     """An uncompressed Arrow IPC file holding ``column`` of ``path``, to memory-map.
 
@@ -45,17 +54,28 @@ def mappable_column_file(
         file_format: ``"parquet"`` or ``"arrow"``.
         rows: The file's row count (a cache file with another count is rebuilt).
         cache_dir: See ``tables.cache``.
+        storage: Reads a file that is a URL: its column is always copied into the cache
+            (a memory map needs a local file), once.
     """
-    if file_format == "arrow" and not is_compressed_arrow(path, column):
+    remote = is_remote(path)
+    if file_format == "arrow" and not remote and not is_compressed_arrow(path, column):
         return path
-    stem = Path(path).name.split(".")[0][:60]
+    stem = PurePosixPath(path).name.split(".")[0][:60]
     target = cached_file(
-        path, "arrow", f"{stem}.{_safe(column)}.arrow", column, CACHE_VERSION, cache_dir=cache_dir
+        path,
+        "arrow",
+        f"{stem}.{_safe(column)}.arrow",
+        column,
+        CACHE_VERSION,
+        cache_dir=cache_dir,
+        storage=storage,
     )
     if target.is_file() and _rows_of(str(target)) == rows:
         return str(target)
     started = time.perf_counter()
-    write_atomically(target, lambda temporary: _convert(path, column, file_format, temporary))
+    write_atomically(
+        target, lambda temporary: _convert(path, column, file_format, temporary, storage)
+    )
     logger.info(
         "Converted image column %r of %s to memory-mappable Arrow %s in %.1f s (once per file).",
         column,
@@ -81,12 +101,25 @@ def is_compressed_arrow(path: str, column: str) -> bool:
         return bool(copied > 0 and copied >= batch.column(column).nbytes // 2)
 
 
-def _convert(path: str, column: str, file_format: str, destination: str) -> None:
+def _convert(
+    path: str, column: str, file_format: str, destination: str, storage: Storage | None
+) -> None:
+    pa = optional_import("pyarrow", "Converting image columns")
+    with contextlib.ExitStack() as stack:
+        source: Any = path
+        if is_remote(path):
+            remote = (storage or Storage()).open(path, block_size=REMOTE_BLOCK_BYTES)
+            source = stack.enter_context(remote)
+        _write_column(source, column, file_format, destination)
+    pa.default_memory_pool().release_unused()  # give the row groups' memory back
+
+
+def _write_column(source: Any, column: str, file_format: str, destination: str) -> None:
     pa = optional_import("pyarrow", "Converting image columns")
     ipc = optional_import("pyarrow.ipc", "Converting image columns")
     if file_format == "parquet":
         pq = optional_import("pyarrow.parquet", "Reading Parquet")
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(source)
         schema = pa.schema([parquet.schema_arrow.field(column)])
         # One row group at a time: what Parquet decompresses as a unit, and all it holds.
         batches: Any = (
@@ -95,7 +128,7 @@ def _convert(path: str, column: str, file_format: str, destination: str) -> None
             for batch in parquet.read_row_group(group, columns=[column]).to_batches()
         )
     else:
-        mapped = pa.memory_map(path)
+        mapped = pa.memory_map(source) if isinstance(source, str) else source
         reader = open_ipc(mapped, column)
         schema = pa.schema([reader.schema.field(column)])
         batches = _batches(reader)
@@ -103,7 +136,6 @@ def _convert(path: str, column: str, file_format: str, destination: str) -> None
         for batch in batches:
             writer.write_batch(pa.record_batch([batch.column(column)], schema=schema))
             del batch
-    pa.default_memory_pool().release_unused()  # give the row groups' memory back
 
 
 def _rows_of(path: str) -> int:

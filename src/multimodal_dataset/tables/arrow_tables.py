@@ -12,14 +12,16 @@ with the type the first file gives them.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from multimodal_dataset.optional import optional_import
 from multimodal_dataset.sources.arrow_column import ArrowColumn, check_image_type, open_ipc
+from multimodal_dataset.storage import Storage, StorageError, is_remote, parent
 from multimodal_dataset.tables.arrow_cache import mappable_column_file
 from multimodal_dataset.tables.table import Table
 
@@ -82,6 +84,8 @@ class FileTable(Table):
         file_format: ``"parquet"`` or ``"arrow"``.
         cache_dir: Where image columns are converted (see ``arrow_cache``).
         name: See `Table`. The folder is the first file's.
+        storage: Reads files that are URLs; their image columns are copied into the
+            cache folder once, to be memory-mapped.
     """
 
     def __init__(
@@ -90,11 +94,13 @@ class FileTable(Table):
         file_format: str,
         name: str,
         cache_dir: str | os.PathLike[str] | None = None,
+        storage: Storage | None = None,
     ) -> None:
-        super().__init__(os.path.dirname(os.path.abspath(files[0])), name)
+        super().__init__(parent(files[0]), name)
         self.files = list(files)
         self.file_format = file_format
         self.cache_dir = cache_dir
+        self.storage = storage or Storage()
         self.schemas: list[Any] = []
         self.row_counts: list[int] = []
         for path in self.files:
@@ -108,9 +114,10 @@ class FileTable(Table):
         try:
             if self.file_format == "parquet":
                 pq = optional_import("pyarrow.parquet", "Reading Parquet")
-                parquet = pq.ParquetFile(path)
-                return parquet.schema_arrow, int(parquet.metadata.num_rows)
-            with pa.memory_map(path) as mapped:
+                with opened(path, self.storage) as f:
+                    parquet = pq.ParquetFile(f)
+                    return parquet.schema_arrow, int(parquet.metadata.num_rows)
+            with opened(path, self.storage) as mapped:
                 schema = open_ipc(mapped).schema
                 mapped.seek(0)
                 # Count rows reading one small column: nothing large is decompressed.
@@ -122,6 +129,8 @@ class FileTable(Table):
                 else:
                     rows = sum(batch.num_rows for batch in reader)
                 return schema, rows
+        except (StorageError, FileNotFoundError, PermissionError):
+            raise
         except (pa.ArrowInvalid, OSError) as error:
             kind = "a Parquet" if self.file_format == "parquet" else "an Arrow IPC/Feather"
             raise ValueError(f"{path!r} is not {kind} file pyarrow can read: {error}") from None
@@ -162,12 +171,12 @@ class FileTable(Table):
         pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
         chunks = []
         for path in self.files:
-            if self.file_format == "parquet":
-                pq = optional_import("pyarrow.parquet", "Reading Parquet")
-                chunks.append(pq.ParquetFile(path).read(columns=[name]).column(name))
-            else:
-                with pa.memory_map(path) as mapped:
-                    chunks.append(open_ipc(mapped, name).read_all().column(name))
+            with opened(path, self.storage) as f:
+                if self.file_format == "parquet":
+                    pq = optional_import("pyarrow.parquet", "Reading Parquet")
+                    chunks.append(pq.ParquetFile(f).read(columns=[name]).column(name))
+                else:
+                    chunks.append(open_ipc(f, name).read_all().column(name))
         if not chunks:
             return np.zeros(0)
         return _to_numpy(
@@ -180,11 +189,24 @@ class FileTable(Table):
             return None
         check_image_type(arrow_type, name, f" of {self.files[0]!r}")
         mapped = [
-            mappable_column_file(path, name, self.file_format, rows, self.cache_dir)
+            mappable_column_file(path, name, self.file_format, rows, self.cache_dir, self.storage)
             for path, rows in zip(self.files, self.row_counts, strict=True)
         ]
         parts = list(zip(self.files, self._starts(), strict=True))
         return ArrowColumn.from_files(mapped, name, parts=parts)
+
+
+@contextlib.contextmanager
+def opened(path: str, storage: Storage | None) -> Iterator[Any]:
+    """A readable, seekable file of ``path``: a memory map of a local file, or a file
+    of a URL that reads ahead (see ``storage``)."""
+    if is_remote(path):
+        with (storage or Storage()).open(path) as f:
+            yield f
+    else:
+        pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
+        with pa.memory_map(path) as mapped:
+            yield mapped
 
 
 def _smallest_column(schema: Any) -> str:

@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from multimodal_dataset.storage import Storage, is_remote
+
 CacheDir = str | os.PathLike[str] | None
 
 
@@ -30,12 +32,25 @@ def cache_folder(cache_dir: CacheDir = None, kind: str = "arrow") -> Path:
     return base / kind
 
 
-def cached_file(source: str, kind: str, name: str, *key: object, cache_dir: CacheDir) -> Path:
+def cached_file(
+    source: str,
+    kind: str,
+    name: str,
+    *key: object,
+    cache_dir: CacheDir,
+    storage: Storage | None = None,
+) -> Path:
     """Where the file ``name`` derived from ``source`` is cached: its digest covers the
-    source's absolute path, size and modification time, and ``key`` (a column, a version).
+    source's absolute path (or URL), size and modification time (or ETag), and ``key``
+    (a column, a version). ``storage`` reads a URL's size and version.
     """
-    info = os.stat(source)
-    identity = "\0".join(map(str, (os.path.abspath(source), info.st_size, info.st_mtime_ns, *key)))
+    if is_remote(source):
+        size, version = (storage or Storage()).identity(source)
+        where: tuple[object, ...] = (source, size, version)
+    else:
+        info = os.stat(source)
+        where = (os.path.abspath(source), info.st_size, info.st_mtime_ns)
+    identity = "\0".join(map(str, (*where, *key)))
     digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:20]
     stem, dot, suffix = name.rpartition(".")
     return cache_folder(cache_dir, kind) / f"{stem}.{digest}{dot}{suffix}"

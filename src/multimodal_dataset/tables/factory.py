@@ -11,7 +11,7 @@ the target column becomes class ids (or float targets). What was fitted is a
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ def from_table(
     target_kind: str | None = None,
     allow_outside_root: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     **dataset_kwargs: Any,
 ) -> tuple[TableDataset, TableDataset | None]:
     """Training and validation datasets from a table of images, texts and numbers.
@@ -120,6 +121,10 @@ def from_table(
         cache_dir: Where image columns of Parquet (and compressed Arrow) files are
             converted, once per file, to memory-mapped Arrow for random access (default
             ``$MULTIMODAL_DATASET_CACHE`` or ``~/.cache/multimodal_dataset``).
+        storage_options: Options of the file system that reads URLs (``s3://``,
+            ``gs://``, ``http(s)://``...), as in pandas: credentials, ``endpoint_url``.
+            Any path (the table, its files, ``root``, the image paths in it) may be a URL;
+            relative image paths are relative to the table's URL.
         **dataset_kwargs: Passed to the training `MultimodalDataset` (``batch_size``,
             ``workers``, ...). The validation dataset gets the same ``batch_size``,
             ``workers`` and ``use_multiprocessing``, and keeps every row in order.
@@ -135,7 +140,7 @@ def from_table(
             whose columns differ, or ``validation`` with ``validation_split``.
         FileNotFoundError: For a glob that matches no file, naming the pattern.
     """
-    data = read_table(table, cache_dir)
+    data = read_table(table, cache_dir, storage_options)
     numeric = (numeric,) if isinstance(numeric, str) else tuple(numeric)
     if image is None and text is None and not numeric:
         raise ValueError(
@@ -161,7 +166,7 @@ def from_table(
                 f"(a fraction of this table's rows), not both; got validation_split="
                 f"{validation_split!r}."
             )
-        val_data = read_table(validation, cache_dir)
+        val_data = read_table(validation, cache_dir, storage_options)
         if len(val_data) == 0:
             raise ValueError(f"validation: {val_data.name} has no rows.")
         train_rows, val_rows = split_rows(len(data), 0.0, seed)[0], np.arange(len(val_data))
@@ -243,6 +248,7 @@ def from_webdataset(
     validation_split: float | None = None,
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     **dataset_kwargs: Any,
 ) -> tuple[TableDataset, TableDataset | None]:
     """Training and validation datasets from WebDataset tar shards, with exact epochs.
@@ -280,6 +286,9 @@ def from_webdataset(
             ``validation``).
         seed: Seed of the split and of the shuffle.
         cache_dir: Where shard indexes are kept (see `from_table`).
+        storage_options: Options of the file system that reads shards that are URLs
+            (``"s3://bucket/shards/{00000..00099}.tar"``), as in pandas: credentials,
+            ``endpoint_url``. A batch's members are fetched concurrently by byte range.
         **dataset_kwargs: `from_table`'s other arguments (``on_error``, ``augment``,
             ``max_tokens``...) and `MultimodalDataset`'s (``batch_size``, ``workers``...).
 
@@ -294,16 +303,19 @@ def from_webdataset(
         FileNotFoundError: For a glob or brace pattern that names no (or missing) files.
     """
     return from_table(
-        read_table(shards, cache_dir),
+        read_table(shards, cache_dir, storage_options),
         image=image,
         text=text,
         numeric=numeric,
         target=target,
         image_size=image_size,
         text_length=text_length,
-        validation=None if validation is None else read_table(validation, cache_dir),
+        validation=(
+            None if validation is None else read_table(validation, cache_dir, storage_options)
+        ),
         validation_split=validation_split,
         seed=seed,
         cache_dir=cache_dir,
+        storage_options=storage_options,
         **dataset_kwargs,
     )

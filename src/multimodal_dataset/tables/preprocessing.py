@@ -99,6 +99,7 @@ class TablePreprocessing(Saveable):
                 "on_error": on_error,
                 "rows": rows,
                 "column": self.image,
+                "storage_options": table.storage.storage_options if table.storage else None,
             }
             stored = table.images(self.image)
             if stored is None:  # a column of paths
@@ -166,6 +167,7 @@ class TablePreprocessing(Saveable):
         on_error: OnError = "raise",
         allow_outside_root: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         **dataset_kwargs: Any,
     ) -> TableDataset:
         """A dataset of every row of ``table``, preprocessed as the training rows were.
@@ -181,6 +183,8 @@ class TablePreprocessing(Saveable):
             on_error: ``"raise"`` or ``"replace"`` (see `from_table`).
             allow_outside_root: Read image paths outside ``root`` (see `from_table`).
             cache_dir: Where Parquet image columns are converted (see `from_table`).
+            storage_options: Options of the file system that reads URLs (see
+                `from_table`).
             **dataset_kwargs: Passed to `MultimodalDataset` (``batch_size``, ...).
         """
         unfitted = (
@@ -192,7 +196,7 @@ class TablePreprocessing(Saveable):
                 "statistics), so new rows would be scaled by their own statistics. Use the "
                 "one from `from_table(...)` (train.preprocessing) or TablePreprocessing.load."
             )
-        data = read_table(table, cache_dir)
+        data = read_table(table, cache_dir, storage_options)
         rows = np.arange(len(data))
         folder = os.fspath(root) if root is not None else None
         inputs = self.inputs(

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from multimodal_dataset.files import check_regular_file
 from multimodal_dataset.sources.arrays import class_names
+from multimodal_dataset.storage import Storage, is_remote, local_path, parent
 from multimodal_dataset.tables.arrow_tables import ArrowTable, FileTable
 from multimodal_dataset.tables.shards import ShardTable
 from multimodal_dataset.tables.table import MemoryTable, Table
@@ -38,21 +40,39 @@ _WHAT = (
 )
 
 
-def read_table(source: Any, cache_dir: str | os.PathLike[str] | None = None) -> Table:
+def read_table(
+    source: Any,
+    cache_dir: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Table:
     """The `Table` of ``source`` (see the module docstring for what a source may be).
 
     CSV files are read as UTF-8 with Python's ``csv`` module (no extra dependency); bytes
     that are not UTF-8 are kept (as surrogate escapes) so the error can name the row and
     column. Parquet and Arrow need ``pyarrow``; image bytes in them are not read here.
 
+    Any path may be an fsspec URL (``s3://bucket/train.parquet``), read through the
+    protocol's file system with ``storage_options`` (see ``storage``); the table's image
+    paths are then relative to its URL.
+
     Args:
         source: The table.
         cache_dir: Where Parquet image columns are converted to Arrow (see `from_table`).
+        storage_options: Options of the file system that reads URLs (credentials,
+            ``endpoint_url``), as in pandas.
     """
     if isinstance(source, Table):
         return source
+    storage = Storage(storage_options)
+    table = _read(source, cache_dir, storage)
+    if table.storage is None:
+        table.storage = storage
+    return table
+
+
+def _read(source: Any, cache_dir: Any, storage: Storage) -> Table:
     if isinstance(source, (str, os.PathLike)) or _is_path_list(source):
-        return _read_files(_files(source), cache_dir, source)
+        return _read_files(_files(source, storage), cache_dir, source, storage)
     kinds = class_names(source)
     if "pandas.DataFrame" in kinds:
         return MemoryTable({c: source[c].to_numpy() for c in source.columns}, None, "the DataFrame")
@@ -84,12 +104,14 @@ def _is_path_list(source: Any) -> bool:
     )
 
 
-def _files(source: Any) -> list[str]:
+def _files(source: Any, storage: Storage) -> list[str]:
     if not isinstance(source, (str, os.PathLike)):
         if not source:
             raise ValueError(f"from_table got an empty list of files; it takes {_WHAT}.")
-        return [os.fspath(s) for s in source]
-    path = os.fspath(source)
+        return [local_path(os.fspath(s)) for s in source]
+    path = local_path(os.fspath(source))
+    if is_remote(path):
+        return _remote_files(path, storage)
     if os.path.isdir(path):
         endings = FORMATS["parquet"] + FORMATS["arrow"] + FORMATS["tar"]
         found = sorted(
@@ -123,6 +145,33 @@ def _files(source: Any) -> list[str]:
     return [path]
 
 
+def _remote_files(url: str, storage: Storage) -> list[str]:
+    """The objects a URL names: itself, a brace pattern's, a glob's, or a folder's."""
+    if "{" in url and "}" in url:
+        return expand_braces(url)  # a missing one is named when it is read
+    if glob.has_magic(url):
+        found = storage.glob(url)
+        if not found:
+            raise FileNotFoundError(
+                f"The pattern {url!r} matches no object. Check the bucket, the folder and "
+                "the file names (and storage_options for the store)."
+            )
+        return found
+    if url.lower().endswith(tuple(e for endings in FORMATS.values() for e in endings)):
+        return [url]
+    listed = storage.list_files(url)
+    if listed is None:
+        return [url]
+    endings = FORMATS["parquet"] + FORMATS["arrow"] + FORMATS["tar"]
+    found = [u for u in listed if u.lower().endswith(endings)]
+    if not found:
+        raise ValueError(
+            f"The folder {url!r} holds no .parquet, .arrow or .tar objects; it reads a folder "
+            "of them as one table. Pass a file or a glob instead."
+        )
+    return found
+
+
 def expand_braces(pattern: str) -> list[str]:
     """WebDataset's brace notation: ``"s/{00000..00002}.tar"`` -> ``s/00000.tar`` ...
     ``s/00002.tar`` (zero padding kept), ``"{a,b}.tar"`` -> ``a.tar, b.tar``; several
@@ -152,7 +201,7 @@ def _format_of(path: str) -> str:
     raise ValueError(f"Cannot read {path!r}: from_table takes {_WHAT}.")
 
 
-def _read_files(files: Sequence[str], cache_dir: Any, source: Any) -> Table:
+def _read_files(files: Sequence[str], cache_dir: Any, source: Any, storage: Storage) -> Table:
     formats = {path: _format_of(path) for path in files}
     kinds = sorted(set(formats.values()))
     if len(kinds) > 1:
@@ -165,7 +214,8 @@ def _read_files(files: Sequence[str], cache_dir: Any, source: Any) -> Table:
             "one format (convert the others), or read each and concatenate them yourself."
         )
     for path in files:
-        check_regular_file(path, "a table file (.csv, .tsv, .parquet, .arrow, .feather)")
+        if not is_remote(path):
+            check_regular_file(path, "a table file (.csv, .tsv, .parquet, .arrow, .feather)")
     kind = kinds[0]
     if kind in ("csv", "tsv"):
         if len(files) > 1:
@@ -174,9 +224,14 @@ def _read_files(files: Sequence[str], cache_dir: Any, source: Any) -> Table:
                 "(pandas.concat) or convert them to Parquet."
             )
         path = files[0]
-        folder = os.path.dirname(os.path.abspath(path))
-        columns = _read_csv(path, "\t" if kind == "tsv" else ",")
-        return MemoryTable(columns, folder, f"table {path!r}")
+        delimiter = "\t" if kind == "tsv" else ","
+        if is_remote(path):
+            with storage.open(path) as raw:
+                columns = _read_csv(_text(raw), path, delimiter)
+        else:
+            with open(path, "rb") as raw:
+                columns = _read_csv(_text(raw), path, delimiter)
+        return MemoryTable(columns, parent(path), f"table {path!r}")
     if kind == "tar":
         shards = f"{len(files)} shard{'s' if len(files) > 1 else ''}"
         return ShardTable(
@@ -185,6 +240,7 @@ def _read_files(files: Sequence[str], cache_dir: Any, source: Any) -> Table:
             if isinstance(source, (str, os.PathLike))
             else f"the {shards}",
             cache_dir,
+            storage=storage,
         )
     if len(files) == 1:
         name = f"table {files[0]!r}"
@@ -192,12 +248,16 @@ def _read_files(files: Sequence[str], cache_dir: Any, source: Any) -> Table:
         name = f"table {os.fspath(source)!r} ({len(files)} files)"
     else:
         name = f"the table of {len(files)} files"
-    return FileTable(files, kind, name, cache_dir)
+    return FileTable(files, kind, name, cache_dir, storage)
 
 
-def _read_csv(path: str, delimiter: str) -> dict[str, np.ndarray]:
+def _text(raw: Any) -> io.TextIOWrapper:
     # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which is not a name.
-    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _read_csv(f: io.TextIOWrapper, path: str, delimiter: str) -> dict[str, np.ndarray]:
+    with f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)

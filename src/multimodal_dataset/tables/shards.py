@@ -16,11 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.sources.encoded_images import DEFAULT_MAX_FILE_BYTES
+from multimodal_dataset.sources.encoded_images import DEFAULT_MAX_FILE_BYTES, MissingImageError
 from multimodal_dataset.sources.image_bytes import EncodedColumn
 from multimodal_dataset.sources.tar_members import TarMembers
+from multimodal_dataset.storage import Storage, parent
 from multimodal_dataset.tables.table import Table
 from multimodal_dataset.tables.tar_index import shard_index, split_key
+
+#: Small members (captions, JSON) are read this many samples at a time.
+_CHUNK_ROWS = 4096
 
 
 class ShardTable(Table):
@@ -31,6 +35,7 @@ class ShardTable(Table):
         name: A description for messages.
         cache_dir: Where shard indexes are kept (see ``arrow_cache``).
         max_member_bytes: Members larger than this are refused rather than read.
+        storage: Reads shards that are URLs.
 
     Raises:
         ValueError: For a shard that is compressed, truncated or corrupt, or that holds
@@ -43,9 +48,11 @@ class ShardTable(Table):
         name: str,
         cache_dir: str | os.PathLike[str] | None = None,
         max_member_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        storage: Storage | None = None,
     ) -> None:
-        super().__init__(os.path.dirname(os.path.abspath(shards[0])), name)
+        super().__init__(parent(shards[0]), name)
         self.shards = list(shards)
+        self.storage = storage or Storage()
         self.max_member_bytes = max_member_bytes
         self.keys: list[str] = []
         self.shard_of: list[int] = []
@@ -53,7 +60,7 @@ class ShardTable(Table):
         for k, shard in enumerate(self.shards):
             rows: dict[str, int] = {}
             last = None
-            for member, offset, size in shard_index(shard, cache_dir):
+            for member, offset, size in shard_index(shard, cache_dir, self.storage):
                 key, extension = split_key(member)
                 if not extension:
                     continue  # not part of a sample (WebDataset skips these too)
@@ -126,7 +133,9 @@ class ShardTable(Table):
             for row, (offset, size) in self._members[extension].items():
                 offsets[row], sizes[row] = offset, size
                 member_names[row] = f"{self.keys[row]}.{extension}"
-        return TarMembers(self.shards, shard, offsets, sizes, member_names, self.max_member_bytes)
+        return TarMembers(
+            self.shards, shard, offsets, sizes, member_names, self.max_member_bytes, self.storage
+        )
 
     def _images(self, name: str) -> EncodedColumn | None:
         return self._member_column(name)
@@ -139,6 +148,7 @@ class ShardTable(Table):
         missing: dict[int, str] = {}
         values = np.empty(len(self.keys), dtype=object)
         parsed = self._parsed_json(extension, members) if field else None
+        contents = None if parsed is not None else _contents(members)
         for row in range(len(self.keys)):
             if not members.has(row):
                 missing[row] = f"{self.describe_row(row)} has no member {members.names[row]!r}"
@@ -149,9 +159,8 @@ class ShardTable(Table):
                     missing[row] = f"{members.names[row]} in {self.describe_row(row)}: {problem}"
                 values[row] = value
             else:
-                data, _ = members.get(row)
-                assert data is not None
-                values[row] = data.decode("utf-8", errors="surrogateescape")
+                assert contents is not None
+                values[row] = contents[row].decode("utf-8", errors="surrogateescape")
         members.close()
         self._missing[name] = missing
         return values
@@ -159,8 +168,9 @@ class ShardTable(Table):
     def _parsed_json(self, extension: str, members: TarMembers) -> list[Any]:
         if extension not in self._json:
             parsed: list[Any] = []
+            contents = _contents(members)
             for row in range(len(self.keys)):
-                data = members.get(row)[0] if members.has(row) else None
+                data = contents[row] if members.has(row) else None
                 try:
                     parsed.append(None if data is None else json.loads(data))
                 except ValueError as error:
@@ -170,6 +180,22 @@ class ShardTable(Table):
                     ) from None
             self._json[extension] = parsed
         return self._json[extension]
+
+
+def _contents(members: TarMembers) -> list[bytes]:
+    """Every present member's bytes (b"" for an absent one), remote ones fetched many at a
+    time; a member that cannot be read is an error naming it."""
+    contents: list[bytes] = []
+    for start in range(0, len(members), _CHUNK_ROWS):
+        rows = list(range(start, min(start + _CHUNK_ROWS, len(members))))
+        for row, data in zip(rows, members.get_many(rows), strict=True):
+            if isinstance(data, MissingImageError):
+                data = b""
+            elif isinstance(data, Exception):
+                kind = ValueError if isinstance(data, ValueError) else OSError
+                raise kind(f"Cannot read {members.describe(row)}: {data}") from data
+            contents.append(data)
+    return contents
 
 
 def _field(document: Any, path: str) -> tuple[Any, str]:

@@ -16,19 +16,23 @@ from collections.abc import Mapping
 import numpy as np
 
 from multimodal_dataset.sources.image_bytes import EncodedColumn, as_encoded_column
+from multimodal_dataset.storage import Storage
 
 
 class Table(abc.ABC):
     """A table's column names and length, with columns read on demand.
 
     Attributes:
-        folder: The folder relative image paths start from (None: the working directory).
+        folder: The folder relative image paths start from (None: the working directory);
+            a URL for a table on remote storage.
         name: A description for messages, e.g. ``table 'train.parquet'``.
     """
 
     def __init__(self, folder: str | None, name: str) -> None:
         self.folder = folder
         self.name = name
+        #: Reads the table's URLs and image URLs (None: every path is local).
+        self.storage: Storage | None = None
         self._read_columns: dict[str, np.ndarray] = {}
 
     @property
