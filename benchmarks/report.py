@@ -33,6 +33,7 @@ TARGETS = {
     "tables_vs_best_datasets_loader": (">=", 1.5),
     "tables_vs_image_files": (">=", 0.85),
     "shards_vs_best_peer": (">=", 1.5),
+    "remote_20ms_delay_vs_no_delay": (">=", 0.7),
 }
 TABLES_OURS = "from_table: Parquet image bytes"
 TABLES_FILES = "ImageFiles (the same JPEGs as files)"
@@ -41,6 +42,8 @@ TABLES_PEERS = (
     "datasets.to_tf_dataset + collate decode",
 )
 SHARDS_OURS = "from_webdataset: tar shards by offset"
+REMOTE_NO_DELAY = "from_webdataset: S3 shards (local server)"
+REMOTE_DELAYED = "from_webdataset: S3 shards, 20 ms per request"
 SHARDS_PEERS = (
     "webdataset pipeline (streaming, buffer shuffle)",
     "wids.ShardListDataset (random order)",
@@ -99,6 +102,10 @@ def ratios(measurements, memory) -> dict[str, float | None]:
     out.update(_versus(measurements, "tables", TABLES_OURS, TABLES_PEERS, "best_datasets_loader"))
     out.update(_versus(measurements, "tables", TABLES_OURS, (TABLES_FILES,), "image_files"))
     out.update(_versus(measurements, "shards", SHARDS_OURS, SHARDS_PEERS, "best_peer"))
+    # Shards on a local S3 server: with 20 ms added to every request against none.
+    out.update(_versus(measurements, "remote", REMOTE_DELAYED, (REMOTE_NO_DELAY,), "no_delay"))
+    out["remote_20ms_delay_vs_no_delay"] = out.pop("remote_vs_no_delay")
+    out["remote_20ms_delay_vs_no_delay_worst_round"] = out.pop("remote_vs_no_delay_worst_round")
     return out
 
 
@@ -184,16 +191,17 @@ def chart(report, path: Path) -> None:
         ("images", 32, "JPEG files 256->64 px, batch 32"),
         ("tables", 32, "JPEGs inside Parquet 256->64 px, batch 32"),
         ("shards", 32, "JPEGs in WebDataset tar shards 256->64 px, batch 32"),
+        ("remote", 32, "The same shards on a local S3 server (moto), batch 32"),
         ("fit", None, "model.fit, tiny 3-input model"),
     ]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 15))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 17))
     for ax, (group, bs, title) in zip(axes, panels, strict=True):
         rows: dict[str, list[float]] = {}
         for m in report["measurements"]:
             if m["group"] != group or (bs is not None and m["batch_size"] != bs):
                 continue
             if "->" not in m["name"]:  # a one-time conversion is not a loader's rate
-                per_backend = group in ("fit", "tables", "shards")
+                per_backend = group in ("fit", "tables", "shards", "remote")
                 label = f"{m['name']} ({m['backend']})" if per_backend else m["name"]
                 rows.setdefault(label, []).append(m["samples_per_s"])
         labels = list(rows)

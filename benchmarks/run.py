@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import assembly, fit, images, memory, shards, tables
+from benchmarks import assembly, fit, images, memory, remote, shards, tables
 from benchmarks.common import ROOT, Settings, machine, write_json
 
-GROUPS = ("assembly", "images", "tables", "shards", "fit", "memory")
+GROUPS = ("assembly", "images", "tables", "shards", "remote", "fit", "memory")
 
 
 def results_dir(quick: bool) -> Path:
@@ -46,6 +46,8 @@ def main() -> int:
         measurements += tables.run(args.backend, settings)
     if "shards" in only:
         measurements += shards.run(args.backend, settings)
+    if "remote" in only:
+        measurements += remote.run(args.backend, settings)
     if "fit" in only:
         measurements += fit.run(args.backend, settings)
     part = {

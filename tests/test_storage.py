@@ -325,3 +325,34 @@ def test_a_pyarrow_table_with_image_urls_reads_them_with_the_storage_options(mem
         batch_size=6,
     )
     assert train[0][0].shape == (6, 4, 4, 3)
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """``tmp_path`` served over HTTP on 127.0.0.1 by Python's http.server (a subprocess)."""
+    import re
+    import subprocess
+    import sys
+
+    server = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        port = re.search(r"port (\d+)", server.stdout.readline()).group(1)
+        yield tmp_path, f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_a_csv_over_http_reads_its_images_relative_to_it(http_folder):
+    folder, url = http_folder
+    manifest = make_example(folder / "csv", samples=8, seed=2)
+    kwargs = {"image": "image", "target": "label", "image_size": (4, 4), "batch_size": 4}
+    remote, _ = from_table(f"{url}/csv/manifest.csv", **kwargs)
+    local, _ = from_table(str(manifest), **kwargs)
+    assert testing.stream_digest(remote) == testing.stream_digest(local)
