@@ -31,6 +31,12 @@ from multimodal_dataset.sources import (
     TextTokens,
     Vocabulary,
 )
+from multimodal_dataset.storage import (
+    CredentialsError,
+    MissingBucketError,
+    RetriesExhaustedError,
+    StorageError,
+)
 from multimodal_dataset.structure import ArraySpec
 from multimodal_dataset.tables import (
     TableDataset,
@@ -43,17 +49,21 @@ from multimodal_dataset.workers import WorkerError
 __all__ = [
     "ArraySpec",
     "BatchLayout",
+    "CredentialsError",
     "GatherContext",
     "ImageAugmentation",
     "ImageBytes",
     "ImageFiles",
+    "MissingBucketError",
     "MultimodalDataset",
     "NumericColumns",
     "ReplacedSamplesWarning",
     "Replacement",
+    "RetriesExhaustedError",
     "SampleError",
     "Source",
     "Standardizer",
+    "StorageError",
     "TableDataset",
     "TablePreprocessing",
     "TextTokens",

@@ -86,3 +86,25 @@ def test_the_webdataset_example_runs_as_written(tmp_path, monkeypatch):
     (image, tokens, numbers), labels = train[0]
     assert image.shape == (64, 32, 32, 3) and tokens.shape == (64, 20) and numbers.shape == (64, 2)
     assert set(labels.tolist()) == {0, 1}
+
+
+def test_the_remote_storage_example_runs_as_written_against_an_s3_server(s3, tmp_path):
+    from conftest import upload
+    from multimodal_dataset import make_example
+
+    (code,) = python_blocks("Remote storage: S3, GCS, HTTP and other fsspec URLs")
+    fs, options = s3
+    fs.mkdir("my-bucket")
+    shards = make_example(tmp_path / "wds", samples=200, seed=0, format="webdataset")
+    upload(s3, shards, "s3://my-bucket/shards")
+    make_example(tmp_path / "csv", samples=100, seed=0)
+    upload(s3, tmp_path / "csv", "s3://my-bucket")
+    code = re.sub(r"^options = .*$", f"options = {options!r}", code, count=1, flags=re.M)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    train, table_train = namespace["train"], namespace["table_train"]
+    (image, tokens), labels = train[0]
+    assert image.shape == (64, 32, 32, 3) and tokens.shape == (64, 20)
+    assert set(labels.tolist()) <= {0, 1}
+    assert len(train) == 3 and len(table_train) == 3  # 160 and 80 samples, batches of 32/64
+    assert namespace["loaded"].to_dict() == train.preprocessing.to_dict()
