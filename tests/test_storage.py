@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from conftest import ID_COLUMNS, id_table, write_shards
+from conftest import ID_COLUMNS, id_table, ids_of, write_shards
 from multimodal_dataset import (
     ImageFiles,
     SampleError,
@@ -356,3 +356,20 @@ def test_a_csv_over_http_reads_its_images_relative_to_it(http_folder):
     remote, _ = from_table(f"{url}/csv/manifest.csv", **kwargs)
     local, _ = from_table(str(manifest), **kwargs)
     assert testing.stream_digest(remote) == testing.stream_digest(local)
+
+
+def test_image_cells_without_bytes_fall_back_to_paths_beside_a_remote_table(memory, tmp_path):
+    from conftest import id_png
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    cells = [{"bytes": None, "path": f"images/{i}.png"} for i in range(6)]
+    table = pa.table({"image": pa.array(cells, image_type), "id": list(range(6))})
+    pq.write_table(table, tmp_path / "t.parquet")
+    memory.pipe("memory://tables/t.parquet", (tmp_path / "t.parquet").read_bytes())
+    for i in range(5):  # image 5 is missing
+        memory.pipe(f"memory://tables/images/{i}.png", id_png(i))
+    kwargs = {**ID_COLUMNS, "target": "id", "validation_split": 0, "shuffle": False}
+    train, _ = from_table("memory://tables/t.parquet", **kwargs, batch_size=5)
+    np.testing.assert_array_equal(ids_of(train[0]), np.arange(5))
+    with pytest.raises(SampleError, match=r"'memory://tables/images/5.png' does not exist"):
+        train[1]
