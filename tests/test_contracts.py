@@ -33,12 +33,21 @@ def make_source(kind, image_files):
         return ImageBytes([p.read_bytes() for p in image_files], size=(8, 8))
     if kind == "TextTokens":
         return TextTokens(CAPTIONS[:12], length=5)
+    if kind == "TextTokens with buckets":
+        return TextTokens(CAPTIONS[:12], buckets=(2, 4, 8))
     if kind == "NumericColumns":
         return NumericColumns({"a": np.arange(12.0), "b": np.arange(12) ** 2})
     raise AssertionError(kind)
 
 
-SOURCES = ["ImageFiles", "ImageFiles augmented", "ImageBytes", "TextTokens", "NumericColumns"]
+SOURCES = [
+    "ImageFiles",
+    "ImageFiles augmented",
+    "ImageBytes",
+    "TextTokens",
+    "TextTokens with buckets",
+    "NumericColumns",
+]
 
 
 @pytest.mark.parametrize("kind", SOURCES)

@@ -151,3 +151,27 @@ def test_image_paths_in_a_table_may_not_leave_its_folder(example, tmp_path):
     assert "'../" in str(info.value) and "1 more path also outside" in str(info.value)
     train, _ = from_table(path, **COLUMNS, allow_outside_root=True, validation_split=0)
     assert len(train.input_structure.fields[0].array.paths) == 60
+
+
+def test_text_buckets_and_length_grouping_pass_through_and_are_saved(example, tmp_path):
+    from multimodal_dataset import TablePreprocessing
+
+    columns = {k: v for k, v in COLUMNS.items() if k != "text_length"}
+    train, val = from_table(
+        example, **columns, text_buckets=(2, 4, 8), group_by_length=True, batch_size=8, seed=1
+    )
+    assert train.element_spec[0][1].shape == (None, None)
+    widths = {train[i][0][1].shape[1] for i in range(len(train))}
+    assert widths <= {2, 4, 8}
+    assert {val[i][0][1].shape[1] for i in range(len(val))} <= {2, 4, 8}
+    train.preprocessing.save(tmp_path / "p.json")
+    loaded = TablePreprocessing.load(tmp_path / "p.json")
+    assert loaded.text_buckets == (2, 4, 8) and loaded.text_length is None
+    again = loaded.dataset(example, batch_size=8)
+    assert again.element_spec[0][1].shape == (None, None)
+
+
+def test_text_without_a_length_or_buckets_says_which_to_give(example):
+    columns = {k: v for k, v in COLUMNS.items() if k != "text_length"}
+    with pytest.raises(ValueError, match=r"text_length= .* or text_buckets="):
+        from_table(example, **columns)

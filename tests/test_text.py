@@ -8,7 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from multimodal_dataset import MultimodalDataset, SampleError, TextTokens, Vocabulary
+from multimodal_dataset import (
+    MultimodalDataset,
+    SampleError,
+    TextTokens,
+    TruncatedTextWarning,
+    Vocabulary,
+)
 from multimodal_dataset.sources import GatherContext
 
 TRAIN = ["The cat sat.", "the dog sat!", "A cat, a hat; a CAT"]
@@ -124,3 +130,45 @@ def test_length_must_be_a_positive_integer(length):
 def test_a_single_string_is_rejected_with_a_hint():
     with pytest.raises(TypeError, match="one text per sample"):
         TextTokens("just one caption", length=3)
+
+
+# ------------------------------------------------------------------ bucketed lengths
+
+
+@pytest.mark.parametrize(
+    ("buckets", "message"),
+    [
+        ((), "increasing positive integers.*empty"),
+        ((16, 8), "strictly increasing.*buckets=\\(8, 16\\)"),
+        ((8, 8), "strictly increasing"),
+        ((0, 8), "0 is not a positive integer"),
+        ((8, 16.0), "16.0 is not a positive integer"),
+        ((True, 8), "True is not a positive integer"),
+        ("16,32", "a sequence of increasing positive integers"),
+    ],
+)
+def test_bad_buckets_are_refused_with_an_example(buckets, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        TextTokens(["a b"], buckets=buckets)
+
+
+def test_length_and_buckets_together_or_neither_are_refused():
+    with pytest.raises(ValueError, match="not both"):
+        TextTokens(["a b"], length=4, buckets=(4, 8))
+    with pytest.raises(TypeError, match=r"needs length= .* or buckets="):
+        TextTokens(["a b"])
+
+
+def test_texts_longer_than_the_largest_bucket_are_truncated_counted_and_reported():
+    texts = ["a b c", "a " * 12, "b " * 20]
+    with pytest.warns(TruncatedTextWarning, match=r"2 of 3 texts are longer than the largest"):
+        tokens = TextTokens(texts, buckets=(4, 8))
+    np.testing.assert_array_equal(tokens.truncated, [1, 2])
+    np.testing.assert_array_equal(tokens.lengths, [3, 8, 8])
+    assert tokens.shape == (3, 8) and "buckets=(4, 8)" in repr(tokens)
+
+
+def test_one_bucket_is_a_fixed_length():
+    tokens = TextTokens(["a b c", "a"], buckets=(4,))
+    ds = MultimodalDataset(tokens, np.zeros(2), batch_size=1, shuffle=False)
+    assert ds.element_spec[0].shape == (None, 4) and ds[1][0].shape == (1, 4)

@@ -29,6 +29,7 @@ from multimodal_dataset.sources import (
     Source,
     Standardizer,
     TextTokens,
+    TruncatedTextWarning,
     Vocabulary,
 )
 from multimodal_dataset.storage import (
@@ -67,6 +68,7 @@ __all__ = [
     "TableDataset",
     "TablePreprocessing",
     "TextTokens",
+    "TruncatedTextWarning",
     "Vocabulary",
     "WorkerError",
     "from_table",

@@ -9,8 +9,9 @@ import numpy as np
 
 from multimodal_dataset.checks import check_int
 from multimodal_dataset.distribution import check_distribution_unchanged, resolve_shards
-from multimodal_dataset.layout import BatchLayout
+from multimodal_dataset.layout import BatchLayout, grouping_lengths
 from multimodal_dataset.model_check import check_model
+from multimodal_dataset.padding import Padding
 from multimodal_dataset.replacements import ReplacementLog
 from multimodal_dataset.resume import EpochSync, checked_state
 from multimodal_dataset.sampling import Sampler, check_seed, draw_seed
@@ -92,6 +93,12 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             the default multiprocessing start method (fork or spawn); the dataset pickles.
         max_queue_size: Passed to ``keras.utils.PyDataset`` (Keras queues nothing for a
             dataset it reads in its main thread).
+        group_by_length: Put samples of similar length in the same batch, so that a
+            variable-length input (``TextTokens(buckets=...)``) is padded little: the
+            samples are shuffled, sorted by length within windows of several steps, cut
+            into steps, and the steps shuffled; still exactly once per epoch and a pure
+            function of ``(seed, epoch)``. True groups by the one variable-length input;
+            with several, pass its name (a dict key) or position.
 
     Raises:
         ValueError: For arrays of unequal length, no samples, 0-d arrays, a batch size
@@ -115,6 +122,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
+        group_by_length: bool | int | str = False,
     ) -> None:
         # Keras's own worker pool serves stale batches across epochs (see workers.py), so
         # Keras iterates this dataset in its main thread and the workers run here.
@@ -132,9 +140,19 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         seed = draw_seed() if seed is None else check_seed(seed)
         if shuffle is None:
             shuffle = self._layout.targets is not None
+        if group_by_length is not False and not shuffle:
+            raise ValueError(
+                "group_by_length reorders the samples into batches of similar length, but "
+                "shuffle=False keeps them in order (for predict). Pass shuffle=True, or "
+                "leave group_by_length=False."
+            )
         self._shard_given = shard is not None
         self._shards = resolve_shards(shard)
         shard_index, shard_count, keras_shards = self._shards
+        fields = self._layout.fields
+        padding = Padding(
+            [(f.buckets, f.array.lengths) if f.buckets is not None else None for f in fields]
+        )
         self._sampler = Sampler(
             num_samples,
             batch_size,
@@ -145,6 +163,8 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             shard_count,
             pad_remainder,
             serve_all_shards=keras_shards,
+            padding=padding,
+            group_lengths=grouping_lengths(self._layout, group_by_length),
         )
         self._epoch = 0
         self._position = 0
@@ -172,7 +192,10 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             position = self._served  # Keras's own batch shuffle would not be reproducible
         self._served += 1
         indices = sampler.batch(self._epoch, position)
-        arrays, replaced = self._gatherer.gather(indices, sampler.seed, self._epoch, position)
+        widths = sampler.widths(self._epoch, position)
+        arrays, replaced = self._gatherer.gather(
+            indices, sampler.seed, self._epoch, position, widths
+        )
         if replaced:
             self._replacements.record(replaced)
         self._position = max(self._position, position + 1)

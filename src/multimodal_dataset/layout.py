@@ -163,3 +163,44 @@ def _common_length(groups: tuple[Group, ...]) -> int:
         names = ", ".join(lengths)
         raise ValueError(f"The dataset has zero samples ({names} are empty); give at least one.")
     return num_samples
+
+
+def grouping_lengths(layout: BatchLayout, by: bool | int | str) -> np.ndarray | None:
+    """Per sample, the length ``group_by_length=by`` groups by: the lengths of a
+    variable-length input (True: the only one; a dict key or tuple position: that one).
+
+    Raises:
+        ValueError: When there is no such input, or it is not variable-length.
+    """
+    if by is False or by is None:
+        return None
+    group = layout.inputs
+    named = {(group.keys[k] if group.kind == "dict" else k): f for k, f in enumerate(group.fields)}
+    variable = {key: f for key, f in named.items() if f.buckets is not None}
+    if by is True:
+        if len(variable) == 1:
+            return np.asarray(next(iter(variable.values())).array.lengths)
+        if not variable:
+            raise ValueError(
+                "group_by_length=True groups by a variable-length input, but every input has "
+                f"a fixed shape ({', '.join(f.name for f in group.fields)}). Give the text "
+                "input bucket boundaries, e.g. TextTokens(texts, buckets=(16, 32, 64, 128)), "
+                "or leave group_by_length=False."
+            )
+        raise ValueError(
+            f"group_by_length=True is ambiguous: the inputs {sorted(map(str, variable))!r} "
+            "all vary in length. Pass the one to group by: group_by_length="
+            f"{next(iter(variable))!r}."
+        )
+    if by not in named:
+        raise ValueError(
+            f"group_by_length={by!r} names no input; the inputs are "
+            f"{', '.join(map(repr, named))} (dict keys, or positions in the tuple)."
+        )
+    if by not in variable:
+        raise ValueError(
+            f"group_by_length={by!r}: {named[by].name} has a fixed shape, so there is no "
+            "length to group by. Give it bucket boundaries (TextTokens(texts, buckets=...)) "
+            "or group by a variable-length input."
+        )
+    return np.asarray(variable[by].array.lengths)

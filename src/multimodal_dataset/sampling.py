@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from multimodal_dataset.padding import Padding
 from multimodal_dataset.picklable import Picklable
 
 MAX_SEED = 2**63 - 1
@@ -55,6 +56,32 @@ def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool) -> np.nd
         return np.arange(num_samples, dtype=np.int64)
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch])))
     return rng.permutation(num_samples).astype(np.int64, copy=False)
+
+
+#: ``group_by_length`` sorts the samples by length within windows of this many steps.
+GROUP_WINDOW_STEPS = 32
+
+
+def group_by_length(
+    order: np.ndarray, lengths: np.ndarray, step: int, seed: int, epoch: int
+) -> np.ndarray:
+    """``order`` regrouped so that each step holds samples of similar length.
+
+    The samples of the last partial step (``len(order) % step`` of them) are the last
+    ones of ``order``, kept as they are (so which samples a ``drop_remainder`` drops is
+    as random as without grouping); the rest is sorted by length within windows of
+    `GROUP_WINDOW_STEPS` steps, cut into steps, and the steps are shuffled. Every
+    sample stays exactly once; the result is a pure function of its arguments.
+    """
+    full = len(order) // step * step
+    head = order[:full].copy()
+    window = step * GROUP_WINDOW_STEPS
+    for start in range(0, full, window):
+        part = head[start : start + window]
+        head[start : start + window] = part[np.argsort(lengths[part], kind="stable")]
+    steps = head.reshape(-1, step)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, 1])))
+    return np.concatenate([steps[rng.permutation(len(steps))].ravel(), order[full:]])
 
 
 def count_batches(num_samples: int, batch_size: int, drop_remainder: bool) -> int:
@@ -97,6 +124,9 @@ class Sampler(Picklable):
             ``j // shard_count`` of shard ``j % shard_count``. For Keras's own sharding
             (Keras 3.16+), which gives process ``i`` the batches ``i, i + count, ...``:
             each process then reads exactly its shard.
+        padding: The variable-length fields, whose padded length each step gets from
+            `widths` (see ``padding``).
+        group_lengths: Per sample, the length to group by (`group_by_length`), or None.
 
     Raises:
         ValueError: For a shard outside ``[0, count)``, more shards than batches, or
@@ -119,6 +149,8 @@ class Sampler(Picklable):
         shard_count: int = 1,
         pad: bool = False,
         serve_all_shards: bool = False,
+        padding: Padding | None = None,
+        group_lengths: np.ndarray | None = None,
     ) -> None:
         self.num_samples = num_samples
         self.batch_size = batch_size
@@ -159,20 +191,51 @@ class Sampler(Picklable):
         self.serve_all_shards = serve_all_shards
         if serve_all_shards:
             self.num_batches *= self.shard_count
-        self._cache: tuple[int, np.ndarray] | None = None
+        self.padding = padding if padding else None
+        self.group_lengths = group_lengths
+        self._cache: tuple[int, np.ndarray, _Plan] | None = None
         self._lock = threading.Lock()
 
     def order(self, epoch: int) -> np.ndarray:
         """The (cached) global sample order of ``epoch``."""
+        return self._epoch_plan(epoch)[1]
+
+    def _epoch_plan(self, epoch: int) -> tuple[int, np.ndarray, _Plan]:
         cache = self._cache
         if cache is not None and cache[0] == epoch:
-            return cache[1]
+            return cache
         with self._lock:
             cache = self._cache
             if cache is None or cache[0] != epoch:
-                cache = (epoch, epoch_order(self.num_samples, self.seed, epoch, self.shuffle))
-                self._cache = cache
-        return cache[1]
+                order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle)
+                step = self.batch_size * self.shard_count
+                if self.group_lengths is not None and self.shuffle:
+                    order = group_by_length(order, self.group_lengths, step, self.seed, epoch)
+                plan = _Plan()
+                if self.padding is not None:
+                    order, plan = _vary_first_steps(order, step, self.padding, self.shuffle)
+                cache = self._cache = (epoch, order, plan)
+        return cache
+
+    def widths(self, epoch: int, index: int) -> tuple[int | None, ...] | None:
+        """Per field, the length batch ``index`` of ``epoch`` is padded to (None for a
+        fixed-shape field), decided from every sample of its global step; None when no
+        field is variable."""
+        if self.padding is None:
+            return None
+        _, order, plan = self._epoch_plan(epoch)
+        step = index // self.shard_count if self.serve_all_shards else index
+        size = self.batch_size * self.shard_count
+        start = step * size
+        full = start + size <= self.num_samples
+        samples = order[start : start + size]
+        widths = list(self.padding.widths(samples, full))
+        for k in plan.largest:
+            widths[k] = self.padding.fields[k][0][-1]  # type: ignore[index]
+        if step == 1:
+            for k, width in plan.second.items():
+                widths[k] = width
+        return tuple(widths)
 
     def check_index(self, index: Any) -> int:
         """``index`` as a batch index in ``[0, num_batches)`` (negative ones count back).
@@ -216,6 +279,60 @@ class Sampler(Picklable):
     def real_count(self, index: int) -> int:
         """How many samples of batch ``index`` are real (the rest is padding)."""
         return max(0, min(self.batch_size, self.num_samples - self.start(index)))
+
+
+class _Plan:
+    """How an epoch keeps its first two steps' padded lengths apart (see
+    `_vary_first_steps`): fields padded to their largest boundary in every step, and
+    the lengths step 1 is padded to instead of its own."""
+
+    def __init__(self) -> None:
+        self.largest: set[int] = set()
+        self.second: dict[int, int] = {}
+
+
+def _vary_first_steps(
+    order: np.ndarray, step: int, padding: Padding, shuffled: bool
+) -> tuple[np.ndarray, _Plan]:
+    """Makes steps 0 and 1 differ in the padded length of every variable field that
+    varies at all in the epoch.
+
+    Keras on TensorFlow infers a dataset's signature from its first two batches: a
+    length equal in both would be frozen, and the first later batch of another length
+    would fail. A shuffled order swaps a later step into second place; an unshuffled
+    one (kept in row order for ``predict``) pads step 1 to the next larger boundary, or,
+    when both steps already need the largest, pads that field to it in every step.
+    """
+    plan = _Plan()
+    full = len(order) // step
+    if full < 2:
+        return order, plan
+    widths = [padding.widths(order[s * step : (s + 1) * step]) for s in range(full)]
+    if len(order) % step:
+        widths.append(padding.widths(order[full * step :], full=False))
+    same = [k for k in padding.variable if widths[0][k] == widths[1][k]]
+    varies = [k for k in same if len({w[k] for w in widths}) > 1]
+    if not varies:
+        return order, plan
+    if shuffled:
+        swap = next(
+            (s for s in range(2, full) if all(widths[s][k] != widths[0][k] for k in varies)),
+            None,
+        )
+        if swap is not None:
+            order = order.copy()
+            second = order[step : 2 * step].copy()
+            order[step : 2 * step] = order[swap * step : (swap + 1) * step]
+            order[swap * step : (swap + 1) * step] = second
+            return order, plan
+    for k in varies:
+        buckets = padding.fields[k][0]  # type: ignore[index]
+        position = buckets.index(widths[1][k])
+        if position + 1 < len(buckets):
+            plan.second[k] = buckets[position + 1]
+        else:
+            plan.largest.add(k)
+    return order, plan
 
 
 def check_shard(shard: Any) -> tuple[int, int]:

@@ -80,8 +80,18 @@ class Field:
         object.__setattr__(self, "is_source", isinstance(self.array, Source))
 
     @property
+    def buckets(self) -> tuple[int, ...] | None:
+        """The lengths a variable-length source's last dimension is padded to, when there
+        is more than one (one boundary is a fixed shape)."""
+        buckets = getattr(self.array, "buckets", None) if self.is_source else None
+        return tuple(buckets) if buckets is not None and len(buckets) > 1 else None
+
+    @property
     def spec(self) -> ArraySpec:
-        return ArraySpec((None, *self.array.shape[1:]), self.dtype.name, self.name)
+        shape: tuple[int | None, ...] = (None, *self.array.shape[1:])
+        if self.buckets is not None:
+            shape = (*shape[:-1], None)  # the padded length varies from batch to batch
+        return ArraySpec(shape, self.dtype.name, self.name)
 
     def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
         """Gathers ``array[indices]`` with one vectorized index and applies the dtype policy.
@@ -92,11 +102,14 @@ class Field:
         """
         if self.is_source:
             batch: np.ndarray = self.array.gather(indices, context)
-            if batch.dtype != self.dtype or batch.shape[1:] != self.array.shape[1:]:
+            expected = tuple(self.array.shape[1:])
+            if context.width is not None:
+                expected = (*expected[:-1], context.width)
+            if batch.dtype != self.dtype or batch.shape[1:] != expected:
                 raise TypeError(
                     f"{self.name}: {type(self.array).__name__}.gather returned "
                     f"{batch.shape[1:]} {batch.dtype} per sample, but the source declares "
-                    f"{self.array.shape[1:]} {self.dtype}. A source must return exactly "
+                    f"{expected} {self.dtype}. A source must return exactly "
                     "its declared shape and dtype."
                 )
             return batch

@@ -78,7 +78,9 @@ def check_source(source: Source, *, seed: int = 0, epochs: int = 2) -> None:
       repeats allowed);
     - the source pickles (worker processes receive it) and gathers the same after;
     - values are a pure function of ``(seed, epoch, index)``: gathering again gives the
-      same values, and random augmentation may change only with the epoch.
+      same values, and random augmentation may change only with the epoch;
+    - a variable-length source (``buckets``) pads to the width it is given, and without
+      one to a bucket boundary that holds the batch's longest sample.
     """
     n = len(source)
     assert n == source.shape[0] >= 1, f"len {n} must be shape[0] {source.shape[0]} and >= 1"
@@ -103,6 +105,15 @@ def check_source(source: Source, *, seed: int = 0, epochs: int = 2) -> None:
         np.testing.assert_array_equal(
             batch, _gather(copy, indices, seed, epoch), "a pickled copy gathers differently"
         )
+        buckets = source.buckets
+        if buckets is not None and len(buckets) > 1:
+            own = source.gather(np.asarray(indices), GatherContext("source", seed, epoch))
+            longest = int(np.max(source.lengths[indices]))
+            assert own.shape[-1] in buckets and own.shape[-1] >= longest, (
+                f"without a width, gather padded to {own.shape[-1]}, not the smallest of "
+                f"{buckets} that holds {longest}"
+            )
+            np.testing.assert_array_equal(own, batch[..., : own.shape[-1]])
 
 
 def check_resumable(ds: MultimodalDataset, position: int | None = None) -> None:
@@ -126,7 +137,11 @@ def check_resumable(ds: MultimodalDataset, position: int | None = None) -> None:
 
 
 def _gather(source: Source, indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-    return np.asarray(source.gather(np.asarray(indices), GatherContext("source", seed, epoch)))
+    """A batch of ``indices``; a variable-length source padded to its declared shape."""
+    buckets = source.buckets
+    width = source.shape[-1] if buckets is not None and len(buckets) > 1 else None
+    context = GatherContext("source", seed, epoch, width=width)
+    return np.asarray(source.gather(np.asarray(indices), context))
 
 
 def _flat(batch: Any) -> list[np.ndarray]:

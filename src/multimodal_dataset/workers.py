@@ -59,15 +59,23 @@ def _init_process(fields: tuple[Field, ...]) -> None:
     _PROCESS_FIELDS = fields
 
 
-def gather_fields(fields: Sequence[Field], seed: int, epoch: int, indices: np.ndarray) -> Gathered:
+def gather_fields(
+    fields: Sequence[Field],
+    seed: int,
+    epoch: int,
+    indices: np.ndarray,
+    widths: Sequence[int | None] | None = None,
+) -> Gathered:
     """One array per field, holding the samples ``indices`` in that order, and the
-    samples that sources replaced (``on_error="replace"``)."""
+    samples that sources replaced (``on_error="replace"``); ``widths`` gives each
+    variable-length field's padded length (see ``padding``)."""
     arrays, replaced = [], []
-    for field in fields:
+    for k, field in enumerate(fields):
         if not field.is_source:  # a plain array needs no context (the hot path)
             arrays.append(field.gather(indices, _NO_CONTEXT))
             continue
-        context = GatherContext(field.name, seed, epoch)
+        width = widths[k] if widths is not None else None
+        context = GatherContext(field.name, seed, epoch, width=width)
         arrays.append(field.gather(indices, context))
         replaced += [Replacement(epoch, s, field.name, r) for s, r in context.replaced]
     return arrays, replaced
@@ -76,9 +84,11 @@ def gather_fields(fields: Sequence[Field], seed: int, epoch: int, indices: np.nd
 _NO_CONTEXT = GatherContext()
 
 
-def _gather_in_process(seed: int, epoch: int, indices: np.ndarray) -> Gathered:
+def _gather_in_process(
+    seed: int, epoch: int, widths: Sequence[int | None] | None, indices: np.ndarray
+) -> Gathered:
     try:
-        return gather_fields(_PROCESS_FIELDS, seed, epoch, indices)
+        return gather_fields(_PROCESS_FIELDS, seed, epoch, indices, widths)
     except Exception as error:
         raise _sendable(error) from None
 
@@ -134,7 +144,12 @@ class Gatherer(Picklable):
         return self.workers > 1 or self.use_multiprocessing
 
     def gather(
-        self, indices: np.ndarray, seed: int, epoch: int, batch: int | None = None
+        self,
+        indices: np.ndarray,
+        seed: int,
+        epoch: int,
+        batch: int | None = None,
+        widths: Sequence[int | None] | None = None,
     ) -> Gathered:
         """One array per field, holding the samples ``indices`` in that order, and the
         samples that sources replaced.
@@ -147,12 +162,13 @@ class Gatherer(Picklable):
             seed: The dataset's seed.
             epoch: The dataset's epoch.
             batch: The batch's index in the epoch, named in errors.
+            widths: Each variable-length field's padded length (see ``padding``).
 
         Raises:
             WorkerError: If a worker process died; the next call starts a fresh pool.
         """
         if not self._releasable:  # plain arrays inline: no pool, nothing to release
-            return gather_fields(self.fields, seed, epoch, indices)
+            return gather_fields(self.fields, seed, epoch, indices, widths)
         with self._lock:
             self._uses += 1
             if self._timer is not None:
@@ -160,12 +176,14 @@ class Gatherer(Picklable):
                 self._timer = None
             executor = self._get_executor() if self.parallel and len(indices) > 1 else None
         if executor is None:
-            return gather_fields(self.fields, seed, epoch, indices)
+            return gather_fields(self.fields, seed, epoch, indices, widths)
         chunks = [c for c in np.array_split(indices, min(self.workers, len(indices))) if len(c)]
+        task: Callable[[np.ndarray], Gathered]
         if self.use_multiprocessing:
-            task = functools.partial(_gather_in_process, seed, epoch)
+            task = functools.partial(_gather_in_process, seed, epoch, widths)
         else:
-            task = functools.partial(gather_fields, self.fields, seed, epoch)
+            task = functools.partial(gather_fields, self.fields, seed, epoch, widths=widths)
+
         try:
             parts = list(executor.map(task, chunks))
         except BrokenProcessPool:

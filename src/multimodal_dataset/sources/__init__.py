@@ -16,7 +16,7 @@ from multimodal_dataset.sources.protocol import (
     SampleError,
     Source,
 )
-from multimodal_dataset.sources.text import TextTokens, Vocabulary
+from multimodal_dataset.sources.text import TextTokens, TruncatedTextWarning, Vocabulary
 
 __all__ = [
     "ArrowColumn",
@@ -31,5 +31,6 @@ __all__ = [
     "Source",
     "Standardizer",
     "TextTokens",
+    "TruncatedTextWarning",
     "Vocabulary",
 ]

@@ -63,12 +63,16 @@ class GatherContext:
         seed: The dataset's seed (random augmentations draw from it).
         epoch: The dataset's current epoch.
         replaced: ``(sample, reason)`` of the samples replaced in this call.
+        width: For a variable-length source (see `Source.buckets`): the length its last
+            dimension is padded to in this batch, the same in every shard of a step and
+            every worker's chunk; None lets the source choose for its own samples.
     """
 
     field: str = "source"
     seed: int = 0
     epoch: int = 0
     replaced: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    width: int | None = None
 
 
 def check_on_error(on_error: Any) -> OnError:
@@ -108,11 +112,21 @@ class Source(abc.ABC):
     on_error: OnError = "raise"
     rows: np.ndarray | None = None
     column: str | None = None
+    #: A variable-length source (token ids padded per batch) sets the lengths its last
+    #: dimension may be padded to, ascending; ``shape`` then ends with the largest, and
+    #: `lengths` gives each sample's own length. None: every batch has ``shape[1:]``.
+    buckets: tuple[int, ...] | None = None
 
     @property
     @abc.abstractmethod
     def shape(self) -> tuple[int, ...]:
         """``(num_samples, *sample_shape)``, known without reading any sample."""
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each sample's length along the variable last dimension (at most the largest
+        bucket), for a variable-length source."""
+        raise TypeError(f"{type(self).__name__} has no variable-length dimension.")
 
     @property
     @abc.abstractmethod

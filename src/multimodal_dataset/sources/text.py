@@ -11,8 +11,10 @@ plugged in instead: a callable ``str -> list[int]``, or a Hugging Face ``tokeniz
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -22,6 +24,7 @@ import numpy as np
 from multimodal_dataset.checks import check_int
 from multimodal_dataset.persistence import Saveable
 from multimodal_dataset.sources.protocol import (
+    GatherContext,
     OnError,
     PrecomputedSource,
     check_on_error,
@@ -164,6 +167,13 @@ class TextTokens(PrecomputedSource):
     Args:
         texts: One string per sample (``bytes`` are decoded as UTF-8).
         length: Token ids per sample: longer texts are truncated, shorter ones padded.
+        buckets: Instead of ``length``: the lengths a batch may be padded to, e.g.
+            ``(16, 32, 64, 128)``. Each batch is padded (with 0, which
+            ``Embedding(mask_zero=True)`` masks) to the smallest that holds its longest
+            text, decided per step so every shard and worker agrees; texts longer than
+            the largest are truncated to it and counted (`truncated`, and a
+            `TruncatedTextWarning`). The model's input is then ``keras.Input((None,),
+            dtype="int32")``; see ``group_by_length`` to waste little padding.
         vocabulary: A `Vocabulary`, the path of a saved one, or None to fit one here.
         tokenizer: Instead of a vocabulary: a callable ``str -> list[int]``, or a Hugging
             Face ``tokenizers.Tokenizer``. Its ids are used as they are, so 0 should be
@@ -181,8 +191,9 @@ class TextTokens(PrecomputedSource):
     def __init__(
         self,
         texts: Sequence[Any] | np.ndarray,
-        length: int,
+        length: int | None = None,
         *,
+        buckets: Sequence[int] | None = None,
         vocabulary: Vocabulary | str | os.PathLike[str] | None = None,
         tokenizer: Tokenizer | None = None,
         max_tokens: int | None = None,
@@ -195,7 +206,8 @@ class TextTokens(PrecomputedSource):
                 "TextTokens takes one text per sample; got a single string. Wrap it in a "
                 "list: TextTokens([text], length=...)."
             )
-        check_int(length, "length", what="ids per sample")
+        self._buckets = _check_length_or_buckets(length, buckets)
+        self.buckets = self._buckets
         if vocabulary is not None and tokenizer is not None:
             raise ValueError(
                 "Give a vocabulary or a tokenizer, not both: a tokenizer brings its own ids."
@@ -210,16 +222,54 @@ class TextTokens(PrecomputedSource):
             )
         self.vocabulary = vocabulary
         self.tokenizer = tokenizer
-        self.length = int(length)
+        self.length = self._buckets[-1]
+        sequences: list[Sequence[int]]
         if tokenizer is None:
             assert vocabulary is not None
-            ids = vocabulary.encode(strings, self.length)
+            sequences = [vocabulary.lookup(text) for text in strings]
         else:
-            ids = pad(_tokenize(tokenizer, strings), self.length)
+            sequences = _tokenize(tokenizer, strings)
+        full = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        #: Each text's length in tokens, after truncation to the largest bucket.
+        self._lengths = np.minimum(full, self.length).astype(np.int32)
+        #: The samples whose texts were longer than ``length`` (the largest bucket).
+        self.truncated = np.flatnonzero(full > self.length)
         super().__init__(
-            ids, problems, on_error, check_rows(rows, len(strings), "TextTokens"), column
+            pad(sequences, self.length),
+            problems,
+            on_error,
+            check_rows(rows, len(strings), "TextTokens"),
+            column,
         )
         self.raise_or_keep("TextTokens")
+        if len(self._buckets) > 1 and len(self.truncated):
+            warnings.warn(
+                f"TextTokens{f' (column {column!r})' if column else ''}: "
+                f"{len(self.truncated)} of {len(strings)} texts are longer than the largest "
+                f"bucket ({self.length} tokens) and are truncated to it (the first: "
+                f"{self.describe(int(self.truncated[0]))}, {int(full[self.truncated[0]])} "
+                "tokens). Add a larger bucket to keep them whole; TextTokens.truncated lists them.",
+                TruncatedTextWarning,
+                stacklevel=2,
+            )
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each text's length in token ids (at most the largest bucket)."""
+        return self._lengths
+
+    def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
+        """The token ids of ``indices``, padded to ``context.width`` (the step's bucket),
+        or with buckets and no width, to the smallest bucket that holds these texts."""
+        batch = super().gather(indices, context)
+        buckets = self._buckets
+        if len(buckets) == 1:
+            return batch
+        width = context.width
+        if width is None:
+            longest = int(self._lengths[indices].max()) if len(indices) else 0
+            width = buckets[int(np.searchsorted(buckets, longest))]
+        return np.ascontiguousarray(batch[:, :width])
 
     @property
     def ids(self) -> np.ndarray:
@@ -228,7 +278,52 @@ class TextTokens(PrecomputedSource):
 
     def __repr__(self) -> str:
         by = f"vocabulary of {len(self.vocabulary)}" if self.vocabulary else "custom tokenizer"
-        return f"TextTokens({len(self)} texts, length={self.length}, {by})"
+        buckets = self._buckets
+        size = f"length={self.length}" if len(buckets) == 1 else f"buckets={buckets}"
+        return f"TextTokens({len(self)} texts, {size}, {by})"
+
+
+class TruncatedTextWarning(UserWarning):
+    """Texts longer than the largest bucket were truncated to it."""
+
+
+def _check_length_or_buckets(length: Any, buckets: Any) -> tuple[int, ...]:
+    """The bucket boundaries (one, ``(length,)``, for a fixed length), checked."""
+    if length is not None and buckets is not None:
+        raise ValueError(
+            f"Give length= (every text padded to one length) or buckets= (each batch "
+            f"padded to the smallest boundary that holds it), not both; got length={length!r} "
+            f"and buckets={buckets!r}."
+        )
+    if buckets is None:
+        if length is None:
+            raise TypeError(
+                "TextTokens needs length= (token ids per text) or buckets= (padded lengths "
+                "a batch may take, e.g. buckets=(16, 32, 64, 128))."
+            )
+        return (check_int(length, "length", what="ids per sample"),)
+    if isinstance(buckets, (str, bytes)) or not isinstance(buckets, Sequence):
+        raise TypeError(
+            f"buckets must be a sequence of increasing positive integers, e.g. (16, 32, 64, "
+            f"128); got {buckets!r}."
+        )
+    values = list(buckets)
+    bad = [
+        b
+        for b in values
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)) or b < 1
+    ]
+    if not values or bad:
+        raise ValueError(
+            f"buckets must be increasing positive integers, e.g. (16, 32, 64, 128); got "
+            f"{buckets!r}{f' ({bad[0]!r} is not a positive integer)' if bad else ' (empty)'}."
+        )
+    if any(b >= c for b, c in itertools.pairwise(values)):
+        raise ValueError(
+            f"buckets must be strictly increasing, e.g. (16, 32, 64, 128); got {buckets!r}. "
+            f"Sort them: buckets={tuple(sorted(set(values)))!r}."
+        )
+    return tuple(int(b) for b in values)
 
 
 def _decode_texts(texts: Iterable[Any]) -> tuple[list[str], dict[int, str]]:

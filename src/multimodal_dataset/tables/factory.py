@@ -39,6 +39,7 @@ def from_table(
     validation: Any = None,
     validation_split: float | None = None,
     seed: int = 0,
+    text_buckets: Sequence[int] | None = None,
     root: str | os.PathLike[str] | None = None,
     color_mode: ColorMode = "rgb",
     max_tokens: int | None = None,
@@ -95,7 +96,11 @@ def from_table(
             (class ids in sorted order, kept in ``preprocessing.classes``). None for an
             inference-only table.
         image_size: ``(height, width)`` of the decoded images (required with ``image``).
-        text_length: Token ids per text (required with ``text``).
+        text_length: Token ids per text (with ``text``, this or ``text_buckets``).
+        text_buckets: Instead of ``text_length``: the lengths a batch of texts may be
+            padded to, e.g. ``(16, 32, 64, 128)`` (see `TextTokens`); the text input is
+            then ``keras.Input((None,), dtype="int32")``. Pass ``group_by_length=True``
+            too (a `MultimodalDataset` argument) to batch texts of similar length.
         validation: A table of validation rows, in any form ``table`` may take (a
             predefined split). Then ``validation_split`` must not be given.
         validation_split: Fraction of rows for validation (``int(fraction * rows)``, as in
@@ -154,8 +159,11 @@ def from_table(
         data.check_column(name, "numeric")
     if image is not None and image_size is None:
         raise ValueError("image_size=(height, width) is required with image=.")
-    if text is not None and text_length is None:
-        raise ValueError("text_length= (token ids per text) is required with text=.")
+    if text is not None and text_length is None and text_buckets is None:
+        raise ValueError(
+            "text= needs text_length= (token ids per text) or text_buckets= (lengths a "
+            "batch may be padded to, e.g. (16, 32, 64, 128))."
+        )
     on_error = check_on_error(on_error)
     check_target_kind(target_kind, target)
     val_data = None
@@ -180,6 +188,7 @@ def from_table(
         target=target,
         image_size=None if image_size is None else (int(image_size[0]), int(image_size[1])),
         text_length=text_length,
+        text_buckets=None if text_buckets is None else tuple(text_buckets),
         color_mode=color_mode,
         tokenizer=tokenizer,
         target_kind=target_kind,

@@ -41,7 +41,9 @@ class TablePreprocessing(Saveable):
         image, text, target: Column names (None where unused).
         numeric: The numeric column names, in input order.
         image_size: ``(height, width)`` images are resized to.
-        text_length: Token ids per caption.
+        text_length: Token ids per caption (None with ``text_buckets``).
+        text_buckets: The lengths a batch of captions may be padded to (see
+            `TextTokens`'s ``buckets``), instead of one ``text_length``.
         color_mode: ``"rgb"``, ``"grayscale"`` or ``"rgba"``.
         vocabulary: The `Vocabulary` fitted on the training captions.
         standardizer: The `Standardizer` fitted on the training rows.
@@ -56,6 +58,7 @@ class TablePreprocessing(Saveable):
     target: str | None = None
     image_size: tuple[int, int] | None = None
     text_length: int | None = None
+    text_buckets: tuple[int, ...] | None = None
     color_mode: ColorMode = "rgb"
     vocabulary: Vocabulary | None = None
     standardizer: Standardizer | None = None
@@ -108,11 +111,11 @@ class TablePreprocessing(Saveable):
             else:  # a column of encoded bytes, read a batch at a time
                 sources.append(ImageBytes(stored, self.image_size, **image_options))
         if self.text is not None:
-            assert self.text_length is not None
             check_present(table, self.text, "text", rows, on_error)
             tokens = TextTokens(
                 table.column(self.text, "text")[rows],
                 self.text_length,
+                buckets=self.text_buckets,
                 vocabulary=self.vocabulary,
                 tokenizer=self.tokenizer,
                 max_tokens=max_tokens,
@@ -231,6 +234,7 @@ class TablePreprocessing(Saveable):
             "target": self.target,
             "image_size": list(self.image_size) if self.image_size else None,
             "text_length": self.text_length,
+            "text_buckets": list(self.text_buckets) if self.text_buckets else None,
             "color_mode": self.color_mode,
             "vocabulary": self.vocabulary.to_dict() if self.vocabulary else None,
             "standardizer": self.standardizer.to_dict() if self.standardizer else None,
@@ -253,6 +257,7 @@ class TablePreprocessing(Saveable):
             target=data["target"],
             image_size=tuple(data["image_size"]) if data["image_size"] else None,
             text_length=data["text_length"],
+            text_buckets=tuple(data["text_buckets"]) if data.get("text_buckets") else None,
             color_mode=data["color_mode"],
             vocabulary=Vocabulary.from_dict(vocabulary) if vocabulary else None,
             standardizer=Standardizer.from_dict(standardizer) if standardizer else None,
