@@ -175,3 +175,19 @@ def test_text_without_a_length_or_buckets_says_which_to_give(example):
     columns = {k: v for k, v in COLUMNS.items() if k != "text_length"}
     with pytest.raises(ValueError, match=r"text_length= .* or text_buckets="):
         from_table(example, **columns)
+
+
+def test_a_trained_subword_tokenizer_is_saved_and_reloaded_with_the_preprocessing(
+    example, tmp_path
+):
+    from multimodal_dataset import TablePreprocessing, testing
+
+    train, _ = from_table(example, **COLUMNS, tokenizer="bpe", max_tokens=80, seed=2)
+    trained = train.preprocessing.tokenizer
+    assert trained.get_vocab_size() <= 80 and train.preprocessing.vocabulary is None
+    train.preprocessing.save(tmp_path / "p.json")
+    loaded = TablePreprocessing.load(tmp_path / "p.json")
+    assert loaded.tokenizer.to_str() == trained.to_str()
+    again = loaded.dataset(example, batch_size=8)
+    same = train.preprocessing.dataset(example, batch_size=8)
+    assert testing.stream_digest(again, 1) == testing.stream_digest(same, 1)

@@ -133,3 +133,25 @@ def test_a_checked_dataset_really_fits(model, data):
     ds.check(model)
     history = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_bucketed_text_input_fits_a_none_length_input_and_not_a_fixed_one():
+    from multimodal_dataset import TextTokens
+
+    tokens = TextTokens(["a b c", "a b c d e f g", "a"] * 4, buckets=(4, 8))
+    ds = MultimodalDataset(tokens, np.zeros(12, "float32"), batch_size=4)
+
+    def model(shape):
+        ids = keras.Input(shape, dtype="int32", name="caption")
+        x = keras.layers.Embedding(10, 4, mask_zero=True)(ids)
+        return keras.Model(ids, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(x)))
+
+    ds.check(model((None,)))
+    with pytest.raises(
+        ValueError,
+        match=r"padded to a different length in each batch.*"
+        r"keras\.Input\(\(None,\), dtype='int32', name='caption'\).*length=8",
+    ):
+        ds.check(model((8,)))
+    fixed = MultimodalDataset(TextTokens(["a b"] * 4, length=8), np.zeros(4), batch_size=2)
+    fixed.check(model((None,)))  # a fixed length fits an input of any length

@@ -172,3 +172,27 @@ def test_one_bucket_is_a_fixed_length():
     tokens = TextTokens(["a b c", "a"], buckets=(4,))
     ds = MultimodalDataset(tokens, np.zeros(2), batch_size=1, shuffle=False)
     assert ds.element_spec[0].shape == (None, 4) and ds[1][0].shape == (1, 4)
+
+
+def test_a_bpe_tokenizer_is_trained_on_the_texts_with_padding_id_0_deterministically():
+    texts = ["the quick brown fox", "the lazy dog sleeps", "quickly foxes run"] * 10
+    tokens = TextTokens(texts, buckets=(4, 8, 16), tokenizer="bpe", max_tokens=60)
+    assert tokens.vocabulary is None and tokens.vocabulary_size <= 60
+    assert tokens.tokenizer.token_to_id("[PAD]") == 0
+    assert tokens.tokenizer.token_to_id("[UNK]") == 1
+    assert (tokens.ids[:, 0] > 1).all()  # every text starts with a real subword
+    again = TextTokens(texts, buckets=(4, 8, 16), tokenizer="bpe", max_tokens=60)
+    np.testing.assert_array_equal(tokens.ids, again.ids)  # training is deterministic
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tokenizer": "bpe"}, "pass max_tokens="),
+        ({"tokenizer": "sentencepiece", "max_tokens": 50}, "one to train: 'bpe'"),
+        ({"tokenizer": "wordpiece", "max_tokens": 50}, "WordPiece training is not determ"),
+    ],
+)
+def test_a_subword_tokenizer_needs_a_known_kind_and_a_size(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TextTokens(["a b c"], length=4, **kwargs)

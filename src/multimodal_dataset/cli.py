@@ -7,12 +7,15 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from multimodal_dataset.example import FORMATS, make_example
 
 TEXT_LENGTH = 20
+#: Without --text-length, captions are padded per batch to one of these lengths.
+TEXT_BUCKETS = (8, 16, 32)
 FORMAT_HELP = (
     "csv: image files and a manifest of their paths; parquet: Hugging Face-style Parquet "
     "shards with the image bytes inside; webdataset: tar shards of jpg/txt/cls/json members"
@@ -44,13 +47,16 @@ def _train(folder: Path, args: argparse.Namespace) -> int:
 
     # A folder from make-example: manifest.csv of image files, data/ of Parquet shards, or
     # shards/ of WebDataset tar shards.
-    common = {
+    common: dict[str, Any] = {
         "image_size": (32, 32),
-        "text_length": TEXT_LENGTH,
         "validation_split": 0.2,
         "seed": args.seed,
         "batch_size": args.batch_size,
     }
+    if args.text_length is None:  # variable length: bucketed, batches of similar length
+        common |= {"text_buckets": TEXT_BUCKETS, "group_by_length": True}
+    else:
+        common["text_length"] = args.text_length
     if (folder / SHARD_FOLDER).is_dir():
         print(f"Training from the WebDataset shards in {folder / SHARD_FOLDER}")
         train, val = from_webdataset(
@@ -76,7 +82,7 @@ def _train(folder: Path, args: argparse.Namespace) -> int:
     vocabulary = train.preprocessing.vocabulary
     assert vocabulary is not None
     model = models.build_reference_model(
-        text_length=TEXT_LENGTH, vocab_size=len(vocabulary), seed=args.seed
+        text_length=args.text_length, vocab_size=len(vocabulary), seed=args.seed
     )
     train.check(model)
     print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend")
@@ -135,6 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--samples", type=int, default=2000, help="samples of the example")
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--text-length",
+        type=int,
+        default=None,
+        help="pad every caption to this many token ids; default: pad each batch to the "
+        f"smallest of {TEXT_BUCKETS} that holds it, batching captions of similar length",
+    )
     demo.add_argument(
         "--format", choices=FORMATS, default="csv", help=FORMAT_HELP + " (without --data)"
     )

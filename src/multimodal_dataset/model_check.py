@@ -102,23 +102,36 @@ def _shape(shape: tuple[int | None, ...]) -> str:
     )
 
 
-def _shape_fits(data: tuple[int, ...], model: tuple[int | None, ...]) -> bool:
+def _shape_fits(data: tuple[int | None, ...], model: tuple[int | None, ...]) -> bool:
     """Whether Keras accepts per-sample ``data`` shape for an input of ``model`` shape.
 
-    Keras squeezes or adds a trailing dimension of size 1 when the ranks differ by one.
+    Keras squeezes or adds a trailing dimension of size 1 when the ranks differ by one. A
+    dimension that varies from batch to batch (None in ``data``) fits only None.
     """
     if len(data) == len(model) + 1 and data[-1:] == (1,):
         data = data[:-1]
     elif len(data) + 1 == len(model) and model[-1] in (1, None):
         model = model[:-1]
     return len(data) == len(model) and all(
-        m is None or m == d for d, m in zip(data, model, strict=False)
+        m is None or (d is not None and m == d) for d, m in zip(data, model, strict=False)
     )
 
 
 def _compare(spec: ArraySpec, model_input: ModelInput) -> list[str]:
     problems = []
-    if not _shape_fits(spec.sample_shape, model_input.shape):
+    data, model = spec.sample_shape, model_input.shape
+    if len(data) == len(model) and any(
+        d is None and m is not None for d, m in zip(data, model, strict=True)
+    ):
+        fixed = next(m for d, m in zip(data, model, strict=True) if d is None and m is not None)
+        problems.append(
+            f"{spec.name} is padded to a different length in each batch (a bucketed text, "
+            f"per-sample shape {_shape(data)}), but model input '{model_input.name}' expects "
+            f"the fixed {_shape(model)}. Declare keras.Input({_shape(data)}, "
+            f"dtype='{spec.dtype}', name='{model_input.name}'), or give the text one length "
+            f"(TextTokens(texts, length={fixed}), from_table(..., text_length={fixed}))."
+        )
+    elif not _shape_fits(data, model):
         problems.append(
             f"{spec.name} has per-sample shape {_shape(spec.sample_shape)} but model input "
             f"'{model_input.name}' expects {_shape(model_input.shape)}. Reshape the array to "

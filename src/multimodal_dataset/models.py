@@ -8,7 +8,7 @@ import keras
 def build_reference_model(
     *,
     image_shape: tuple[int, int, int] = (32, 32, 3),
-    text_length: int = 20,
+    text_length: int | None = 20,
     vocab_size: int = 1000,
     numeric_features: int = 5,
     num_classes: int = 2,
@@ -21,7 +21,9 @@ def build_reference_model(
 
     Args:
         image_shape: Per-sample shape of the float image input.
-        text_length: Length of the int32 token-id input.
+        text_length: Length of the int32 token-id input; None for texts padded to a
+            different length in each batch (``TextTokens(buckets=...)``): the embedding then
+            masks the padding (id 0) and the pooling averages only the real tokens.
         vocab_size: Number of token ids the Embedding knows (0 is padding).
         numeric_features: Width of the float numeric input.
         num_classes: Number of classes of the softmax output (sparse integer labels).
@@ -33,15 +35,21 @@ def build_reference_model(
     """
     init = keras.initializers.GlorotUniform(seed=seed)
     image = keras.Input(image_shape, name="image")
-    text = keras.Input((text_length,), dtype="int32", name="text")
+    text = keras.Input((text_length,), dtype="int32", name="text")  # (None,): any length
     numeric = keras.Input((numeric_features,), name="numeric")
 
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", kernel_initializer=init)(image)
     x = keras.layers.Conv2D(32, 3, strides=2, activation="relu", kernel_initializer=init)(x)
     image_features = keras.layers.GlobalAveragePooling2D(name="image_pool")(x)
 
-    t = keras.layers.Embedding(vocab_size, 16, embeddings_initializer=init, name="embedding")(text)
-    text_features = keras.layers.GlobalAveragePooling1D(name="text_pool")(t)
+    t = keras.layers.Embedding(
+        vocab_size,
+        16,
+        embeddings_initializer=init,
+        mask_zero=text_length is None,  # variable length: padding must not count
+        name="embedding",
+    )(text)
+    text_features = keras.layers.GlobalAveragePooling1D(name="text_pool")(t)  # honours a mask
 
     numeric_features_ = keras.layers.Dense(16, activation="relu", kernel_initializer=init)(numeric)
 

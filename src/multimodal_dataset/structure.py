@@ -46,9 +46,10 @@ class ArraySpec:
     name: str
 
     @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """The per-sample shape (the batch shape without its first dimension)."""
-        return tuple(int(d) for d in self.shape[1:] if d is not None)
+    def sample_shape(self) -> tuple[int | None, ...]:
+        """The per-sample shape (the batch shape without its first dimension); None where
+        it varies from batch to batch (a bucketed text's padded length)."""
+        return tuple(None if d is None else int(d) for d in self.shape[1:])
 
     def __repr__(self) -> str:
         return f"ArraySpec(shape={self.shape}, dtype={self.dtype!r}, name={self.name!r})"

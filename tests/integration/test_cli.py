@@ -53,3 +53,28 @@ def test_an_unknown_command_exits_with_usage(capsys):
     with pytest.raises(SystemExit):
         main(["train"])
     assert "usage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "text_input"),
+    [([], (None, None)), (["--text-length", "12"], (None, 12))],
+    ids=["bucketed captions by default", "one fixed length on request"],
+)
+def test_the_demo_pads_captions_per_batch_unless_given_a_length(
+    tmp_path, capsys, monkeypatch, options, text_input
+):
+    from multimodal_dataset import models
+
+    built = {}
+    build = models.build_reference_model
+
+    def spy(**kwargs):
+        built["model"] = build(**kwargs)
+        return built["model"]
+
+    monkeypatch.setattr(models, "build_reference_model", spy)
+    main(["make-example", str(tmp_path), "--samples", "100"])
+    args = ["demo", "--data", str(tmp_path), "--epochs", "1", "--verbose", "0", *options]
+    assert main(args) == 0
+    assert tuple(built["model"].inputs[1].shape) == text_input
+    assert "validation accuracy:" in capsys.readouterr().out

@@ -108,3 +108,13 @@ def test_the_remote_storage_example_runs_as_written_against_an_s3_server(s3, tmp
     assert set(labels.tolist()) <= {0, 1}
     assert len(train) == 3 and len(table_train) == 3  # 160 and 80 samples, batches of 32/64
     assert namespace["loaded"].to_dict() == train.preprocessing.to_dict()
+
+
+def test_the_variable_length_text_example_runs_as_written():
+    (code,) = python_blocks(
+        "Variable-length text: bucketed batches and a shape every backend accepts"
+    )
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    assert len(namespace["model"].history.history["loss"]) == 2
+    assert namespace["ds"].element_spec[0].shape == (None, None)

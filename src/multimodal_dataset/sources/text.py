@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from multimodal_dataset.checks import check_int
+from multimodal_dataset.optional import optional_import
 from multimodal_dataset.persistence import Saveable
 from multimodal_dataset.sources.protocol import (
     GatherContext,
@@ -175,7 +176,10 @@ class TextTokens(PrecomputedSource):
             `TruncatedTextWarning`). The model's input is then ``keras.Input((None,),
             dtype="int32")``; see ``group_by_length`` to waste little padding.
         vocabulary: A `Vocabulary`, the path of a saved one, or None to fit one here.
-        tokenizer: Instead of a vocabulary: a callable ``str -> list[int]``, or a Hugging
+        tokenizer: Instead of a vocabulary: ``"bpe"`` to train a Hugging Face
+            ``tokenizers`` byte-pair subword tokenizer of ``max_tokens`` ids on these texts (the
+            training texts; it is kept as ``.tokenizer`` and saved with a table's
+            preprocessing), a callable ``str -> list[int]``, or a Hugging
             Face ``tokenizers.Tokenizer``. Its ids are used as they are, so 0 should be
             its padding id.
         max_tokens: When fitting: the vocabulary size, padding and unknown included.
@@ -216,6 +220,10 @@ class TextTokens(PrecomputedSource):
         strings, problems = _decode_texts(texts)
         if isinstance(vocabulary, (str, os.PathLike)):
             vocabulary = Vocabulary.load(vocabulary)
+        if isinstance(tokenizer, str):
+            tokenizer = train_subword_tokenizer(
+                (s for i, s in enumerate(strings) if i not in problems), tokenizer, max_tokens
+            )
         if tokenizer is None and vocabulary is None:
             vocabulary = Vocabulary.fit(
                 (s for i, s in enumerate(strings) if i not in problems), max_tokens=max_tokens
@@ -254,6 +262,15 @@ class TextTokens(PrecomputedSource):
             )
 
     @property
+    def vocabulary_size(self) -> int | None:
+        """The number of ids (the ``Embedding`` input_dim): the vocabulary's, or a Hugging
+        Face tokenizer's; None for a plain callable."""
+        if self.vocabulary is not None:
+            return len(self.vocabulary)
+        size = getattr(self.tokenizer, "get_vocab_size", None)
+        return int(size()) if size is not None else None
+
+    @property
     def lengths(self) -> np.ndarray:
         """Each text's length in token ids (at most the largest bucket)."""
         return self._lengths
@@ -278,6 +295,8 @@ class TextTokens(PrecomputedSource):
 
     def __repr__(self) -> str:
         by = f"vocabulary of {len(self.vocabulary)}" if self.vocabulary else "custom tokenizer"
+        if self.vocabulary is None and self.vocabulary_size is not None:
+            by = f"tokenizer of {self.vocabulary_size} ids"
         buckets = self._buckets
         size = f"length={self.length}" if len(buckets) == 1 else f"buckets={buckets}"
         return f"TextTokens({len(self)} texts, {size}, {by})"
@@ -360,6 +379,55 @@ def _decode_texts(texts: Iterable[Any]) -> tuple[list[str], dict[int, str]]:
             text = ""
         strings.append(text)
     return strings, problems
+
+
+#: Subword tokenizers `TextTokens` trains with Hugging Face ``tokenizers``. Only BPE: its
+#: training is deterministic (the same texts give the same ids in every run, so every
+#: backend and process sees the same stream); WordPiece's is not (tokenizers 0.22: three
+#: different vocabularies in six runs on one corpus).
+SUBWORD_KINDS = ("bpe",)
+
+
+def train_subword_tokenizer(texts: Iterable[str], kind: str, vocabulary_size: int | None) -> Any:
+    """A Hugging Face ``tokenizers.Tokenizer`` (byte-pair encoding) trained on ``texts``,
+    with ``[PAD]`` as id 0 and ``[UNK]`` as id 1 like `Vocabulary`, after lower-casing,
+    stripping accents and splitting on whitespace and punctuation.
+
+    Args:
+        texts: The training texts.
+        kind: ``"bpe"``.
+        vocabulary_size: The number of ids, the two special ones included.
+    """
+    if kind == "wordpiece":
+        raise ValueError(
+            "tokenizer='wordpiece' is not trained here: Hugging Face's WordPiece training is "
+            "not deterministic (the same texts give different ids from run to run), which "
+            "would give each process and backend another stream. Use tokenizer='bpe', or "
+            "train a WordPiece tokenizer once yourself and pass the tokenizers.Tokenizer."
+        )
+    if kind not in SUBWORD_KINDS:
+        raise ValueError(
+            f"tokenizer={kind!r}: a tokenizer named by a string is one to train: 'bpe'. "
+            "Pass a callable or a tokenizers.Tokenizer to use your own."
+        )
+    if vocabulary_size is None or vocabulary_size < 3:
+        raise ValueError(
+            f"tokenizer={kind!r} trains a vocabulary of max_tokens ids: pass max_tokens= "
+            f"(at least 3; e.g. 8000), got {vocabulary_size!r}."
+        )
+    hf = optional_import("tokenizers", f"Training a {kind} tokenizer")
+    tokenizer = hf.Tokenizer(hf.models.BPE(unk_token=OOV_TOKEN))
+    trainer = hf.trainers.BpeTrainer(
+        vocab_size=vocabulary_size,
+        special_tokens=["[PAD]", OOV_TOKEN],  # ids 0 (padding, masked) and 1 (unknown)
+        show_progress=False,
+    )
+    tokenizer.normalizer = hf.normalizers.Sequence(
+        [hf.normalizers.NFD(), hf.normalizers.Lowercase(), hf.normalizers.StripAccents()]
+    )
+    tokenizer.pre_tokenizer = hf.pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
 
 
 def _tokenize(tokenizer: Tokenizer, strings: list[str]) -> list[Sequence[int]]:

@@ -112,7 +112,9 @@ def from_table(
             elsewhere and ``..`` escapes are bad samples, unless ``allow_outside_root``.
         color_mode: ``"rgb"``, ``"grayscale"`` or ``"rgba"``.
         max_tokens: Vocabulary size (padding and unknown included); None keeps all words.
-        tokenizer: A callable or Hugging Face tokenizer to use instead of a vocabulary.
+        tokenizer: Instead of the word vocabulary: ``"bpe"`` to train a Hugging Face
+            byte-pair subword tokenizer of ``max_tokens`` ids on the training rows
+            (saved with the preprocessing), or your own callable or Hugging Face tokenizer.
         augment: An `ImageAugmentation` for the training images (never validation).
         on_error: ``"raise"`` at the first bad file or value, naming the row and column;
             ``"replace"`` to fill bad inputs (zero image, empty text, mean value) and

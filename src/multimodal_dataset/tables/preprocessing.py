@@ -125,6 +125,8 @@ class TablePreprocessing(Saveable):
             )
             if self.tokenizer is None:
                 self.vocabulary = tokens.vocabulary
+            elif isinstance(self.tokenizer, str):  # "bpe"/"wordpiece": trained on these rows
+                self.tokenizer = tokens.tokenizer
             sources.append(tokens)
         if self.numeric:
             for name in self.numeric:
