@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from benchmarks.assembly import Epoch, pydataset_epoch
-from benchmarks.common import DATA, Measurement, Settings, jpeg_folder, measure
-from benchmarks.images import BATCH_SIZE, IMAGE_SIZE
-from benchmarks.shards import shards_of
+from benchmarks.common import Measurement, Settings, jpeg_folder, measure
+from benchmarks.images import BATCH_SIZE
+from benchmarks.shards import ours, shards_of
 
 DELAY_S = 0.02
 NO_DELAY = "from_webdataset: S3 shards (local server)"
@@ -33,23 +32,6 @@ def upload(shards: list[str], options: dict) -> list[str]:
         urls.append(f"s3://bench/shards/{Path(shard).name}")
         fs.pipe_file(urls[-1], Path(shard).read_bytes())
     return urls
-
-
-def ours(urls: list[str], options: dict) -> Epoch:
-    from multimodal_dataset import from_webdataset
-
-    train, _ = from_webdataset(
-        urls,
-        image="jpg",
-        target="cls",
-        image_size=IMAGE_SIZE,
-        validation_split=0,
-        batch_size=BATCH_SIZE,
-        seed=0,
-        cache_dir=DATA / "cache",
-        storage_options=options,
-    )
-    return pydataset_epoch(train)
 
 
 def run(backend: str, settings: Settings) -> list[Measurement]:

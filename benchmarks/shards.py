@@ -40,7 +40,9 @@ def shards_of(folder) -> list[str]:
     return [str(t) for t in targets]
 
 
-def ours(shards: list[str]) -> Epoch:
+def ours(shards: list[str], storage_options: dict | None = None) -> Epoch:
+    """`from_webdataset` over ``shards`` (local files, or URLs read with
+    ``storage_options``), one batch at a time."""
     from multimodal_dataset import from_webdataset
 
     train, _ = from_webdataset(
@@ -52,6 +54,7 @@ def ours(shards: list[str]) -> Epoch:
         batch_size=BATCH_SIZE,
         seed=0,
         cache_dir=DATA / "cache",
+        storage_options=storage_options,
     )
     return pydataset_epoch(train)
 

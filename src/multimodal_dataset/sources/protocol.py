@@ -213,11 +213,15 @@ class PrecomputedSource(Source):
         return self.values.dtype
 
     def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
+        self.report_bad(indices, context)
+        batch: np.ndarray = self.values[indices]
+        return batch
+
+    def report_bad(self, indices: np.ndarray, context: GatherContext) -> None:
+        """Raises for (or records) the bad samples among ``indices`` (see `bad_sample`)."""
         if self._bad.size:
             for sample in indices[np.isin(indices, self._bad)]:
                 self.bad_sample(context, int(sample), self.problems[int(sample)])
-        batch: np.ndarray = self.values[indices]
-        return batch
 
     def raise_or_keep(self, what: str) -> None:
         """At construction: raises for the first problem in ``"raise"`` mode.

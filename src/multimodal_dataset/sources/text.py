@@ -278,15 +278,16 @@ class TextTokens(PrecomputedSource):
     def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
         """The token ids of ``indices``, padded to ``context.width`` (the step's bucket),
         or with buckets and no width, to the smallest bucket that holds these texts."""
-        batch = super().gather(indices, context)
         buckets = self._buckets
         if len(buckets) == 1:
-            return batch
+            return super().gather(indices, context)
+        self.report_bad(indices, context)
         width = context.width
         if width is None:
             longest = int(self._lengths[indices].max()) if len(indices) else 0
             width = buckets[int(np.searchsorted(buckets, longest))]
-        return np.ascontiguousarray(batch[:, :width])
+        batch: np.ndarray = self.values[indices, :width]  # one copy of just the columns used
+        return batch
 
     @property
     def ids(self) -> np.ndarray:
