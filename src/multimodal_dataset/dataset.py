@@ -15,6 +15,7 @@ from multimodal_dataset.padding import Padding
 from multimodal_dataset.replacements import ReplacementLog
 from multimodal_dataset.resume import EpochSync, checked_state
 from multimodal_dataset.sampling import Sampler, check_seed, draw_seed
+from multimodal_dataset.truncation import TruncationLog
 from multimodal_dataset.workers import Gatherer
 
 #: Keras reads up to this many batches of epoch 0 before training (to build the model,
@@ -171,6 +172,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._in_epoch = False  # between Keras's on_epoch_begin and on_epoch_end
         self._served = 0  # batches served in this epoch
         self._replacements = ReplacementLog()
+        self._truncations = TruncationLog(fields)
         self._gatherer = Gatherer(self._layout.fields, workers, use_multiprocessing)
 
     # ----------------------------------------------------------------- PyDataset protocol
@@ -198,6 +200,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         )
         if replaced:
             self._replacements.record(replaced)
+        self._truncations.record(indices)
         self._position = max(self._position, position + 1)
         real = sampler.real_count(position) if sampler.pad else None
         return self._layout.pack(arrays, real)
@@ -219,15 +222,18 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         """Advances to the next epoch's order (Keras calls this after every epoch).
 
         Warns with a `ReplacedSamplesWarning` if sources replaced samples in the epoch
-        (``on_error="replace"``); every replacement is kept in ``ds.replacements``. The
-        batches Keras reads of epoch 0 before training starts (to build the model, and on
-        TensorFlow the output signature) are not an epoch of their own: what they replaced
+        (``on_error="replace"``); every replacement is kept in ``ds.replacements``. Warns
+        with a `TruncatedTextWarning` if the epoch served texts longer than their input's
+        largest bucket (``TextTokens(buckets=...)``), naming the samples. The batches Keras
+        reads of epoch 0 before training starts (to build the model, and on TensorFlow the
+        output signature) are not an epoch of their own: what they replaced or truncated
         is reported with the first training epoch, each sample once. Releases the worker
         pools if no batch follows within ``workers.KEEP_ALIVE_S`` seconds.
         """
         preview = self._epoch == 0 and self._served <= _PREVIEW_BATCHES and self._served < len(self)
         if not preview:
             self._replacements.report(self._epoch)
+            self._truncations.report(self._epoch)
         self._epoch += 1
         self._position = 0
         self._in_epoch = False

@@ -5,11 +5,13 @@ length-grouped batches keeping every ordering guarantee."""
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
 
-from multimodal_dataset import MultimodalDataset, TextTokens
+from multimodal_dataset import MultimodalDataset, TextTokens, TruncatedTextWarning
 
 BUCKETS = (4, 8, 16, 32)
 
@@ -188,3 +190,59 @@ def test_a_length_grouped_stream_resumes_exactly_in_every_worker_mode(workers):
         tokens, np.arange(120), batch_size=8, seed=9, group_by_length=True, **workers
     )
     testing.check_resumable(ds)
+
+
+# ------------------------------------------------------------- truncated texts
+
+
+def truncation_reports(caught):
+    return [str(w.message) for w in caught if issubclass(w.category, TruncatedTextWarning)]
+
+
+def test_fit_reports_the_truncated_texts_at_the_end_of_every_epoch_each_once():
+    lengths = [3] * 20 + [40, 50, 3, 3]  # samples 20 and 21 exceed the largest bucket
+    with pytest.warns(TruncatedTextWarning, match="2 of 24 texts"):
+        tokens = TextTokens(texts_of(lengths), buckets=BUCKETS)
+    ds = MultimodalDataset(tokens, np.ones(24, "float32"), batch_size=4, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text_model([]).fit(ds, epochs=3, verbose=0)
+    reports = truncation_reports(caught)
+    # Keras's on_epoch_end before training makes its epochs the dataset's 1, 2, 3; the
+    # batches it previews before that belong to the first one's report.
+    assert [r.split(":")[0] for r in reports] == [f"MultimodalDataset epoch {e}" for e in (1, 2, 3)]
+    for report in reports:
+        assert "2 texts of inputs were longer than its largest bucket (32 tokens)" in report
+        assert "samples 20, 21" in report and "TextTokens(buckets=...)" in report
+
+
+def test_each_shard_reports_the_truncated_texts_it_served_and_none_is_reported_twice():
+    lengths = [3] * 20 + [40, 50, 60, 3]
+    with pytest.warns(TruncatedTextWarning):
+        tokens = TextTokens(texts_of(lengths), buckets=BUCKETS)
+    counted = 0
+    for index in range(2):
+        ds = MultimodalDataset(tokens, np.arange(24), batch_size=4, seed=1, shard=(index, 2))
+        ds.on_epoch_begin()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for step in range(len(ds)):
+                ds[step]
+            ds[0]  # read again: still once
+            ds.on_epoch_end()
+        for report in truncation_reports(caught):
+            counted += int(report.split(": ")[1].split(" ")[0])
+    assert counted == 3
+
+
+def test_a_fixed_length_and_texts_within_the_largest_bucket_report_nothing():
+    fixed = TextTokens(texts_of([3, 40]), length=8)  # truncating to length= is the request
+    within = TextTokens(texts_of([3, 20]), buckets=BUCKETS)
+    for tokens in (fixed, within):
+        ds = MultimodalDataset(tokens, np.zeros(2), batch_size=1, seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds.on_epoch_begin()
+            ds[0], ds[1]
+            ds.on_epoch_end()
+        assert truncation_reports(caught) == []
