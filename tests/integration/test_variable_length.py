@@ -31,10 +31,11 @@ class ShapeLog(keras.layers.Layer):
 
     def __init__(self, log, **kwargs):
         super().__init__(**kwargs)
-        self.log = log
+        # A bound method, not the list: Keras would track (copy) a list attribute.
+        self.note = log.append
 
     def call(self, x):
-        self.log.append(tuple(x.shape))
+        self.note(tuple(x.shape))
         return x
 
 
@@ -104,15 +105,19 @@ def test_jax_compiles_the_train_step_once_per_bucket_boundary(backend):
     log = []
     model = text_model(log)
     model.fit(ds, epochs=3, verbose=0)
-    traced = {shape for shape in log if shape[0] is not None and shape[1] is not None}
+    concrete = [s for s in log if all(isinstance(d, int) and d < 80 for d in s)]
     if backend == "jax":
-        # one shape per boundary, plus the partial last batch (padded to the largest)
-        assert traced <= {(8, b) for b in BUCKETS} | {(3, BUCKETS[-1])}
-        assert len([s for s in log if s[0] is not None]) <= len(BUCKETS) + 1
+        # jit compiles once per distinct shape: one per boundary, plus the partial last
+        # batch (padded to the largest). Keras traces the first shape once more, without
+        # compiling, to build the optimizer's state (jax.eval_shape).
+        allowed = {(8, b) for b in BUCKETS} | {(3, BUCKETS[-1])}
+        assert len(set(concrete)) >= 3 and set(concrete) <= allowed
+        assert len(concrete) <= len(set(concrete)) + 1
     elif backend == "tensorflow":
-        assert len(log) <= 4  # symbolic build, and one trace with a None length
-    else:
-        assert {s[1] for s in traced} <= set(BUCKETS)  # eager: each batch's own width
+        # the symbolic build, then one trace of the train step for every length
+        assert len(log) == 2 and all(s[1] is None for s in log)
+    else:  # eager: one call per batch at its own width
+        assert len(concrete) >= 3 * len(ds) and {s[1] for s in concrete} <= set(BUCKETS)
 
 
 # ------------------------------------------------------------- length grouping
