@@ -166,8 +166,9 @@ def _common_length(groups: tuple[Group, ...]) -> int:
 
 
 def grouping_lengths(layout: BatchLayout, by: bool | int | str) -> np.ndarray | None:
-    """Per sample, the length ``group_by_length=by`` groups by: the lengths of a
-    variable-length input (True: the only one; a dict key or tuple position: that one).
+    """Per sample, the padded length ``group_by_length=by`` groups by: the smallest
+    bucket boundary that holds the sample's length in a variable-length input (True: the
+    only one; a dict key or tuple position: that one).
 
     Raises:
         ValueError: When there is no such input, or it is not variable-length.
@@ -179,7 +180,7 @@ def grouping_lengths(layout: BatchLayout, by: bool | int | str) -> np.ndarray | 
     variable = {key: f for key, f in named.items() if f.buckets is not None}
     if by is True:
         if len(variable) == 1:
-            return np.asarray(next(iter(variable.values())).array.lengths)
+            return _padded_lengths(next(iter(variable.values())))
         if not variable:
             raise ValueError(
                 "group_by_length=True groups by a variable-length input, but every input has "
@@ -203,4 +204,11 @@ def grouping_lengths(layout: BatchLayout, by: bool | int | str) -> np.ndarray | 
             "length to group by. Give it bucket boundaries (TextTokens(texts, buckets=...)) "
             "or group by a variable-length input."
         )
-    return np.asarray(variable[by].array.lengths)
+    return _padded_lengths(variable[by])
+
+
+def _padded_lengths(field: Field) -> np.ndarray:
+    """The bucket boundary each sample of a variable-length field is padded to at least."""
+    buckets = np.asarray(field.buckets)
+    lengths = np.asarray(field.array.lengths)
+    return buckets[np.minimum(np.searchsorted(buckets, lengths), len(buckets) - 1)]

@@ -58,30 +58,42 @@ def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool) -> np.nd
     return rng.permutation(num_samples).astype(np.int64, copy=False)
 
 
-#: ``group_by_length`` sorts the samples by length within windows of this many steps.
+#: ``group_by_length`` groups the samples by padded length within windows of this many steps.
 GROUP_WINDOW_STEPS = 32
 
 
 def group_by_length(
-    order: np.ndarray, lengths: np.ndarray, step: int, seed: int, epoch: int
+    order: np.ndarray, widths: np.ndarray, step: int, seed: int, epoch: int
 ) -> np.ndarray:
-    """``order`` regrouped so that each step holds samples of similar length.
+    """``order`` regrouped so that each step holds samples of the same padded length.
 
-    The samples of the last partial step (``len(order) % step`` of them) are the last
+    ``widths`` is each sample's padded length (the smallest bucket boundary that holds
+    it). The samples of the last partial step (``len(order) % step`` of them) are the last
     ones of ``order``, kept as they are (so which samples a ``drop_remainder`` drops is
-    as random as without grouping); the rest is sorted by length within windows of
-    `GROUP_WINDOW_STEPS` steps, cut into steps, and the steps are shuffled. Every
-    sample stays exactly once; the result is a pure function of its arguments.
+    as random as without grouping). The rest is taken in windows of `GROUP_WINDOW_STEPS`
+    steps: each window, with the samples carried over from the one before, is sorted by
+    width (stably, so samples of one width stay in shuffled order), each width's samples
+    are cut into full steps, and the few left over (fewer than a step per width) are
+    carried into the next window; after the last window they fill the last steps, in
+    width order. So nearly every step is padded only to its samples' own boundary.
+    Finally the steps are shuffled. Every sample stays exactly once; the result is a pure
+    function of its arguments.
     """
     full = len(order) // step * step
-    head = order[:full].copy()
     window = step * GROUP_WINDOW_STEPS
+    steps: list[np.ndarray] = []
+    carried = order[:0]
     for start in range(0, full, window):
-        part = head[start : start + window]
-        head[start : start + window] = part[np.argsort(lengths[part], kind="stable")]
-    steps = head.reshape(-1, step)
+        part = np.concatenate([carried, order[start : min(start + window, full)]])
+        part = part[np.argsort(widths[part], kind="stable")]
+        runs = np.split(part, np.flatnonzero(np.diff(widths[part])) + 1)
+        cuts = [len(run) // step * step for run in runs]
+        steps += [run[:cut].reshape(-1, step) for run, cut in zip(runs, cuts, strict=True)]
+        carried = np.concatenate([run[cut:] for run, cut in zip(runs, cuts, strict=True)])
+    steps.append(carried.reshape(-1, step))  # whole steps: every cut is, and so is full
+    grid = np.concatenate(steps)
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, 1])))
-    return np.concatenate([steps[rng.permutation(len(steps))].ravel(), order[full:]])
+    return np.concatenate([grid[rng.permutation(len(grid))].ravel(), order[full:]])
 
 
 def count_batches(num_samples: int, batch_size: int, drop_remainder: bool) -> int:
@@ -126,7 +138,8 @@ class Sampler(Picklable):
             each process then reads exactly its shard.
         padding: The variable-length fields, whose padded length each step gets from
             `widths` (see ``padding``).
-        group_lengths: Per sample, the length to group by (`group_by_length`), or None.
+        group_lengths: Per sample, the padded length to group by (`group_by_length`), or
+            None.
 
     Raises:
         ValueError: For a shard outside ``[0, count)``, more shards than batches, or

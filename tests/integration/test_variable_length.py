@@ -168,6 +168,21 @@ def test_every_shard_of_a_step_gets_the_same_padded_length_and_the_samples_once(
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(240))
 
 
+def test_length_grouped_steps_are_padded_to_their_samples_own_boundary_but_a_few():
+    lengths = long_tailed(1000, seed=7)
+    tokens = TextTokens(texts_of(lengths), buckets=BUCKETS)
+    ds = MultimodalDataset(tokens, np.arange(1000), batch_size=8, seed=3, group_by_length=True)
+    own = np.asarray(BUCKETS)[np.searchsorted(BUCKETS, tokens.lengths)]
+    for _ in range(2):
+        mixed = 0
+        for i in range(len(ds)):
+            x, ids = ds[i]
+            mixed += int((own[ids] < x.shape[1]).any())
+        # each bucket's samples fill whole steps; only the leftovers share the last ones
+        assert mixed <= len(BUCKETS) - 1
+        ds.on_epoch_end()
+
+
 @pytest.mark.parametrize(
     ("group_by_length", "message"),
     [
