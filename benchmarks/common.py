@@ -57,6 +57,8 @@ class Measurement:
     repetitions: int
     group: str
     note: str = ""
+    #: Group-specific figures besides the rate (e.g. the text group's padding fraction).
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def measure(

@@ -34,6 +34,9 @@ TARGETS = {
     "tables_vs_image_files": (">=", 0.85),
     "shards_vs_best_peer": (">=", 1.5),
     "remote_20ms_delay_vs_no_delay": (">=", 0.7),
+    "text_buckets_vs_fixed": (">=", 2.0),
+    "text_padding_fraction": ("<", 0.25),
+    "text_jax_compiled_shapes": ("<=", 5),
 }
 TABLES_OURS = "from_table: Parquet image bytes"
 TABLES_FILES = "ImageFiles (the same JPEGs as files)"
@@ -44,6 +47,9 @@ TABLES_PEERS = (
 SHARDS_OURS = "from_webdataset: tar shards by offset"
 REMOTE_NO_DELAY = "from_webdataset: S3 shards (local server)"
 REMOTE_DELAYED = "from_webdataset: S3 shards, 20 ms per request"
+TEXT_FIXED = "fixed length 128"
+TEXT_FIVE = "buckets 8..128 (5) + group_by_length"
+TEXT_SEVEN = "buckets 8..128 (7) + group_by_length"
 SHARDS_PEERS = (
     "webdataset pipeline (streaming, buffer shuffle)",
     "wids.ShardListDataset (random order)",
@@ -106,6 +112,39 @@ def ratios(measurements, memory) -> dict[str, float | None]:
     out.update(_versus(measurements, "remote", REMOTE_DELAYED, (REMOTE_NO_DELAY,), "no_delay"))
     out["remote_20ms_delay_vs_no_delay"] = out.pop("remote_vs_no_delay")
     out["remote_20ms_delay_vs_no_delay_worst_round"] = out.pop("remote_vs_no_delay_worst_round")
+    out.update(_text(measurements))
+    return out
+
+
+def _text(measurements) -> dict[str, float | None]:
+    """Bucketed, length-grouped text against a fixed length: the worst backend's speed-up,
+    the padding, and JAX's compiled step shapes; the same for seven boundaries, and the
+    least padding any five boundaries could give these lengths."""
+    text = [m for m in measurements if m["group"] == "text"]
+
+    def detail(name, key, backend=None):
+        values = [
+            m["details"][key]
+            for m in text
+            if m["name"] == name and (backend is None or m["backend"] == backend)
+        ]
+        return max(values) if values else None
+
+    out: dict[str, float | None] = {}
+    for label, name in (("buckets", TEXT_FIVE), ("7_buckets", TEXT_SEVEN)):
+        speedups = [
+            rate(measurements, name, b, group="text")
+            / rate(measurements, TEXT_FIXED, b, group="text")
+            for b in sorted({m["backend"] for m in text})
+            if rate(measurements, name, b, group="text")
+            and rate(measurements, TEXT_FIXED, b, group="text")
+        ]
+        suffix = "" if label == "buckets" else "_7_buckets"
+        out[f"text_{label}_vs_fixed"] = round(min(speedups), 3) if speedups else None
+        out[f"text_padding_fraction{suffix}"] = detail(name, "padding_fraction")
+        out[f"text_jax_compiled_shapes{suffix}"] = detail(name, "step_shapes", "jax")
+    out["text_lowest_possible_padding_5_buckets"] = detail(TEXT_FIVE, "lowest_possible_padding")
+    out["text_fixed_padding_fraction"] = detail(TEXT_FIXED, "padding_fraction")
     return out
 
 
@@ -137,7 +176,7 @@ def met(key: str, value: float | None) -> bool | None:
     if value is None or key not in TARGETS:
         return None
     op, target = TARGETS[key]
-    return value >= target if op == ">=" else value < target
+    return {">=": value >= target, "<": value < target, "<=": value <= target}[op]
 
 
 def markdown(report) -> str:
@@ -169,6 +208,20 @@ def markdown(report) -> str:
             f"| {m['group']} | {m['name']} | {m['backend']} | {m['batch_size']} | "
             f"{m['samples_per_s']:,.0f} | {m['min']:,.0f} | {m['max']:,.0f} |"
         )
+    text = [m for m in report["measurements"] if m["group"] == "text"]
+    if text:
+        lines += [
+            "",
+            "| text batches | backend | samples/s | padding (of token slots) | step shapes |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for m in text:
+            details = m.get("details", {})
+            lines.append(
+                f"| {m['name']} | {m['backend']} | {m['samples_per_s']:,.0f} | "
+                f"{details.get('padding_fraction', float('nan')):.1%} | "
+                f"{details.get('step_shapes', '?')} |"
+            )
     if report.get("memory"):
         mem = report["memory"]
         lines += [
@@ -193,15 +246,16 @@ def chart(report, path: Path) -> None:
         ("shards", 32, "JPEGs in WebDataset tar shards 256->64 px, batch 32"),
         ("remote", 32, "The same shards on a local S3 server (moto), batch 32"),
         ("fit", None, "model.fit, tiny 3-input model"),
+        ("text", None, "model.fit, embedding + masked GRU on 20,000 long-tailed captions"),
     ]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 17))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 19))
     for ax, (group, bs, title) in zip(axes, panels, strict=True):
         rows: dict[str, list[float]] = {}
         for m in report["measurements"]:
             if m["group"] != group or (bs is not None and m["batch_size"] != bs):
                 continue
             if "->" not in m["name"]:  # a one-time conversion is not a loader's rate
-                per_backend = group in ("fit", "tables", "shards", "remote")
+                per_backend = group in ("fit", "tables", "shards", "remote", "text")
                 label = f"{m['name']} ({m['backend']})" if per_backend else m["name"]
                 rows.setdefault(label, []).append(m["samples_per_s"])
         labels = list(rows)
@@ -226,7 +280,7 @@ def _colour(label: str) -> str:
     ours = (
         OURS in label
         or "ImageFiles" in label
-        or label.startswith(("from_table", "from_webdataset"))
+        or label.startswith(("from_table", "from_webdataset", "buckets"))
     )
     return "tab:orange" if ours else "tab:blue"
 

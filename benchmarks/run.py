@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import assembly, fit, images, memory, remote, shards, tables
+from benchmarks import assembly, fit, images, memory, remote, shards, tables, text
 from benchmarks.common import ROOT, Settings, machine, write_json
 
-GROUPS = ("assembly", "images", "tables", "shards", "remote", "fit", "memory")
+GROUPS = ("assembly", "images", "tables", "shards", "remote", "fit", "text", "memory")
 
 
 def results_dir(quick: bool) -> Path:
@@ -50,6 +50,8 @@ def main() -> int:
         measurements += remote.run(args.backend, settings)
     if "fit" in only:
         measurements += fit.run(args.backend, settings)
+    if "text" in only:
+        measurements += text.run(args.backend, settings)
     part = {
         "backend": args.backend,
         "machine": machine(),

@@ -96,9 +96,10 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             dataset it reads in its main thread).
         group_by_length: Put samples of similar length in the same batch, so that a
             variable-length input (``TextTokens(buckets=...)``) is padded little: the
-            samples are shuffled, sorted by length within windows of several steps, cut
-            into steps, and the steps shuffled; still exactly once per epoch and a pure
-            function of ``(seed, epoch)``. True groups by the one variable-length input;
+            samples are shuffled, grouped by the bucket they need within windows of
+            several steps, each bucket's samples cut into whole steps (the few left over
+            join the next window), and the steps shuffled; still exactly once per epoch
+            and a pure function of ``(seed, epoch)``. True groups by the one variable-length input;
             with several, pass its name (a dict key) or position.
 
     Raises:
