@@ -8,10 +8,12 @@ import os
 import re
 import warnings
 
+import numpy as np
 import pytest
 
 from conftest import (
     COLUMNS,
+    all_batches,
     edited,
     read_rows,
     write_rows,
@@ -191,3 +193,23 @@ def test_a_trained_subword_tokenizer_is_saved_and_reloaded_with_the_preprocessin
     again = loaded.dataset(example, batch_size=8)
     same = train.preprocessing.dataset(example, batch_size=8)
     assert testing.stream_digest(again, 1) == testing.stream_digest(same, 1)
+
+
+def test_a_cache_serves_the_same_batches_and_the_next_run_decodes_no_image(
+    example, tmp_path, monkeypatch
+):
+    import keras
+
+    from multimodal_dataset.sources.image_decoding import ImageDecoder
+
+    def batches(train, val):
+        return keras.tree.flatten(all_batches(train) + all_batches(val))
+
+    expected = batches(*from_table(example, **COLUMNS, batch_size=16))
+    for run in range(2):
+        if run == 1:  # every image was cached by the first run
+            monkeypatch.setattr(ImageDecoder, "decode", lambda self, data: pytest.fail("decoded"))
+        cached = batches(*from_table(example, **COLUMNS, batch_size=16, cache=tmp_path))
+        for x, y in zip(cached, expected, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert len(list(tmp_path.glob("decoded-*"))) == 2  # training and validation images

@@ -19,6 +19,8 @@ from multimodal_dataset.dataset import MultimodalDataset
 from multimodal_dataset.example import make_example
 from multimodal_dataset.layout import BatchLayout
 from multimodal_dataset.sources import (
+    CacheError,
+    CacheWarning,
     GatherContext,
     ImageBytes,
     ImageFiles,
@@ -50,6 +52,8 @@ from multimodal_dataset.workers import WorkerError
 __all__ = [
     "ArraySpec",
     "BatchLayout",
+    "CacheError",
+    "CacheWarning",
     "CredentialsError",
     "GatherContext",
     "ImageAugmentation",

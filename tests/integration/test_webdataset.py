@@ -44,6 +44,20 @@ def test_the_stream_from_shards_is_the_golden_stream_of_the_same_samples_in_parq
     assert testing.stream_digest(val, epochs=1) == PARQUET_VALIDATION_DIGEST
 
 
+def test_a_cached_stream_is_the_golden_stream_and_the_next_run_decodes_nothing(
+    shards, tmp_path, monkeypatch
+):
+    from multimodal_dataset.sources.image_decoding import ImageDecoder
+
+    train, _ = from_webdataset(shards, **WDS, batch_size=8, cache=tmp_path)
+    assert testing.stream_digest(train, epochs=2) == PARQUET_DIGEST
+    monkeypatch.setattr(ImageDecoder, "decode", lambda self, data: pytest.fail("decoded"))
+    train, val = from_webdataset(shards, **WDS, batch_size=8, cache=tmp_path)
+    assert testing.stream_digest(train, epochs=2) == PARQUET_DIGEST
+    monkeypatch.undo()  # the validation images were not read yet
+    assert testing.stream_digest(val, epochs=1) == PARQUET_VALIDATION_DIGEST
+
+
 def test_process_shards_split_the_samples_exactly(shards):
     def make_train(**shard):
         kwargs = {"validation_split": 0, "batch_size": 4, "seed": 2}

@@ -5,6 +5,7 @@ is one kind of source. A new source is a new module here and a line below.
 """
 
 from multimodal_dataset.sources.arrow_column import ArrowColumn
+from multimodal_dataset.sources.decoded_cache import CacheError, CacheWarning
 from multimodal_dataset.sources.image_bytes import ImageBytes
 from multimodal_dataset.sources.images import ImageFiles
 from multimodal_dataset.sources.numeric import NumericColumns, Standardizer
@@ -20,6 +21,8 @@ from multimodal_dataset.sources.text import TextTokens, TruncatedTextWarning, Vo
 
 __all__ = [
     "ArrowColumn",
+    "CacheError",
+    "CacheWarning",
     "GatherContext",
     "ImageBytes",
     "ImageFiles",

@@ -21,6 +21,7 @@ import numpy as np
 from multimodal_dataset.checks import check_choice, check_int
 from multimodal_dataset.files import FileTooLargeError, NotARegularFileError, OutsideRootError
 from multimodal_dataset.picklable import Picklable
+from multimodal_dataset.sources.decoded_cache import DecodedCache, identity_key
 from multimodal_dataset.sources.image_decoding import (
     INTERPOLATIONS,
     ColorMode,
@@ -53,6 +54,7 @@ class EncodedImages(Source, Picklable):
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
         "_pool": lambda: None,
         "_lock": threading.Lock,
+        "_keys": lambda: None,  # identities are taken again in each process
     }
 
     def __init__(
@@ -69,6 +71,7 @@ class EncodedImages(Source, Picklable):
         num_threads: int | None = None,
         rows: Any = None,
         column: str | None = None,
+        cache: str | os.PathLike[str] | None = None,
     ) -> None:
         pillow()  # an ImportError naming the extra, before anything else
         check_choice(color_mode, "color_mode", ("rgb", "grayscale", "rgba"))
@@ -97,6 +100,12 @@ class EncodedImages(Source, Picklable):
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._lock = threading.Lock()
+        self._keys: np.ndarray | None = None
+        self.cache = (
+            None
+            if cache is None
+            else DecodedCache(cache, self._fingerprint(), count, self.decoder.shape)
+        )
 
     # ------------------------------------------------------------------ what subclasses say
 
@@ -118,6 +127,15 @@ class EncodedImages(Source, Picklable):
     def where(self, sample: int) -> str:
         """Names ``sample``'s image in messages, e.g. ``image file 'a.jpg'``."""
 
+    def identity(self, sample: int) -> bytes:
+        """What identifies ``sample``'s encoded image for the cache: by default its bytes
+        (a subclass with a cheaper identity that changes whenever they do overrides it).
+
+        Raises:
+            OSError, ValueError: When it cannot be read (the sample is then not cached).
+        """
+        return b"bytes\0" + self.read(sample)
+
     # ------------------------------------------------------------------------- the source
 
     @property
@@ -138,38 +156,89 @@ class EncodedImages(Source, Picklable):
         return self._dtype
 
     def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
-        """Reads and decodes the images of ``indices`` in parallel into one batch."""
+        """Reads and decodes the images of ``indices`` in parallel into one batch (with a
+        cache: only those not cached yet, which are then cached)."""
         batch = np.zeros((len(indices), *self.shape[1:]), dtype=np.uint8)
-        fetched = self.read_many([int(i) for i in indices])
+        cache, keys = self.cache, None
+        pending = list(range(len(indices)))
+        if cache is not None:
+            keys = self._cache_keys(indices)
+            pending = [
+                k
+                for k in pending
+                if not (keys[k] and cache.fetch(int(indices[k]), int(keys[k]), batch[k]))
+            ]
+        fetched = self.read_many([int(indices[k]) for k in pending]) if pending else None
 
         def load(positions: range) -> None:
-            for k in positions:
+            for j in positions:
+                k = pending[j]
                 sample = int(indices[k])
                 try:
                     if fetched is None:
                         batch[k] = self.load(sample)
                     else:
-                        data = fetched[k]
+                        data = fetched[j]
                         if isinstance(data, Exception):
                             raise data
                         batch[k] = self.decoder.decode(data)
                 except Exception as error:  # every failure names the image and the sample
                     self.bad_sample(context, sample, self.explain(error, sample))
+                    continue
+                if cache is not None and keys is not None and keys[k]:
+                    cache.store(sample, int(keys[k]), batch[k])
 
-        threads = min(self.num_threads, len(indices))
+        threads = min(self.num_threads, len(pending))
         if threads < 2:
-            load(range(len(indices)))
+            load(range(len(pending)))
         else:
             # One contiguous share of the batch per thread (one task each, not one per
             # image); list() re-raises the first error of any thread in the caller's thread.
-            shares = [range(t, len(indices), threads) for t in range(threads)]
+            shares = [range(t, len(pending), threads) for t in range(threads)]
             list(self._executor().map(load, shares))
+        if cache is not None:
+            cache.report_damaged()
         if self.augment is not None:
             batch = self.augment.apply(batch, indices, context.seed, context.epoch)
         if self._dtype == np.uint8:
             return batch
         scaled: np.ndarray = np.multiply(batch, self._dtype.type(1 / 255), dtype=self._dtype)
         return scaled
+
+    def _cache_keys(self, indices: np.ndarray) -> np.ndarray:
+        """The cache key of each sample of ``indices`` (0 where its identity cannot be
+        taken: not cached; decoding it then reports the problem), each taken once per
+        process."""
+        if self._keys is None:
+            self._keys = np.zeros(self.count, np.uint64)
+        known = self._keys
+        for sample in indices[known[indices] == 0]:
+            try:
+                known[sample] = identity_key(self.identity(int(sample)))
+            except Exception:
+                continue
+        keys: np.ndarray = known[indices]
+        return keys
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """What a cached image depends on besides its encoded input."""
+        from importlib import metadata
+
+        versions: dict[str, str | None] = {}
+        for package in ("pillow", "simplejpeg"):
+            try:
+                versions[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                versions[package] = None
+        return {
+            "kind": "images",
+            "source": type(self).__name__,
+            "size": list(self.decoder.size),
+            "color_mode": self.decoder.color_mode,
+            "interpolation": self.decoder.interpolation,
+            "crop_to_aspect_ratio": self.decoder.crop_to_aspect_ratio,
+            "decoders": versions,
+        }
 
     def load(self, sample: int) -> np.ndarray:
         """Reads and decodes one image to ``uint8`` ``size + (channels,)``.

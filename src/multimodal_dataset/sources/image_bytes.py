@@ -92,6 +92,8 @@ class ImageBytes(EncodedImages):
             ``endpoint_url``), as in pandas.
         **others: ``color_mode``, ``dtype``, ``interpolation``, ``crop_to_aspect_ratio``,
             ``augment``, ``on_error``, ``num_threads``, ``column``: as for `ImageFiles`.
+        cache: A directory to keep each decoded image in, as for `ImageFiles`; a sample
+            is keyed by a hash of its encoded bytes (read, not decoded, to check it).
 
     Raises:
         TypeError: For values that are neither image bytes nor ``{bytes, path}`` structs.
@@ -115,6 +117,7 @@ class ImageBytes(EncodedImages):
         on_error: OnError = "raise",
         num_threads: int | None = None,
         column: str | None = None,
+        cache: str | os.PathLike[str] | None = None,
     ) -> None:
         self.values = as_encoded_column(values, column)
         count = len(self.values) if rows is None else len(rows)
@@ -130,6 +133,7 @@ class ImageBytes(EncodedImages):
             num_threads=num_threads,
             rows=rows,
             column=column,
+            cache=cache,
         )
         if (
             self.rows is not None

@@ -71,10 +71,19 @@ class ImageFiles(EncodedImages):
         storage_options: Options of the file system that reads paths that are URLs
             (``s3://bucket/a.jpg``, or relative paths under a URL ``root``): credentials,
             ``endpoint_url``, as in pandas. A batch's remote files are fetched together.
+        cache: A directory to keep each decoded, resized, un-augmented image in (as
+            ``uint8``, memory-mapped), filled as samples are first read: later epochs and
+            runs skip reading and decoding them, and augmentation still draws anew each
+            epoch. Keyed by the output size, colour mode, interpolation, crop and
+            decoder versions, and per sample by the file's path, size and modification time (the
+            bytes, for a URL): a change is decoded
+            again, never served stale. Its size is ``count * height * width * channels``
+            bytes, allocated when the source is built.
 
     Raises:
         ValueError: For a bad ``size``, ``color_mode``, ``dtype`` or ``interpolation``.
         ImportError: If Pillow is not installed.
+        CacheError: If ``cache`` cannot be used (not writable, not enough space).
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class ImageFiles(EncodedImages):
         allow_outside_root: bool = False,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         storage_options: Mapping[str, Any] | None = None,
+        cache: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(paths, (str, os.PathLike)):
             raise TypeError(
@@ -116,6 +126,7 @@ class ImageFiles(EncodedImages):
             num_threads=num_threads,
             rows=rows,
             column=column,
+            cache=cache,
         )
         self.max_file_bytes = check_int(max_file_bytes, "max_file_bytes")
         self.root = None if folder is None else absolute(folder)
@@ -172,6 +183,14 @@ class ImageFiles(EncodedImages):
 
     def where(self, sample: int) -> str:
         return f"image file {self.paths[sample]!r}"
+
+    def identity(self, sample: int) -> bytes:
+        """A local file's path, size and modification time (a URL's: its bytes)."""
+        path = self.paths[sample]
+        if sample in self._outside or is_remote(path):
+            return super().identity(sample)
+        stat = os.stat(path)
+        return f"file\0{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
 
 
 def outside_message(path: str, root: str) -> str:

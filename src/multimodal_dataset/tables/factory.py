@@ -50,6 +50,7 @@ def from_table(
     allow_outside_root: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | None = None,
     **dataset_kwargs: Any,
 ) -> tuple[TableDataset, TableDataset | None]:
     """Training and validation datasets from a table of images, texts and numbers.
@@ -132,6 +133,10 @@ def from_table(
             ``gs://``, ``http(s)://``...), as in pandas: credentials, ``endpoint_url``.
             Any path (the table, its files, ``root``, the image paths in it) may be a URL;
             relative image paths are relative to the table's URL.
+        cache: A directory where each decoded, resized, un-augmented image is kept the
+            first time it is read, memory-mapped, so later epochs and runs skip decoding
+            (see `ImageFiles`); augmentation still draws anew each epoch. The training
+            and validation images are cached apart. None (the default): no cache.
         **dataset_kwargs: Passed to the training `MultimodalDataset` (``batch_size``,
             ``workers``, ...). The validation dataset gets the same ``batch_size``,
             ``workers`` and ``use_multiprocessing``, and keeps every row in order.
@@ -208,6 +213,7 @@ def from_table(
             augment=augment_,
             max_tokens=max_tokens,
             allow_outside_root=allow_outside_root,
+            cache=cache,
         )
         targets = None if target is None else preprocessing.targets(table_, rows)
         return TableDataset(inputs, targets, preprocessing=preprocessing, **kwargs)
@@ -301,7 +307,8 @@ def from_webdataset(
             (``"s3://bucket/shards/{00000..00099}.tar"``), as in pandas: credentials,
             ``endpoint_url``. A batch's members are fetched concurrently by byte range.
         **dataset_kwargs: `from_table`'s other arguments (``on_error``, ``augment``,
-            ``max_tokens``...) and `MultimodalDataset`'s (``batch_size``, ``workers``...).
+            ``max_tokens``, ``cache``...) and `MultimodalDataset`'s (``batch_size``,
+            ``workers``...).
 
     Returns:
         ``(train, validation)``, as `from_table` returns them.

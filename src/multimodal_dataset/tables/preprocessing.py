@@ -81,6 +81,7 @@ class TablePreprocessing(Saveable):
         augment: ImageAugmentation | None = None,
         max_tokens: int | None = None,
         allow_outside_root: bool = False,
+        cache: str | os.PathLike[str] | None = None,
     ) -> Any:
         """The input sources for ``rows`` of ``table``: one, or a tuple (image, text, numeric).
 
@@ -88,7 +89,8 @@ class TablePreprocessing(Saveable):
         fitted yet. Image paths are confined to ``root`` (default: the table's folder, or
         the working directory for an in-memory table) unless ``allow_outside_root``.
         An image column of paths is read with `ImageFiles`; one of encoded bytes or
-        ``{bytes, path}`` structs with `ImageBytes`, a batch at a time.
+        ``{bytes, path}`` structs with `ImageBytes`, a batch at a time, decoded images
+        kept in ``cache`` when it is given.
         """
         sources: list[Any] = []
         if self.image is not None:
@@ -103,6 +105,7 @@ class TablePreprocessing(Saveable):
                 "rows": rows,
                 "column": self.image,
                 "storage_options": table.storage.storage_options if table.storage else None,
+                "cache": cache,
             }
             stored = table.images(self.image)
             if stored is None:  # a column of paths
@@ -173,6 +176,7 @@ class TablePreprocessing(Saveable):
         allow_outside_root: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        cache: str | os.PathLike[str] | None = None,
         **dataset_kwargs: Any,
     ) -> TableDataset:
         """A dataset of every row of ``table``, preprocessed as the training rows were.
@@ -190,6 +194,7 @@ class TablePreprocessing(Saveable):
             cache_dir: Where Parquet image columns are converted (see `from_table`).
             storage_options: Options of the file system that reads URLs (see
                 `from_table`).
+            cache: A directory for decoded images (see `from_table`).
             **dataset_kwargs: Passed to `MultimodalDataset` (``batch_size``, ...).
         """
         unfitted = (
@@ -210,6 +215,7 @@ class TablePreprocessing(Saveable):
             root=folder,
             on_error=check_on_error(on_error),
             allow_outside_root=allow_outside_root,
+            cache=cache,
         )
         targets = None
         if self.target is not None and self.target in data.names:

@@ -1,0 +1,226 @@
+"""The decoded-image cache: an image is decoded once and served from memory-mapped files
+after, never stale (keyed by everything that changes its pixels), completed after an
+interruption, checked for damage, safe to fill from several processes, and a clear error
+where it cannot be used."""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing
+import os
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import gather, write_image
+from multimodal_dataset import (
+    CacheError,
+    CacheWarning,
+    ImageAugmentation,
+    ImageBytes,
+    ImageFiles,
+    MultimodalDataset,
+)
+from multimodal_dataset.sources.image_decoding import ImageDecoder
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts the images decoded (in any thread of this process)."""
+    calls = []
+    decode = ImageDecoder.decode
+
+    def counting(self, data):
+        calls.append(1)
+        return decode(self, data)
+
+    monkeypatch.setattr(ImageDecoder, "decode", counting)
+    return calls
+
+
+def images(paths, cache, **options):
+    return ImageFiles(paths, (8, 8), dtype="uint8", cache=cache, **options)
+
+
+def test_an_image_is_decoded_once_then_served_from_the_cache_in_this_run_and_the_next(
+    image_files, tmp_path, decodes
+):
+    expected = gather(images(image_files, None))
+    decodes.clear()
+    source = images(image_files, tmp_path / "cache")
+    np.testing.assert_array_equal(gather(source), expected)
+    assert len(decodes) == 12
+    np.testing.assert_array_equal(gather(source), expected)
+    np.testing.assert_array_equal(gather(images(image_files, tmp_path / "cache")), expected)
+    assert len(decodes) == 12  # nothing decoded again, in this source or a new one
+
+
+def test_augmentation_draws_anew_each_epoch_from_the_cached_images(image_files, tmp_path):
+    augment = ImageAugmentation(flip="horizontal", crop_padding=2)
+    plain = images(image_files, None, augment=augment)
+    cached = images(image_files, tmp_path / "cache", augment=augment)
+    for epoch in range(3):
+        np.testing.assert_array_equal(
+            gather(cached, seed=5, epoch=epoch), gather(plain, seed=5, epoch=epoch)
+        )
+    assert not np.array_equal(gather(cached, seed=5, epoch=0), gather(cached, seed=5, epoch=1))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"size": (6, 6)}, {"interpolation": "nearest"}, {"crop_to_aspect_ratio": True}],
+)
+def test_another_preprocessing_gets_its_own_cache_never_the_other_ones_pixels(
+    image_files, tmp_path, options
+):
+    gather(images(image_files, tmp_path / "cache"))
+    size = options.pop("size", (8, 8))
+    other = ImageFiles(image_files, size, dtype="uint8", cache=tmp_path / "cache", **options)
+    expected = ImageFiles(image_files, size, dtype="uint8", **options)
+    np.testing.assert_array_equal(gather(other), gather(expected))
+    assert len(list((tmp_path / "cache").glob("decoded-*/meta.json"))) == 2
+
+
+def test_a_changed_file_is_decoded_again_and_only_that_one(image_files, tmp_path, decodes):
+    gather(images(image_files, tmp_path / "cache"))
+    pixels = np.full((20, 30, 3), 77, np.uint8)
+    write_image(image_files[3], pixels)
+    later = time.time() + 5
+    os.utime(image_files[3], (later, later))
+    decodes.clear()
+    batch = gather(images(image_files, tmp_path / "cache"))
+    assert len(decodes) == 1 and (batch[3] == 77).all()
+
+
+def test_an_interrupted_fill_is_completed_by_the_next_run(image_files, tmp_path, decodes):
+    gather(images(image_files, tmp_path / "cache"), indices=[0, 1, 2, 3, 4])
+    decodes.clear()
+    source = images(image_files, tmp_path / "cache")
+    np.testing.assert_array_equal(gather(source), gather(images(image_files, None)))
+    assert len(decodes) == 7 + 12  # the seven not cached yet, then the uncached source
+    assert source.cache.filled() == 12
+
+
+def test_a_damaged_record_is_decoded_again_and_reported(image_files, tmp_path, decodes):
+    source = images(image_files, tmp_path / "cache")
+    expected = gather(source)
+    values = next((tmp_path / "cache").glob("decoded-*/values.u8"))
+    data = bytearray(values.read_bytes())
+    data[5 * 8 * 8 * 3 + 10] ^= 0xFF  # one byte of sample 5
+    values.write_bytes(bytes(data))
+    decodes.clear()
+    with pytest.warns(CacheWarning, match=r"1 cached record\(s\) .* \(samples 5\)"):
+        np.testing.assert_array_equal(gather(images(image_files, tmp_path / "cache")), expected)
+    assert len(decodes) == 1
+
+
+def test_image_bytes_are_cached_by_their_content(image_files, tmp_path, decodes):
+    encoded = [p.read_bytes() for p in image_files]
+    expected = gather(ImageBytes(encoded, (8, 8), dtype="uint8"))
+    gather(ImageBytes(encoded, (8, 8), dtype="uint8", cache=tmp_path / "cache"))
+    encoded[2] = image_files[7].read_bytes()  # other bytes in row 2: not served stale
+    decodes.clear()
+    again = gather(ImageBytes(encoded, (8, 8), dtype="uint8", cache=tmp_path / "cache"))
+    assert len(decodes) == 1
+    np.testing.assert_array_equal(again[2], expected[7])
+    np.testing.assert_array_equal(np.delete(again, 2, 0), np.delete(expected, 2, 0))
+
+
+# ------------------------------------------------------------- several processes
+
+
+def fill(paths, cache, order, barrier):
+    barrier.wait()  # every process starts filling at once
+    source = images(paths, cache)
+    for start in range(0, len(order), 3):
+        gather(source, indices=order[start : start + 3])
+
+
+def test_processes_filling_one_cache_together_leave_it_whole_and_correct(image_files, tmp_path):
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    orders = [np.random.default_rng(k).permutation(12) for k in range(3)]
+    processes = [
+        context.Process(target=fill, args=(image_files, tmp_path / "cache", order, barrier))
+        for order in orders
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+    source = images(image_files, tmp_path / "cache")
+    assert source.cache.filled() == 12
+    np.testing.assert_array_equal(gather(source), gather(images(image_files, None)))
+
+
+def test_worker_processes_fill_and_read_the_cache(image_files, tmp_path, start_method, decodes):
+    source = images(image_files, tmp_path / "cache")
+    ds = MultimodalDataset(
+        source, np.arange(12), batch_size=4, seed=1, workers=2, use_multiprocessing=True
+    )
+    first = [ds[i] for i in range(len(ds))]
+    reference = MultimodalDataset(images(image_files, None), np.arange(12), batch_size=4, seed=1)
+    for (x, y), (expected_x, expected_y) in zip(
+        first, [reference[i] for i in range(3)], strict=True
+    ):
+        np.testing.assert_array_equal(x, expected_x)
+        np.testing.assert_array_equal(y, expected_y)
+    assert images(image_files, tmp_path / "cache").cache.filled() == 12
+
+
+# ------------------------------------------------------------- what cannot be used
+
+
+def test_a_damaged_or_foreign_meta_file_is_refused_naming_it_and_the_fix(image_files, tmp_path):
+    gather(images(image_files, tmp_path / "cache"))
+    meta = next((tmp_path / "cache").glob("decoded-*/meta.json"))
+    meta.write_text("{not json")
+    with pytest.raises(CacheError, match=r"meta.json is damaged .* Delete the folder"):
+        images(image_files, tmp_path / "cache")
+    meta.write_text('{"format": 1, "count": 3}')
+    with pytest.raises(CacheError, match="holds a different cache"):
+        images(image_files, tmp_path / "cache")
+
+
+def test_a_truncated_cache_file_is_refused(image_files, tmp_path):
+    gather(images(image_files, tmp_path / "cache"))
+    values = next((tmp_path / "cache").glob("decoded-*/values.u8"))
+    os.truncate(values, 100)
+    with pytest.raises(CacheError, match=r"values.u8 is damaged \(size 100"):
+        images(image_files, tmp_path / "cache")
+
+
+def test_a_full_disk_is_an_error_when_the_source_is_built_and_no_cache_is_left_half_made(
+    image_files, tmp_path, monkeypatch
+):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(CacheError, match=r"Not enough disk space .* cache=None to train"):
+        images(image_files, tmp_path / "cache")
+    monkeypatch.undo()
+    source = images(image_files, tmp_path / "cache")  # with space, it is made whole
+    np.testing.assert_array_equal(gather(source), gather(images(image_files, None)))
+
+
+def test_a_cache_directory_that_is_not_writable_says_so(image_files, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    with pytest.raises(CacheError, match=r"is not writable .* a folder you can write to"):
+        images(image_files, tmp_path / "cache")
+
+
+def test_warnings_stay_quiet_when_the_cache_is_healthy(image_files, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        source = images(image_files, tmp_path / "cache")
+        gather(source)
+        gather(source)
