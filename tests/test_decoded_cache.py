@@ -224,3 +224,23 @@ def test_warnings_stay_quiet_when_the_cache_is_healthy(image_files, tmp_path):
         source = images(image_files, tmp_path / "cache")
         gather(source)
         gather(source)
+
+
+def test_filling_and_reading_a_cache_keeps_anonymous_memory_far_below_its_size(tmp_path):
+    from multimodal_dataset.sources.decoded_cache import DecodedCache
+    from multimodal_dataset.testing import anonymous_rss_mib
+
+    count, shape = 8192, (64, 64, 4)  # 128 MiB of records
+    cache = DecodedCache(tmp_path, {"kind": "test"}, count, shape)
+    record = np.empty(shape, np.uint8)
+    before = peak = anonymous_rss_mib()
+    for sample in range(count):
+        record[...] = sample % 251
+        cache.store(sample, sample + 1, record)
+        if sample % 512 == 0:
+            peak = max(peak, anonymous_rss_mib())
+    for sample in range(count):
+        assert cache.fetch(sample, sample + 1, record) and record[0, 0, 0] == sample % 251
+        if sample % 512 == 0:
+            peak = max(peak, anonymous_rss_mib())
+    assert peak - before < 32, f"anonymous memory grew by {peak - before:.0f} MiB"
