@@ -40,11 +40,25 @@ class Padding(Picklable):
             full: False for a last, partial step: padded to the largest boundary.
         """
         out: list[int | None] = [None] * len(self.fields)
+        if not full or not len(samples):
+            for k in self.variable:
+                out[k] = self.largest(k)
+            return tuple(out)
+        for k, per_step in self.step_widths(samples, len(samples)).items():
+            out[k] = int(per_step[0])
+        return tuple(out)
+
+    def step_widths(self, order: np.ndarray, step: int) -> dict[int, np.ndarray]:
+        """Per variable field, the padded length of every full step of ``order`` (steps
+        of ``step`` samples), computed at once for a whole epoch."""
+        full = len(order) // step
+        out = {}
         for k in self.variable:
             buckets, lengths = self.fields[k]  # type: ignore[misc]
-            if not full or not len(samples):
-                out[k] = buckets[-1]
-                continue
-            longest = int(lengths[samples].max())
-            out[k] = buckets[int(np.searchsorted(buckets, longest))]
-        return tuple(out)
+            longest = lengths[order[: full * step]].reshape(full, step).max(axis=1)
+            out[k] = np.asarray(buckets)[np.searchsorted(buckets, longest)]
+        return out
+
+    def largest(self, k: int) -> int:
+        """Field ``k``'s largest boundary."""
+        return int(self.fields[k][0][-1])  # type: ignore[index]

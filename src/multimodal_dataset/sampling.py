@@ -244,7 +244,7 @@ class Sampler(Picklable):
         samples = order[start : start + size]
         widths = list(self.padding.widths(samples, full))
         for k in plan.largest:
-            widths[k] = self.padding.fields[k][0][-1]  # type: ignore[index]
+            widths[k] = self.padding.largest(k)
         if step == 1:
             for k, width in plan.second.items():
                 widths[k] = width
@@ -320,19 +320,20 @@ def _vary_first_steps(
     full = len(order) // step
     if full < 2:
         return order, plan
-    widths = [padding.widths(order[s * step : (s + 1) * step]) for s in range(full)]
-    if len(order) % step:
-        widths.append(padding.widths(order[full * step :], full=False))
-    same = [k for k in padding.variable if widths[0][k] == widths[1][k]]
-    varies = [k for k in same if len({w[k] for w in widths}) > 1]
+    widths = padding.step_widths(order, step)
+    partial = len(order) % step > 0  # a last partial step takes the largest boundary
+    varies = [
+        k
+        for k, w in widths.items()
+        if w[0] == w[1] and ((w != w[0]).any() or (partial and padding.largest(k) != w[0]))
+    ]
     if not varies:
         return order, plan
     if shuffled:
-        swap = next(
-            (s for s in range(2, full) if all(widths[s][k] != widths[0][k] for k in varies)),
-            None,
-        )
-        if swap is not None:
+        differs = np.all([widths[k][2:] != widths[k][0] for k in varies], axis=0)
+        later = np.flatnonzero(differs)
+        if len(later):
+            swap = int(later[0]) + 2
             order = order.copy()
             second = order[step : 2 * step].copy()
             order[step : 2 * step] = order[swap * step : (swap + 1) * step]
@@ -340,7 +341,7 @@ def _vary_first_steps(
             return order, plan
     for k in varies:
         buckets = padding.fields[k][0]  # type: ignore[index]
-        position = buckets.index(widths[1][k])
+        position = buckets.index(int(widths[k][1]))
         if position + 1 < len(buckets):
             plan.second[k] = buckets[position + 1]
         else:
