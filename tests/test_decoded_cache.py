@@ -239,8 +239,11 @@ def test_filling_and_reading_a_cache_keeps_anonymous_memory_far_below_its_size(t
         cache.store(sample, sample + 1, record)
         if sample % 512 == 0:
             peak = max(peak, anonymous_rss_mib())
-    for sample in range(count):
-        assert cache.fetch(sample, sample + 1, record) and record[0, 0, 0] == sample % 251
-        if sample % 512 == 0:
+    batch = np.empty((64, *shape), np.uint8)
+    for start in range(0, count, 64):
+        samples = np.arange(start, start + 64)
+        assert cache.fetch(samples, (samples + 1).astype(np.uint64), batch).all()
+        np.testing.assert_array_equal(batch[:, 0, 0, 0], samples % 251)
+        if start % 512 == 0:
             peak = max(peak, anonymous_rss_mib())
     assert peak - before < 32, f"anonymous memory grew by {peak - before:.0f} MiB"

@@ -107,18 +107,23 @@ class DecodedCache(Picklable):
 
     # ----------------------------------------------------------------------- reading
 
-    def fetch(self, sample: int, key: int, out: np.ndarray) -> bool:
-        """Copies ``sample``'s record into ``out`` if it is filled for ``key`` and intact."""
-        values, keys, sums = self._open()
-        if int(keys[sample]) != key:
-            return False
-        record = values[sample]
-        if zlib.crc32(record.data) != int(sums[sample]):
+    def fetch(self, samples: np.ndarray, keys: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Copies into ``out[i]`` the record of ``samples[i]`` where it is filled for
+        ``keys[i]`` and intact (one gather for the batch); returns where it did."""
+        values, stored, sums = self._open()
+        hit: np.ndarray = (keys != 0) & (stored[samples] == keys)
+        positions = np.flatnonzero(hit)
+        if not len(positions):
+            return hit
+        records = values[samples[positions]]
+        crc = np.fromiter((zlib.crc32(r.data) for r in records), np.uint32, len(records))
+        intact = crc == sums[samples[positions]]
+        if not intact.all():
             with self._lock:
-                self._damaged.append(sample)
-            return False
-        out[...] = record.reshape(self.shape)
-        return True
+                self._damaged += samples[positions[~intact]].tolist()
+            hit[positions[~intact]] = False
+        out[positions[intact]] = records[intact].reshape(-1, *self.shape)
+        return hit
 
     def store(self, sample: int, key: int, value: np.ndarray) -> None:
         """Writes ``sample``'s record: the values, then the checksum, then the key."""

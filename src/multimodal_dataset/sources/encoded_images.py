@@ -163,11 +163,7 @@ class EncodedImages(Source, Picklable):
         pending = list(range(len(indices)))
         if cache is not None:
             keys = self._cache_keys(indices)
-            pending = [
-                k
-                for k in pending
-                if not (keys[k] and cache.fetch(int(indices[k]), int(keys[k]), batch[k]))
-            ]
+            pending = np.flatnonzero(~cache.fetch(indices, keys, batch)).tolist()
         fetched = self.read_many([int(indices[k]) for k in pending]) if pending else None
 
         def load(positions: range) -> None:
