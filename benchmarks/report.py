@@ -132,15 +132,12 @@ def _text(measurements) -> dict[str, float | None]:
 
     out: dict[str, float | None] = {}
     for label, name in (("buckets", TEXT_FIVE), ("7_buckets", TEXT_SEVEN)):
-        speedups = [
-            rate(measurements, name, b, group="text")
-            / rate(measurements, TEXT_FIXED, b, group="text")
-            for b in sorted({m["backend"] for m in text})
-            if rate(measurements, name, b, group="text")
-            and rate(measurements, TEXT_FIXED, b, group="text")
-        ]
+        # The worst backend's speed-up, and its worst round (our slowest epoch over the
+        # fixed length's fastest).
+        versus = _versus(measurements, "text", name, (TEXT_FIXED,), "fixed")
+        out[f"text_{label}_vs_fixed"] = versus["text_vs_fixed"]
+        out[f"text_{label}_vs_fixed_worst_round"] = versus["text_vs_fixed_worst_round"]
         suffix = "" if label == "buckets" else "_7_buckets"
-        out[f"text_{label}_vs_fixed"] = round(min(speedups), 3) if speedups else None
         out[f"text_padding_fraction{suffix}"] = detail(name, "padding_fraction")
         out[f"text_jax_compiled_shapes{suffix}"] = detail(name, "step_shapes", "jax")
     out["text_lowest_possible_padding_5_buckets"] = detail(TEXT_FIVE, "lowest_possible_padding")

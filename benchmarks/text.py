@@ -12,13 +12,13 @@ bucket (`lowest_padding` computes it), so the 25% padding target needs more boun
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import keras
 import numpy as np
 
 from benchmarks.common import Measurement, Settings, summarize
+from benchmarks.fit import EpochTimes
 
 BATCH_SIZE = 64
 CAPTIONS = 20_000
@@ -101,18 +101,6 @@ def compiled_shapes(log: list, backend: str) -> int:
     if backend == "tensorflow":
         return len(log) - 1
     return len({s for s in log if s[0] == BATCH_SIZE})
-
-
-class EpochTimes(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.start)
 
 
 def run(backend: str, settings: Settings) -> list[Measurement]:
