@@ -26,6 +26,7 @@ import multiprocessing
 import pickle
 import signal
 import threading
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Sequence
@@ -40,7 +41,9 @@ from multimodal_dataset.picklable import Picklable
 from multimodal_dataset.sources.protocol import GatherContext, Replacement
 from multimodal_dataset.structure import Field
 
-Gathered = tuple[list[np.ndarray], list[Replacement]]
+#: A batch's arrays (one per field), the samples sources replaced, and the seconds each
+#: field took to gather (summed over the workers that shared the batch).
+Gathered = tuple[list[np.ndarray], list[Replacement], list[float]]
 
 #: Seconds an idle pool is kept after an epoch ends, for the next epoch to reuse.
 KEEP_ALIVE_S = 2.0
@@ -66,19 +69,23 @@ def gather_fields(
     indices: np.ndarray,
     widths: Sequence[int | None] | None = None,
 ) -> Gathered:
-    """One array per field, holding the samples ``indices`` in that order, and the
-    samples that sources replaced (``on_error="replace"``); ``widths`` gives each
-    variable-length field's padded length (see ``padding``)."""
-    arrays, replaced = [], []
+    """One array per field, holding the samples ``indices`` in that order, the samples
+    that sources replaced (``on_error="replace"``), and each field's gathering time;
+    ``widths`` gives each variable-length field's padded length (see ``padding``)."""
+    arrays, replaced, seconds = [], [], []
+    clock = time.perf_counter
     for k, field in enumerate(fields):
+        start = clock()
         if not field.is_source:  # a plain array needs no context (the hot path)
             arrays.append(field.gather(indices, _NO_CONTEXT))
+            seconds.append(clock() - start)
             continue
         width = widths[k] if widths is not None else None
         context = GatherContext(field.name, seed, epoch, width=width)
         arrays.append(field.gather(indices, context))
+        seconds.append(clock() - start)
         replaced += [Replacement(epoch, s, field.name, r) for s, r in context.replaced]
-    return arrays, replaced
+    return arrays, replaced, seconds
 
 
 _NO_CONTEXT = GatherContext()
@@ -151,8 +158,8 @@ class Gatherer(Picklable):
         batch: int | None = None,
         widths: Sequence[int | None] | None = None,
     ) -> Gathered:
-        """One array per field, holding the samples ``indices`` in that order, and the
-        samples that sources replaced.
+        """One array per field, holding the samples ``indices`` in that order, the samples
+        that sources replaced, and each field's gathering time (summed over workers).
 
         Errors raised in a worker thread or process are re-raised here, with their type
         and message.
@@ -190,7 +197,8 @@ class Gatherer(Picklable):
             where = "a batch" if batch is None else f"batch {batch} of epoch {epoch}"
             raise self._worker_died(executor, where, indices) from None
         arrays = [np.concatenate(a) for a in zip(*(p[0] for p in parts), strict=True)]
-        return arrays, [r for p in parts for r in p[1]]
+        seconds = [sum(s) for s in zip(*(p[2] for p in parts), strict=True)]
+        return arrays, [r for p in parts for r in p[1]], seconds
 
     def _worker_died(self, executor: Executor, where: str, indices: np.ndarray) -> WorkerError:
         """Discards the broken pool (the next batch starts a new one) and explains."""

@@ -51,6 +51,7 @@ class EncodedImages(Source, Picklable):
     call the sample's image in messages), and pass the shared arguments to ``__init__``.
     """
 
+    work = "image decoding"
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
         "_pool": lambda: None,
         "_lock": threading.Lock,
@@ -135,6 +136,11 @@ class EncodedImages(Source, Picklable):
             OSError, ValueError: When it cannot be read (the sample is then not cached).
         """
         return b"bytes\0" + self.read(sample)
+
+    def speedup_hint(self) -> str | None:
+        if self.cache is None:
+            return "cache='DIR' (each image decoded once, then read from disk)"
+        return None
 
     # ------------------------------------------------------------------------- the source
 

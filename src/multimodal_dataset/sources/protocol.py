@@ -116,6 +116,13 @@ class Source(abc.ABC):
     #: dimension may be padded to, ascending; ``shape`` then ends with the largest, and
     #: `lengths` gives each sample's own length. None: every batch has ``shape[1:]``.
     buckets: tuple[int, ...] | None = None
+    #: What gathering a batch does, for the input-pipeline report (`monitoring`).
+    work: str = "reading"
+
+    def speedup_hint(self) -> str | None:
+        """What would make gathering faster (an argument to try), for the input-pipeline
+        report when this source takes most of the time; None when nothing obvious."""
+        return None
 
     @property
     @abc.abstractmethod
@@ -188,6 +195,8 @@ class PrecomputedSource(Source):
     wrong): with ``on_error="raise"`` the constructor raised already; with ``"replace"``
     every batch that contains one reports it, so the epoch report counts it.
     """
+
+    work = "gathering precomputed values"
 
     def __init__(
         self,

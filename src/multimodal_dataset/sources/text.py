@@ -192,6 +192,8 @@ class TextTokens(PrecomputedSource):
         SampleError: For a missing (None/NaN) or undecodable text, naming the sample.
     """
 
+    work = "gathering token ids"
+
     def __init__(
         self,
         texts: Sequence[Any] | np.ndarray,
