@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -286,6 +287,56 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         """
         return InputMonitor(self, verbose=verbose)
 
+    def show_batch(self, n: int = 16, path: str | os.PathLike[str] | None = None) -> Any:
+        """Draws ``n`` samples as the model receives them, to catch a wrong label, a bad
+        crop or a broken tokenizer before training.
+
+        The samples are the first ``n`` of the current epoch's order, gathered as ``fit``
+        would (augmentation included) without counting as read: the epoch, the position
+        and the epoch reports are unchanged. Each cell shows the image, the text decoded
+        from its token ids (``[UNK]`` and ``[PAD]*n`` marked), the numbers (standardised,
+        and the original values in brackets when the preprocessing knows them) and the
+        label (with the class name where known; none for an inference dataset).
+
+        Args:
+            n: How many samples to draw (at most the dataset's).
+            path: Where to write the grid as a PNG; None writes nothing.
+
+        Returns:
+            The matplotlib ``Figure`` (a notebook displays it).
+
+        Raises:
+            ImportError: Without matplotlib, with the install hint (the ``plot`` extra).
+        """
+        from multimodal_dataset.showing import draw_batch
+
+        n = min(check_int(n, "n", what="samples to draw"), self.num_samples)
+        sampler = self._sampler
+        parts: list[tuple[np.ndarray, list[np.ndarray]]] = []
+        position = taken = 0
+        while taken < n and position < len(self):
+            indices = sampler.batch(self._epoch, position)
+            widths = sampler.widths(self._epoch, position)
+            arrays, _, _ = self._gatherer.gather(indices, sampler.seed, self._epoch, None, widths)
+            parts.append((indices, arrays))
+            taken += len(indices)
+            position += 1
+        self._gatherer.release_soon()
+        indices = np.concatenate([p[0] for p in parts])[:n]
+        arrays = [_joined([p[1][k] for p in parts])[:n] for k in range(len(parts[0][1]))]
+        return draw_batch(
+            self._layout.fields,
+            arrays,
+            indices,
+            num_inputs=len(self._layout.inputs.fields),
+            class_names=self._class_names(),
+            path=path,
+        )
+
+    def _class_names(self) -> list[Any] | None:
+        """The names of the class ids, where the dataset knows them."""
+        return None
+
     @property
     def replacements(self) -> list[Replacement]:
         """Every sample a source replaced so far (``on_error="replace"``), once per epoch."""
@@ -455,6 +506,14 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             f"batch_size={self.batch_size}, {len(self)} batches, shuffle={self.shuffle}, "
             f"seed={self.seed}, epoch={self.epoch})"
         )
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """Batches joined along the samples; texts padded per batch are padded to the widest."""
+    width = max(a.shape[-1] for a in arrays) if arrays[0].ndim == 2 else None
+    if width is not None and any(a.shape[-1] != width for a in arrays):
+        arrays = [np.pad(a, ((0, 0), (0, width - a.shape[-1]))) for a in arrays]
+    return np.concatenate(arrays)
 
 
 def _describe(spec: ArraySpec) -> str:

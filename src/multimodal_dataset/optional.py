@@ -19,6 +19,7 @@ EXTRAS = {
     "aiohttp": ("remote", "aiohttp"),
     "s3fs": ("s3", "s3fs"),
     "gcsfs": ("gcs", "gcsfs"),
+    "matplotlib": ("plot", "matplotlib"),
 }
 
 

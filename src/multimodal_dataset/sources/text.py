@@ -291,6 +291,27 @@ class TextTokens(PrecomputedSource):
         batch: np.ndarray = self.values[indices, :width]  # one copy of just the columns used
         return batch
 
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """One sample's token ids as readable text, to check what the model receives:
+        unknown words as ``[UNK]``, the trailing padding as ``[PAD]*n``.
+
+        Example: ``text.decode(batch[1][0])`` gives ``"a red [UNK] on grass [PAD]*16"``.
+        """
+        values = np.asarray(ids).reshape(-1).tolist()
+        padding = len(values) - len(np.trim_zeros(np.asarray(values, np.int64), "b"))
+        words = []
+        for i in values[: len(values) - padding]:
+            if i == PAD_ID:
+                words.append("[PAD]")
+            elif self.vocabulary is not None:
+                words.append(self.vocabulary.tokens[i] if i < len(self.vocabulary) else f"<{i}>")
+            elif hasattr(self.tokenizer, "id_to_token"):
+                token = self.tokenizer.id_to_token(i)  # type: ignore[union-attr]
+                words.append(token or f"<{i}>")
+            else:
+                words.append(f"<{i}>")  # a plain callable cannot map ids back to text
+        return " ".join(words + ([f"[PAD]*{padding}"] if padding else []))
+
     @property
     def ids(self) -> np.ndarray:
         """The ``(num_samples, length)`` ``int32`` token ids."""

@@ -30,3 +30,6 @@ class TableDataset(MultimodalDataset):
     ) -> None:
         super().__init__(inputs, targets, **dataset_kwargs)
         self.preprocessing = preprocessing
+
+    def _class_names(self) -> list[Any] | None:
+        return self.preprocessing.classes
