@@ -195,11 +195,12 @@ def test_a_trained_subword_tokenizer_is_saved_and_reloaded_with_the_preprocessin
     assert testing.stream_digest(again, 1) == testing.stream_digest(same, 1)
 
 
-def test_a_cache_serves_the_same_batches_and_the_next_run_decodes_no_image(
+def test_a_cache_serves_the_same_batches_and_the_next_run_decodes_and_tokenizes_nothing(
     example, tmp_path, monkeypatch
 ):
     import keras
 
+    from multimodal_dataset.sources import text as text_module
     from multimodal_dataset.sources.image_decoding import ImageDecoder
 
     def batches(train, val):
@@ -207,9 +208,11 @@ def test_a_cache_serves_the_same_batches_and_the_next_run_decodes_no_image(
 
     expected = batches(*from_table(example, **COLUMNS, batch_size=16))
     for run in range(2):
-        if run == 1:  # every image was cached by the first run
+        if run == 1:  # every image and caption was cached by the first run
             monkeypatch.setattr(ImageDecoder, "decode", lambda self, data: pytest.fail("decoded"))
+            monkeypatch.setattr(text_module, "_tokenize_all", lambda *a: pytest.fail("tokenized"))
         cached = batches(*from_table(example, **COLUMNS, batch_size=16, cache=tmp_path))
         for x, y in zip(cached, expected, strict=True):
             np.testing.assert_array_equal(x, y)
     assert len(list(tmp_path.glob("decoded-*"))) == 2  # training and validation images
+    assert len(list(tmp_path.glob("tokens-*"))) == 2  # and captions

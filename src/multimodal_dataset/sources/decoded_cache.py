@@ -167,14 +167,14 @@ class DecodedCache(Picklable):
         sizes = {"values.u8": self.count * record, "keys.u64": self.count, "sums.u32": self.count}
         try:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
-            with _locked(self.folder.parent / f".{self.folder.name}.lock"):
+            with locked(self.folder.parent / f".{self.folder.name}.lock"):
                 if not (self.folder / _META).exists():
                     self._create(sizes)
                 self._check(sizes)
         except CacheError:
             raise
         except OSError as error:
-            raise CacheError(_explain(error, self.folder)) from error
+            raise CacheError(explain(error, self.folder)) from error
         arrays = []
         for name, dtype in _FILES.items():
             shape = (self.count, record) if name == "values.u8" else (self.count,)
@@ -225,7 +225,7 @@ class DecodedCache(Picklable):
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` between processes (fcntl), held for the block."""
     import fcntl
 
@@ -237,7 +237,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(file.fileno(), fcntl.LOCK_UN)
 
 
-def _explain(error: OSError, folder: Path) -> str:
+def explain(error: OSError, folder: Path) -> str:
     fix = "Pass cache= a folder on a disk with space, or cache=None to train without one."
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"Not enough disk space for the cache in {folder} ({error.strerror}). {fix}"

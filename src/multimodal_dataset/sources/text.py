@@ -11,7 +11,9 @@ plugged in instead: a callable ``str -> list[int]``, or a Hugging Face ``tokeniz
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import re
 import warnings
@@ -31,6 +33,7 @@ from multimodal_dataset.sources.protocol import (
     check_on_error,
     check_rows,
 )
+from multimodal_dataset.sources.token_cache import Tokenized, cached_tokens, texts_digest
 
 PAD_ID = 0
 OOV_ID = 1
@@ -187,9 +190,15 @@ class TextTokens(PrecomputedSource):
             ``"replace"`` to decode it with U+FFFD for bad bytes and report it.
         rows: Table row of each sample, named in error messages (set by `from_table`).
         column: Table column of the texts, named in error messages.
+        cache: A directory where the token ids (and a vocabulary or tokenizer fitted
+            here) are kept, memory-mapped, keyed by every text, the vocabulary or
+            tokenizer (or how it is fitted), the length and the cache format: a run
+            with the same texts skips tokenizing. Not with a plain callable tokenizer,
+            which cannot be fingerprinted. None (the default): no cache.
 
     Raises:
         SampleError: For a missing (None/NaN) or undecodable text, naming the sample.
+        CacheError: When ``cache`` cannot be written (not writable, or full).
     """
 
     work = "gathering token ids"
@@ -206,6 +215,7 @@ class TextTokens(PrecomputedSource):
         on_error: OnError = "raise",
         rows: Sequence[int] | np.ndarray | None = None,
         column: str | None = None,
+        cache: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(texts, (str, bytes)):
             raise TypeError(
@@ -220,32 +230,35 @@ class TextTokens(PrecomputedSource):
             )
         on_error = check_on_error(on_error)
         strings, problems = _decode_texts(texts)
-        if isinstance(vocabulary, (str, os.PathLike)):
-            vocabulary = Vocabulary.load(vocabulary)
-        if isinstance(tokenizer, str):
-            tokenizer = train_subword_tokenizer(
-                (s for i, s in enumerate(strings) if i not in problems), tokenizer, max_tokens
-            )
-        if tokenizer is None and vocabulary is None:
-            vocabulary = Vocabulary.fit(
-                (s for i, s in enumerate(strings) if i not in problems), max_tokens=max_tokens
-            )
-        self.vocabulary = vocabulary
-        self.tokenizer = tokenizer
+        given = (
+            Vocabulary.load(vocabulary)
+            if isinstance(vocabulary, (str, os.PathLike))
+            else vocabulary
+        )
         self.length = self._buckets[-1]
-        sequences: list[Sequence[int]]
-        if tokenizer is None:
-            assert vocabulary is not None
-            sequences = [vocabulary.lookup(text) for text in strings]
+
+        def tokenize() -> Tokenized:
+            return _tokenize_all(strings, problems, given, tokenizer, max_tokens, self.length)
+
+        if cache is None:
+            result = tokenize()
         else:
-            sequences = _tokenize(tokenizer, strings)
-        full = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+            fingerprint = _fingerprint(strings, problems, given, tokenizer, max_tokens)
+            result = cached_tokens(cache, {**fingerprint, "length": self.length}, tokenize)
+        if "vocabulary" in result.fitted:
+            given = Vocabulary(result.fitted["vocabulary"])
+        elif "tokenizer" in result.fitted:
+            hf = optional_import("tokenizers", "Loading a cached tokenizer")
+            tokenizer = hf.Tokenizer.from_str(result.fitted["tokenizer"])
+        self.vocabulary = given
+        self.tokenizer = tokenizer
+        full = result.lengths
         #: Each text's length in tokens, after truncation to the largest bucket.
         self._lengths = np.minimum(full, self.length).astype(np.int32)
         #: The samples whose texts were longer than ``length`` (the largest bucket).
         self.truncated = np.flatnonzero(full > self.length)
         super().__init__(
-            pad(sequences, self.length),
+            result.ids,
             problems,
             on_error,
             check_rows(rows, len(strings), "TextTokens"),
@@ -275,7 +288,8 @@ class TextTokens(PrecomputedSource):
     @property
     def lengths(self) -> np.ndarray:
         """Each text's length in token ids (at most the largest bucket)."""
-        return self._lengths
+        lengths: np.ndarray = self._lengths
+        return lengths
 
     def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
         """The token ids of ``indices``, padded to ``context.width`` (the step's bucket),
@@ -452,6 +466,70 @@ def train_subword_tokenizer(texts: Iterable[str], kind: str, vocabulary_size: in
     tokenizer.pre_tokenizer = hf.pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer
+
+
+def _tokenize_all(
+    strings: list[str],
+    problems: Mapping[int, str],
+    vocabulary: Vocabulary | None,
+    tokenizer: Tokenizer | None,
+    max_tokens: int | None,
+    length: int,
+) -> Tokenized:
+    """Fits what needs fitting (on the good texts), then tokenizes every text."""
+    fitted: dict[str, Any] = {}
+    good = (s for i, s in enumerate(strings) if i not in problems)
+    if isinstance(tokenizer, str):
+        trained = train_subword_tokenizer(good, tokenizer, max_tokens)
+        fitted["tokenizer"] = trained.to_str()
+        tokenizer = trained
+    elif tokenizer is None and vocabulary is None:
+        vocabulary = Vocabulary.fit(good, max_tokens=max_tokens)
+        fitted["vocabulary"] = vocabulary.tokens
+    sequences: list[Sequence[int]]
+    if tokenizer is None:
+        assert vocabulary is not None
+        sequences = [vocabulary.lookup(text) for text in strings]
+    else:
+        sequences = _tokenize(tokenizer, strings)
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    return Tokenized(pad(sequences, length), lengths, fitted)
+
+
+def _fingerprint(
+    strings: list[str],
+    problems: Mapping[int, str],
+    vocabulary: Vocabulary | None,
+    tokenizer: Tokenizer | None,
+    max_tokens: int | None,
+) -> dict[str, Any]:
+    """What the token ids depend on besides the length, for ``cache=``."""
+    from importlib import metadata
+
+    found: dict[str, Any] = {"kind": "tokens", "texts": texts_digest(strings, problems)}
+    if vocabulary is not None:
+        found["vocabulary"] = hashlib.blake2b(
+            json.dumps(vocabulary.tokens).encode(), digest_size=16
+        ).hexdigest()
+    elif tokenizer is None:
+        found["fit"] = {"kind": "words", "max_tokens": max_tokens}
+    else:
+        if isinstance(tokenizer, str):
+            found["fit"] = {"kind": tokenizer, "max_tokens": max_tokens}
+        elif hasattr(tokenizer, "to_str"):
+            found["tokenizer"] = hashlib.blake2b(
+                tokenizer.to_str().encode(),
+                digest_size=16,
+            ).hexdigest()
+        else:
+            raise ValueError(
+                "TextTokens(cache=...) keys the cache by the tokenizer, and a plain callable "
+                "cannot be fingerprinted (its code and state are unknown), so cached ids could "
+                "go stale silently. Use the built-in vocabulary, tokenizer='bpe' or a Hugging "
+                "Face tokenizers.Tokenizer with cache=, or pass cache=None."
+            )
+        found["tokenizers"] = metadata.version("tokenizers")
+    return found
 
 
 def _tokenize(tokenizer: Tokenizer, strings: list[str]) -> list[Sequence[int]]:

@@ -135,8 +135,11 @@ def from_table(
             relative image paths are relative to the table's URL.
         cache: A directory where each decoded, resized, un-augmented image is kept the
             first time it is read, memory-mapped, so later epochs and runs skip decoding
-            (see `ImageFiles`); augmentation still draws anew each epoch. The training
-            and validation images are cached apart. None (the default): no cache.
+            (see `ImageFiles`); augmentation still draws anew each epoch. The token ids
+            (and the vocabulary fitted on the training rows) are kept there too, so a
+            later run skips tokenizing (see `TextTokens`). The training and validation
+            rows are cached apart. ``multimodal-dataset cache`` fills it ahead of
+            training with every core. None (the default): no cache.
         **dataset_kwargs: Passed to the training `MultimodalDataset` (``batch_size``,
             ``workers``, ...). The validation dataset gets the same ``batch_size``,
             ``workers`` and ``use_multiprocessing``, and keeps every row in order.

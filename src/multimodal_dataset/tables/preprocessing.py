@@ -89,8 +89,8 @@ class TablePreprocessing(Saveable):
         fitted yet. Image paths are confined to ``root`` (default: the table's folder, or
         the working directory for an in-memory table) unless ``allow_outside_root``.
         An image column of paths is read with `ImageFiles`; one of encoded bytes or
-        ``{bytes, path}`` structs with `ImageBytes`, a batch at a time, decoded images
-        kept in ``cache`` when it is given.
+        ``{bytes, path}`` structs with `ImageBytes`, a batch at a time; decoded images and
+        token ids kept in ``cache`` when it is given.
         """
         sources: list[Any] = []
         if self.image is not None:
@@ -125,6 +125,7 @@ class TablePreprocessing(Saveable):
                 on_error=on_error,
                 rows=rows,
                 column=self.text,
+                cache=cache,
             )
             if self.tokenizer is None:
                 self.vocabulary = tokens.vocabulary
@@ -194,7 +195,7 @@ class TablePreprocessing(Saveable):
             cache_dir: Where Parquet image columns are converted (see `from_table`).
             storage_options: Options of the file system that reads URLs (see
                 `from_table`).
-            cache: A directory for decoded images (see `from_table`).
+            cache: A directory for decoded images and token ids (see `from_table`).
             **dataset_kwargs: Passed to `MultimodalDataset` (``batch_size``, ...).
         """
         unfitted = (
