@@ -109,6 +109,52 @@ def _make_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from multimodal_dataset import from_table, from_webdataset
+
+    options: dict[str, Any] = {
+        "image": args.image,
+        "text": args.text,
+        "image_size": tuple(args.image_size) if args.image_size else None,
+        "color_mode": args.color_mode,
+        "max_tokens": args.max_tokens,
+        "seed": args.seed,
+        "cache": args.cache,
+        "on_error": "replace",  # every bad image is listed below, not only the first
+    }
+    if args.text is not None:
+        if args.text_buckets:
+            options["text_buckets"] = tuple(args.text_buckets)
+        else:
+            options["text_length"] = args.text_length or TEXT_LENGTH
+    if args.tokenizer:
+        options["tokenizer"] = args.tokenizer
+    if args.validation is not None:
+        options["validation"] = args.validation
+    else:
+        options["validation_split"] = args.validation_split
+    if args.webdataset:
+        datasets = from_webdataset(args.data, **options)
+    else:
+        datasets = from_table(args.data, root=args.root, **options)
+    failed = 0
+    for name, ds in zip(("training", "validation"), datasets, strict=True):
+        if ds is None:
+            continue
+        for report in ds.fill_cache(workers=args.workers):
+            print(f"{name} {report} in {report.seconds:.1f} s")
+            failed += len(report.failed)
+    print(f"cache: {args.cache}")
+    if failed:
+        print(
+            f"{failed} image(s) could not be decoded and are not cached; training reports "
+            "them (on_error='raise' stops at the first).",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -159,6 +205,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Keras's fit verbosity (1: progress bar)",
     )
     demo.set_defaults(run=_demo)
+    cache = commands.add_parser(
+        "cache",
+        help="decode every image of a table (or WebDataset shards) into cache=DIR ahead of "
+        "training, with every core, and tokenize its texts; pass the from_table arguments "
+        "training will use (the same split, size and text options find the same cache)",
+    )
+    cache.add_argument("data", metavar="TABLE", help="a table, folder, glob or shard pattern")
+    cache.add_argument("--cache", metavar="DIR", required=True, help="the cache directory")
+    cache.add_argument("--image", metavar="COLUMN", help="the image column (or shard key)")
+    cache.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"))
+    cache.add_argument("--color-mode", choices=("rgb", "grayscale", "rgba"), default="rgb")
+    cache.add_argument("--text", metavar="COLUMN", help="the text column, to cache token ids")
+    cache.add_argument("--text-length", type=int)
+    cache.add_argument("--text-buckets", type=int, nargs="+", metavar="LENGTH")
+    cache.add_argument("--max-tokens", type=int)
+    cache.add_argument("--tokenizer", choices=("bpe",))
+    cache.add_argument("--validation-split", type=float, default=0.2)
+    cache.add_argument("--validation", metavar="TABLE", help="a predefined validation table")
+    cache.add_argument("--seed", type=int, default=0, help="the split's seed")
+    cache.add_argument("--root", metavar="DIR", help="folder of relative image paths")
+    cache.add_argument("--webdataset", action="store_true", help="TABLE is WebDataset shards")
+    cache.add_argument(
+        "--workers", type=int, default=None, help="processes decoding (default: every core)"
+    )
+    cache.set_defaults(run=_cache)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from multimodal_dataset.checks import check_int
 from multimodal_dataset.distribution import check_distribution_unchanged, resolve_shards
+from multimodal_dataset.filling import FillReport, fill_caches
 from multimodal_dataset.layout import BatchLayout, grouping_lengths
 from multimodal_dataset.model_check import check_model
 from multimodal_dataset.monitoring import InputMonitor, StatsLog
@@ -332,6 +333,17 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             class_names=self._class_names(),
             path=path,
         )
+
+    def fill_cache(self, workers: int | None = None) -> list[FillReport]:
+        """Decodes every image not cached yet into its source's cache (``cache=``), with
+        ``workers`` processes (None: every core), before training rather than during the
+        first epoch. The epoch and its order are unchanged.
+
+        Returns:
+            One `FillReport` per image source with a cache (printable), naming the images
+            that could not be decoded.
+        """
+        return fill_caches(self._layout.fields, workers)
 
     def _class_names(self) -> list[Any] | None:
         """The names of the class ids, where the dataset knows them."""

@@ -78,3 +78,52 @@ def test_the_demo_pads_captions_per_batch_unless_given_a_length(
     assert main(args) == 0
     assert tuple(built["model"].inputs[1].shape) == text_input
     assert "validation accuracy:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cache_fills_ahead_so_training_decodes_and_tokenizes_nothing(
+    tmp_path, capsys, monkeypatch, workers
+):
+    from multimodal_dataset import from_table
+    from multimodal_dataset.sources import text as text_module
+    from multimodal_dataset.sources.image_decoding import ImageDecoder
+
+    main(["make-example", str(tmp_path / "data"), "--samples", "50"])
+    manifest, cache = str(tmp_path / "data" / "manifest.csv"), str(tmp_path / "cache")
+    options = ["--image", "image", "--image-size", "16", "16", "--text", "caption"]
+    args = ["cache", manifest, "--cache", cache, *options, "--text-length", "8"]
+    assert main([*args, "--workers", workers]) == 0
+    out = capsys.readouterr().out
+    assert "training inputs[0]: 40 images, 40 decoded now" in out
+    assert "validation inputs[0]: 10 images, 10 decoded now" in out
+
+    monkeypatch.setattr(ImageDecoder, "decode", lambda self, data: pytest.fail("decoded"))
+    monkeypatch.setattr(text_module, "_tokenize_all", lambda *a: pytest.fail("tokenized"))
+    train, val = from_table(
+        manifest,
+        image="image",
+        text="caption",
+        target="label",
+        image_size=(16, 16),
+        text_length=8,
+        cache=cache,
+        batch_size=16,
+    )
+    for ds in (train, val):
+        for i in range(len(ds)):
+            ds[i]
+    assert main([*args]) == 0  # nothing left to do
+    assert "0 decoded now" in capsys.readouterr().out
+
+
+def test_cache_lists_the_images_it_could_not_decode_and_fails(tmp_path, capsys):
+    main(["make-example", str(tmp_path / "data"), "--samples", "20"])
+    broken = sorted((tmp_path / "data" / "images").glob("*.jpg"))[3]
+    broken.write_bytes(b"not a jpeg")
+    args = ["cache", str(tmp_path / "data" / "manifest.csv"), "--cache", str(tmp_path / "c")]
+    code = main([*args, "--image", "image", "--image-size", "8", "8", "--validation-split", "0"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1 could not be decoded (the first: image file" in captured.out
+    assert broken.name in captured.out
+    assert "1 image(s) could not be decoded and are not cached" in captured.err

@@ -133,6 +133,12 @@ class DecodedCache(Picklable):
         sums[sample] = zlib.crc32(record.data)
         keys[sample] = key
 
+    def missing(self, samples: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Where ``samples[i]`` has no record filled for ``keys[i]`` (checksums unread)."""
+        stored = self._open()[1]
+        missing: np.ndarray = stored[samples] != keys
+        return missing
+
     def filled(self) -> int:
         """How many records are filled (for any key)."""
         return int(np.count_nonzero(self._open()[1]))

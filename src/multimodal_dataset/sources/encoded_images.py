@@ -164,6 +164,44 @@ class EncodedImages(Source, Picklable):
     def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
         """Reads and decodes the images of ``indices`` in parallel into one batch (with a
         cache: only those not cached yet, which are then cached)."""
+        batch = self._decoded(indices, lambda sample, why: self.bad_sample(context, sample, why))
+        if self.augment is not None:
+            batch = self.augment.apply(batch, indices, context.seed, context.epoch)
+        if self._dtype == np.uint8:
+            return batch
+        scaled: np.ndarray = np.multiply(batch, self._dtype.type(1 / 255), dtype=self._dtype)
+        return scaled
+
+    def fill_cache(self, indices: np.ndarray) -> list[tuple[int, str]]:
+        """Decodes into the cache the images of ``indices`` it does not hold yet (no
+        augmentation, no scaling); returns ``(sample, what was wrong)`` for each image
+        that could not be decoded, whatever ``on_error`` says.
+
+        Raises:
+            ValueError: If the source has no cache.
+        """
+        if self.cache is None:
+            raise ValueError(f"{type(self).__name__} has no cache to fill: pass cache='DIR'.")
+        failed: list[tuple[int, str]] = []
+        self._decoded(np.asarray(indices), lambda sample, why: failed.append((sample, why)))
+        return failed
+
+    def uncached(self) -> np.ndarray:
+        """The samples whose images the cache does not hold (for their current files).
+
+        Raises:
+            ValueError: If the source has no cache.
+        """
+        if self.cache is None:
+            raise ValueError(f"{type(self).__name__} has no cache: pass cache='DIR'.")
+        samples = np.arange(self.count)
+        uncached: np.ndarray = samples[self.cache.missing(samples, self._cache_keys(samples))]
+        return uncached
+
+    def _decoded(self, indices: np.ndarray, bad: Callable[[int, str], None]) -> np.ndarray:
+        """The ``uint8`` images of ``indices``: cached ones copied, the others read and
+        decoded in the threads (then cached); ``bad(sample, why)`` is called for each
+        image that cannot be read or decoded, left zero."""
         batch = np.zeros((len(indices), *self.shape[1:]), dtype=np.uint8)
         cache, keys = self.cache, None
         pending = list(range(len(indices)))
@@ -185,7 +223,7 @@ class EncodedImages(Source, Picklable):
                             raise data
                         batch[k] = self.decoder.decode(data)
                 except Exception as error:  # every failure names the image and the sample
-                    self.bad_sample(context, sample, self.explain(error, sample))
+                    bad(sample, self.explain(error, sample))
                     continue
                 if cache is not None and keys is not None and keys[k]:
                     cache.store(sample, int(keys[k]), batch[k])
@@ -200,12 +238,7 @@ class EncodedImages(Source, Picklable):
             list(self._executor().map(load, shares))
         if cache is not None:
             cache.report_damaged()
-        if self.augment is not None:
-            batch = self.augment.apply(batch, indices, context.seed, context.epoch)
-        if self._dtype == np.uint8:
-            return batch
-        scaled: np.ndarray = np.multiply(batch, self._dtype.type(1 / 255), dtype=self._dtype)
-        return scaled
+        return batch
 
     def _cache_keys(self, indices: np.ndarray) -> np.ndarray:
         """The cache key of each sample of ``indices`` (0 where its identity cannot be
