@@ -37,6 +37,8 @@ TARGETS = {
     "text_buckets_vs_fixed": (">=", 2.0),
     "text_padding_fraction": ("<", 0.25),
     "text_jax_compiled_shapes": ("<=", 5),
+    "pipeline_cache_vs_decoding": (">=", 10.0),
+    "pipeline_10_epochs_vs_best_pipeline": (">=", 1.2),
 }
 TABLES_OURS = "from_table: Parquet image bytes"
 TABLES_FILES = "ImageFiles (the same JPEGs as files)"
@@ -50,6 +52,11 @@ REMOTE_DELAYED = "from_webdataset: S3 shards, 20 ms per request"
 TEXT_FIXED = "fixed length 128"
 TEXT_FIVE = "buckets 8..128 (5) + group_by_length"
 TEXT_SEVEN = "buckets 8..128 (7) + group_by_length"
+PIPELINE_DECODING = "images decode-only: decoded every epoch"
+PIPELINE_CACHED_READS = "images decode-only: cache=, epochs after the first"
+PIPELINE_UNCACHED = "from_table, no cache"
+PIPELINE_CACHED = "from_table, cache= (empty: epoch 1 fills it)"
+PIPELINE_PEERS = ("tf.data: map + cache() + prefetch()", "torch DataLoader(num_workers=2)")
 SHARDS_PEERS = (
     "webdataset pipeline (streaming, buffer shuffle)",
     "wids.ShardListDataset (random order)",
@@ -113,6 +120,21 @@ def ratios(measurements, memory) -> dict[str, float | None]:
     out["remote_20ms_delay_vs_no_delay"] = out.pop("remote_vs_no_delay")
     out["remote_20ms_delay_vs_no_delay_worst_round"] = out.pop("remote_vs_no_delay_worst_round")
     out.update(_text(measurements))
+    # End to end (10 epochs of the reference model from JPEG files): the cache against
+    # decoding on image reads alone, and against the pipeline a user writes on TensorFlow
+    # (tf.data cache + prefetch) and PyTorch (DataLoader, 2 workers); the worst backend.
+    renamed = {
+        "pipeline_vs_decoding": "pipeline_cache_vs_decoding",
+        "pipeline_vs_best_pipeline": "pipeline_10_epochs_vs_best_pipeline",
+        "pipeline_vs_uncached": "pipeline_10_epochs_cached_vs_uncached",
+    }
+    for ours, peers, label in (
+        (PIPELINE_CACHED_READS, (PIPELINE_DECODING,), "decoding"),
+        (PIPELINE_CACHED, PIPELINE_PEERS, "best_pipeline"),
+        (PIPELINE_CACHED, (PIPELINE_UNCACHED,), "uncached"),
+    ):
+        for key, value in _versus(measurements, "pipeline", ours, peers, label).items():
+            out[key.replace(f"pipeline_vs_{label}", renamed[f"pipeline_vs_{label}"])] = value
     return out
 
 

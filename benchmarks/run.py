@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import assembly, fit, images, memory, remote, shards, tables, text
+from benchmarks import assembly, fit, images, memory, pipeline, remote, shards, tables, text
 from benchmarks.common import ROOT, Settings, machine, write_json
 
-GROUPS = ("assembly", "images", "tables", "shards", "remote", "fit", "text", "memory")
+GROUPS = ("assembly", "images", "tables", "shards", "remote", "fit", "text", "pipeline", "memory")
 
 
 def results_dir(quick: bool) -> Path:
@@ -52,6 +52,8 @@ def main() -> int:
         measurements += fit.run(args.backend, settings)
     if "text" in only:
         measurements += text.run(args.backend, settings)
+    if "pipeline" in only:
+        measurements += pipeline.run(args.backend, settings)
     part = {
         "backend": args.backend,
         "machine": machine(),
