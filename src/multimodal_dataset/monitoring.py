@@ -118,7 +118,7 @@ class InputMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._epoch_start = 0.0
         self._begins: list[float] = []
         self._last_end = 0.0
-        self._seen = len(dataset.stats)
+        self._seen = len(dataset._stats.records)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._thread = threading.get_ident()
