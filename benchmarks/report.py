@@ -57,6 +57,7 @@ PIPELINE_CACHED_READS = "images decode-only: cache=, epochs after the first"
 PIPELINE_UNCACHED = "from_table, no cache"
 PIPELINE_CACHED = "from_table, cache= (empty: epoch 1 fills it)"
 PIPELINE_PEERS = ("tf.data: map + cache() + prefetch()", "torch DataLoader(num_workers=2)")
+PIPELINE_BOUND = "bound: PyDataset of precomputed batches (no decoding)"
 SHARDS_PEERS = (
     "webdataset pipeline (streaming, buffer shuffle)",
     "wids.ShardListDataset (random order)",
@@ -123,18 +124,18 @@ def ratios(measurements, memory) -> dict[str, float | None]:
     # End to end (10 epochs of the reference model from JPEG files): the cache against
     # decoding on image reads alone, and against the pipeline a user writes on TensorFlow
     # (tf.data cache + prefetch) and PyTorch (DataLoader, 2 workers); the worst backend.
-    renamed = {
-        "pipeline_vs_decoding": "pipeline_cache_vs_decoding",
-        "pipeline_vs_best_pipeline": "pipeline_10_epochs_vs_best_pipeline",
-        "pipeline_vs_uncached": "pipeline_10_epochs_cached_vs_uncached",
-    }
-    for ours, peers, label in (
-        (PIPELINE_CACHED_READS, (PIPELINE_DECODING,), "decoding"),
-        (PIPELINE_CACHED, PIPELINE_PEERS, "best_pipeline"),
-        (PIPELINE_CACHED, (PIPELINE_UNCACHED,), "uncached"),
+    # The bound: a PyDataset serving the batches already decoded, against the same pipeline
+    # (what no PyDataset can exceed through Keras's adapter), and ours against the bound.
+    for ours, peers, label, key in (
+        (PIPELINE_CACHED_READS, (PIPELINE_DECODING,), "decoding", "cache_vs_decoding"),
+        (PIPELINE_CACHED, PIPELINE_PEERS, "best", "10_epochs_vs_best_pipeline"),
+        (PIPELINE_BOUND, PIPELINE_PEERS, "best", "bound_vs_best_pipeline"),
+        (PIPELINE_CACHED, (PIPELINE_BOUND,), "bound", "10_epochs_vs_bound"),
+        (PIPELINE_CACHED, (PIPELINE_UNCACHED,), "uncached", "10_epochs_cached_vs_uncached"),
     ):
-        for key, value in _versus(measurements, "pipeline", ours, peers, label).items():
-            out[key.replace(f"pipeline_vs_{label}", renamed[f"pipeline_vs_{label}"])] = value
+        versus = _versus(measurements, "pipeline", ours, peers, label)
+        out[f"pipeline_{key}"] = versus[f"pipeline_vs_{label}"]
+        out[f"pipeline_{key}_worst_round"] = versus[f"pipeline_vs_{label}_worst_round"]
     return out
 
 
