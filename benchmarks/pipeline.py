@@ -7,8 +7,9 @@ or a ``torch.utils.data.DataLoader(num_workers=2)`` over a hand-written dataset 
 Each row's rate is the 10-epoch sample count over the 10-epoch wall time (first epoch,
 with its compiling, included); ``details`` keep the first epoch and the later epochs'
 median. A ``PyDataset`` serving the batches already decoded (no work but slicing) bounds
-what any ``PyDataset`` can reach through Keras's adapter. The decode-only rows time the image source alone (no model): every image decoded
-each epoch, against read from the cache in the epochs after the first.
+what any ``PyDataset`` can reach through Keras's adapter. The decode-only rows time the
+image source alone (no model): every image decoded each epoch, against read from the
+cache in the epochs after the first.
 """
 
 from __future__ import annotations
