@@ -87,24 +87,29 @@ def train(feed, vocabulary: int) -> list[float]:
     return times.seconds
 
 
+def columns(table: Path, reference):
+    """What the hand-written pipelines start from: the image paths, and the token ids,
+    standardised numbers and labels `from_table` computed (so only image loading differs)."""
+    with open(table) as file:
+        paths = [str(table.parent / row["image"]) for row in csv.DictReader(file)]
+    _, text, numbers = (f.array for f in reference.layout.inputs.fields)
+    labels = np.asarray(reference.layout.targets.fields[0].array)
+    return paths, text.ids, numbers.values, labels
+
+
 def tf_data(table: Path, reference):
     """The tf.data pipeline a TensorFlow user writes: decode in parallel, cache the
     decoded images in memory, shuffle, batch, prefetch."""
     import tensorflow as tf
 
-    text, numbers = reference.layout.inputs.fields[1].array, reference.layout.inputs.fields[2]
-    folder = table.parent
-    with open(table) as file:
-        paths = [str(folder / row["image"]) for row in csv.DictReader(file)]
-    labels = np.asarray(reference.layout.targets.fields[0].array)
-    count = len(paths)
+    slices = columns(table, reference)
+    count = len(slices[0])
 
     def load(path, ids, values, label):
         image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
         image = tf.image.resize(image, SIZE) / 255.0
         return (image, ids, values), label
 
-    slices = (paths, text.ids, numbers.array.values, labels)
     return (
         tf.data.Dataset.from_tensor_slices(slices)
         .map(load, num_parallel_calls=tf.data.AUTOTUNE)
@@ -121,12 +126,7 @@ def torch_loader(table: Path, reference):
     import torch
     from PIL import Image
 
-    folder = table.parent
-    with open(table) as file:
-        paths = [str(folder / row["image"]) for row in csv.DictReader(file)]
-    ids = reference.layout.inputs.fields[1].array.ids
-    values = reference.layout.inputs.fields[2].array.values
-    labels = np.asarray(reference.layout.targets.fields[0].array)
+    paths, ids, values, labels = columns(table, reference)
 
     class Files(torch.utils.data.Dataset):
         def __len__(self):

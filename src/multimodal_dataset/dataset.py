@@ -309,7 +309,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         Raises:
             ImportError: Without matplotlib, with the install hint (the ``plot`` extra).
         """
-        from multimodal_dataset.showing import draw_batch
+        from multimodal_dataset.showing import draw_batch, joined
 
         n = min(check_int(n, "n", what="samples to draw"), self.num_samples)
         sampler = self._sampler
@@ -324,7 +324,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             position += 1
         self._gatherer.release_soon()
         indices = np.concatenate([p[0] for p in parts])[:n]
-        arrays = [_joined([p[1][k] for p in parts])[:n] for k in range(len(parts[0][1]))]
+        arrays = [joined([p[1][k] for p in parts])[:n] for k in range(len(parts[0][1]))]
         return draw_batch(
             self._layout.fields,
             arrays,
@@ -518,14 +518,6 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             f"batch_size={self.batch_size}, {len(self)} batches, shuffle={self.shuffle}, "
             f"seed={self.seed}, epoch={self.epoch})"
         )
-
-
-def _joined(arrays: list[np.ndarray]) -> np.ndarray:
-    """Batches joined along the samples; texts padded per batch are padded to the widest."""
-    width = max(a.shape[-1] for a in arrays) if arrays[0].ndim == 2 else None
-    if width is not None and any(a.shape[-1] != width for a in arrays):
-        arrays = [np.pad(a, ((0, 0), (0, width - a.shape[-1]))) for a in arrays]
-    return np.concatenate(arrays)
 
 
 def _describe(spec: ArraySpec) -> str:

@@ -90,6 +90,14 @@ def draw_batch(
     return figure
 
 
+def joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """Batches joined along the samples; texts padded per batch are padded to the widest."""
+    width = max(a.shape[-1] for a in arrays) if arrays[0].ndim == 2 else None
+    if width is not None and any(a.shape[-1] != width for a in arrays):
+        arrays = [np.pad(a, ((0, 0), (0, width - a.shape[-1]))) for a in arrays]
+    return np.concatenate(arrays)
+
+
 def _is_image(array: np.ndarray) -> bool:
     """A batch of ``(height, width, channels)`` samples with 1, 3 or 4 channels."""
     return array.ndim == 4 and array.shape[-1] in (1, 3, 4)
