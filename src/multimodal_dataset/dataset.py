@@ -17,6 +17,7 @@ from multimodal_dataset.layout import BatchLayout, grouping_lengths
 from multimodal_dataset.model_check import check_model
 from multimodal_dataset.monitoring import InputMonitor, StatsLog
 from multimodal_dataset.padding import Padding
+from multimodal_dataset.prefetch import Prefetcher
 from multimodal_dataset.replacements import ReplacementLog
 from multimodal_dataset.resume import EpochSync, checked_state
 from multimodal_dataset.sampling import Sampler, check_seed, draw_seed
@@ -26,6 +27,8 @@ from multimodal_dataset.workers import Gatherer
 #: Keras reads up to this many batches of epoch 0 before training (to build the model,
 #: and on TensorFlow to infer the output signature); see `MultimodalDataset.on_epoch_end`.
 _PREVIEW_BATCHES = 3
+#: Batches produced ahead by default when an input is a `Source`.
+PREFETCH = 2
 
 if TYPE_CHECKING:
     from multimodal_dataset.sources.protocol import Replacement
@@ -106,6 +109,12 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             join the next window), and the steps shuffled; still exactly once per epoch
             and a pure function of ``(seed, epoch)``. True groups by the one variable-length input;
             with several, pass its name (a dict key) or position.
+        prefetch: While Keras runs an epoch, how many of the next batches to produce in a
+            background thread while the training step runs (see ``prefetch``); 0 produces
+            each batch when Keras asks for it. Memory: that many batches at most; what an
+            epoch did not serve is dropped at its end. None (the default): 2 when an input
+            is a `Source` (files to read, images to decode), else 0 (arrays in memory are
+            gathered in microseconds, less than handing a batch to a thread costs).
 
     Raises:
         ValueError: For arrays of unequal length, no samples, 0-d arrays, a batch size
@@ -130,6 +139,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
         group_by_length: bool | int | str = False,
+        prefetch: int | None = None,
     ) -> None:
         # Keras's own worker pool serves stale batches across epochs (see workers.py), so
         # Keras iterates this dataset in its main thread and the workers run here.
@@ -181,6 +191,12 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._truncations = TruncationLog(fields)
         self._stats = StatsLog(fields)
         self._gatherer = Gatherer(self._layout.fields, workers, use_multiprocessing)
+        if prefetch is None:  # in-memory arrays are gathered in microseconds: not worth it
+            prefetch = PREFETCH if any(f.is_source for f in fields) else 0
+        prefetch = check_int(prefetch, "prefetch", minimum=0, what="batches produced ahead")
+        self._prefetcher = Prefetcher(self._produce, prefetch) if prefetch else None
+        if self._prefetcher is not None:
+            self._gatherer.close_with(self._prefetcher.close)
 
     # ----------------------------------------------------------------- PyDataset protocol
 
@@ -198,24 +214,44 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         start = time.perf_counter()
         position = self._sampler.check_index(index)
         sampler = self._sampler
-        if self._in_epoch and not sampler.serve_all_shards and self._served < sampler.num_batches:
+        in_order = (
+            self._in_epoch and not sampler.serve_all_shards and self._served < sampler.num_batches
+        )
+        if in_order:
             position = self._served  # Keras's own batch shuffle would not be reproducible
         self._served += 1
-        indices = sampler.batch(self._epoch, position)
-        widths = sampler.widths(self._epoch, position)
-        arrays, replaced, seconds = self._gatherer.gather(
-            indices, sampler.seed, self._epoch, position, widths
-        )
+        produced: tuple[tuple[Any, ...], np.ndarray, list[Replacement], list[float], float]
+        if in_order and self._prefetcher is not None:
+            upcoming = range(position + 1, sampler.num_batches)
+            produced = self._prefetcher.get(self._epoch, position, upcoming)
+        else:
+            produced = self._produce(self._epoch, position)
+        batch, indices, replaced, seconds, produce_s = produced
         if replaced:
             self._replacements.record(replaced)
         self._truncations.record(indices)
         self._position = max(self._position, position + 1)
-        real = sampler.real_count(position) if sampler.pad else None
-        batch = self._layout.pack(arrays, real)
         self._stats.record(
-            start, len(indices), seconds, self._served - 1 if self._in_epoch else None
+            start, len(indices), seconds, self._served - 1 if self._in_epoch else None, produce_s
         )
         return batch
+
+    def _produce(
+        self, epoch: int, position: int
+    ) -> tuple[tuple[Any, ...], np.ndarray, list[Replacement], list[float], float]:
+        """Batch ``position`` of ``epoch``, its samples, what sources replaced in it, each
+        field's gathering seconds and the seconds it took; nothing recorded (it may be
+        produced ahead, in another thread)."""
+        start = time.perf_counter()
+        sampler = self._sampler
+        indices = sampler.batch(epoch, position)
+        widths = sampler.widths(epoch, position)
+        arrays, replaced, seconds = self._gatherer.gather(
+            indices, sampler.seed, epoch, position, widths
+        )
+        real = sampler.real_count(position) if sampler.pad else None
+        batch: tuple[Any, ...] = self._layout.pack(arrays, real)
+        return batch, indices, replaced, seconds, time.perf_counter() - start
 
     def on_epoch_begin(self) -> None:
         """Keras calls this before each epoch: batches are then served in the dataset's own
@@ -247,6 +283,8 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             self._replacements.report(self._epoch)
             self._truncations.report(self._epoch)
         self._stats.finish(self._epoch, keep=not preview)
+        if self._prefetcher is not None:
+            self._prefetcher.discard()
         self._epoch += 1
         self._position = 0
         self._in_epoch = False

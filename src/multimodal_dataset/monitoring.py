@@ -43,7 +43,8 @@ class _Epoch:
     samples: int = 0
     produce_s: float = 0.0
     fields_s: list[float] = dataclasses.field(default_factory=list)
-    #: ``(thread, position in the epoch, start, end)`` of each batch read inside the epoch.
+    #: ``(thread, position in the epoch, requested, served)`` of each batch read inside
+    #: the epoch (the time between is what the reading thread waited).
     timeline: list[tuple[int, int, float, float]] = dataclasses.field(default_factory=list)
 
 
@@ -66,14 +67,16 @@ class StatsLog:
         samples: int,
         fields_s: Sequence[float],
         position: int | None,
+        produce_s: float,
     ) -> None:
-        """Records one batch produced from ``start`` (a `time.perf_counter` value) until
-        now; ``position`` is its place in the epoch Keras runs (None outside one)."""
+        """Records one batch requested at ``start`` (a `time.perf_counter` value) and
+        served now, which took ``produce_s`` to produce (maybe ahead, in another thread);
+        ``position`` is its place in the epoch Keras runs (None outside one)."""
         end = time.perf_counter()
         current = self._current
         current.batches += 1
         current.samples += samples
-        current.produce_s += end - start
+        current.produce_s += produce_s
         current.fields_s = [a + b for a, b in zip(current.fields_s, fields_s, strict=True)]
         if position is not None:
             current.timeline.append((threading.get_ident(), position, start, end))

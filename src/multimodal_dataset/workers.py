@@ -143,8 +143,15 @@ class Gatherer(Picklable):
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._uses = 0  # counts gathers, so a release timer knows if the pool was used
+        self._also_close: list[Callable[[], None]] = []
         # Whether anything holds threads or processes (a pool, or sources' own threads).
         self._releasable = self.parallel or any(field.is_source for field in self.fields)
+
+    def close_with(self, close: Callable[[], None]) -> None:
+        """Also calls ``close`` whenever the pools are released (a dataset's prefetch
+        thread, released with them after each epoch)."""
+        self._also_close.append(close)
+        self._releasable = True
 
     @property
     def parallel(self) -> bool:
@@ -264,6 +271,8 @@ class Gatherer(Picklable):
                 self._timer = None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        for close in self._also_close:
+            close()
         for field in self.fields:
             if field.is_source:
                 field.array.close()

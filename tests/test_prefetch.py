@@ -1,0 +1,160 @@
+"""Prefetching: the next batches are produced while the training step runs, keyed by
+(epoch, batch): never served in another epoch or twice, errors raised where they belong,
+nothing left running after fit."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from multimodal_dataset import MultimodalDataset
+from multimodal_dataset.sources.protocol import Source
+
+SAMPLES, BATCH = 96, 8
+
+
+class Slow(Source):
+    """Sample ids as numbers, ``load_s`` per batch (a sleep: releases the GIL, as decoding
+    does); optionally raising for one sample."""
+
+    def __init__(self, load_s: float, bad: int | None = None) -> None:
+        self.load_s, self.bad = load_s, bad
+
+    @property
+    def shape(self):
+        return (SAMPLES, 1)
+
+    @property
+    def dtype(self):
+        return np.dtype("float32")
+
+    def gather(self, indices, context):
+        time.sleep(self.load_s)
+        if self.bad is not None and self.bad in indices:
+            raise ValueError(f"sample {self.bad} is bad")
+        return indices[:, None].astype("float32")
+
+
+class Step(keras.callbacks.Callback):
+    """A training step of known cost that releases the GIL, as a device step does."""
+
+    def __init__(self, compute_s: float) -> None:
+        super().__init__()
+        self.compute_s = compute_s
+
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(self.compute_s)
+
+
+class Seen(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self.start)
+
+
+def model():
+    m = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    m.compile("sgd", "mse")
+    return m
+
+
+def epoch_times(prefetch, load_s, compute_s):
+    ds = MultimodalDataset(
+        Slow(load_s), np.zeros(SAMPLES, "float32"), batch_size=BATCH, prefetch=prefetch
+    )
+    seen = Seen()
+    model().fit(ds, epochs=3, verbose=0, callbacks=[Step(compute_s), seen])
+    return seen.times[1:]  # the first epoch also compiles
+
+
+def test_loading_overlaps_the_step_so_an_epoch_takes_less_than_load_plus_compute(backend):
+    load_s = compute_s = 0.03
+    serial = SAMPLES // BATCH * (load_s + compute_s)
+    assert min(epoch_times(None, load_s, compute_s)) < 0.8 * serial
+    if backend != "tensorflow":  # TensorFlow's tf.data reads ahead by itself
+        assert min(epoch_times(0, load_s, compute_s)) > 0.9 * serial  # what it saves
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+def test_every_sample_once_per_epoch_in_the_same_order_whatever_the_depth(prefetch):
+    def stream(depth):
+        ds = MultimodalDataset(
+            Slow(0.0), np.arange(SAMPLES), batch_size=BATCH, seed=4, prefetch=depth
+        )
+        ids = []
+        for _ in range(3):
+            ds.on_epoch_begin()
+            ids.append(np.concatenate([ds[i][0][:, 0] for i in range(len(ds))]).astype(int))
+            ds.on_epoch_end()
+        ds.close()
+        return ids
+
+    reference = stream(0)
+    got = stream(prefetch)
+    for epoch, ids in enumerate(got):
+        assert sorted(ids) == list(range(SAMPLES)), epoch
+        np.testing.assert_array_equal(ids, reference[epoch])
+
+
+def test_batches_produced_ahead_are_dropped_at_the_end_of_an_epoch_never_served_later():
+    ds = MultimodalDataset(Slow(0.0), np.arange(SAMPLES), batch_size=BATCH, seed=1, prefetch=3)
+    ds.on_epoch_begin()
+    first = ds[0][0][:, 0]
+    assert ds._prefetcher.pending == 3
+    ds.on_epoch_end()  # an epoch cut short: batches 1-3 were produced for epoch 0
+    assert ds._prefetcher.pending == 0
+    ds.on_epoch_begin()
+    again = MultimodalDataset(Slow(0.0), np.arange(SAMPLES), batch_size=BATCH, seed=1)
+    again.on_epoch_end()
+    np.testing.assert_array_equal(ds[0][0][:, 0], again[0][0][:, 0])
+    assert len(first) == BATCH
+    ds.close()
+
+
+def test_an_error_surfaces_at_the_batch_it_belongs_to():
+    ds = MultimodalDataset(Slow(0.0, bad=0), np.arange(SAMPLES), batch_size=BATCH, shuffle=False)
+    ds.on_epoch_begin()
+    with pytest.raises(ValueError, match="sample 0 is bad"):
+        ds[0]
+    ds.on_epoch_end()
+    ds = MultimodalDataset(
+        Slow(0.0, bad=SAMPLES - 1), np.arange(SAMPLES), batch_size=BATCH, shuffle=False
+    )
+    ds.on_epoch_begin()
+    for i in range(len(ds) - 1):  # produced ahead, the last batch's error waits for it
+        ds[i]
+    with pytest.raises(ValueError, match=f"sample {SAMPLES - 1} is bad"):
+        ds[len(ds) - 1]
+    ds.close()
+
+
+def test_nothing_keeps_running_after_fit():
+    from multimodal_dataset import workers as workers_module
+
+    before = {t.ident for t in threading.enumerate()}
+    ds = MultimodalDataset(Slow(0.001), np.zeros(SAMPLES, "float32"), batch_size=BATCH)
+    keep_alive = workers_module.KEEP_ALIVE_S
+    model().fit(ds, epochs=2, verbose=0)
+    time.sleep(keep_alive + 1.0)
+    left = [
+        t.name
+        for t in threading.enumerate()
+        if t.ident not in before and t.name.startswith("multimodal_dataset")
+    ]
+    assert left == []
+
+
+@pytest.mark.parametrize("value", [-1, 1.5])
+def test_prefetch_must_be_a_count_of_batches(value):
+    with pytest.raises((ValueError, TypeError), match="prefetch"):
+        MultimodalDataset(Slow(0.0), np.arange(SAMPLES), prefetch=value)
