@@ -1,5 +1,7 @@
 """What every benchmark shares: the data (generated once, cached on disk), the timing
-rule (median of repetitions after a warm-up), and a description of the machine."""
+rule (rounds in which every loader runs once, back to back, after a warm-up; each rate
+kept per round so that a ratio can be computed round by round), and a description of the
+machine."""
 
 from __future__ import annotations
 
@@ -28,7 +30,13 @@ NUMERIC_FEATURES = 5
 
 @dataclasses.dataclass
 class Settings:
-    """Sizes of one run: the full run for people, ``quick`` for CI's smoke test."""
+    """Sizes of one run: the full run for people, ``quick`` for CI's smoke test.
+
+    ``repetitions`` is the number of rounds of the loaders timed per epoch (each round one
+    epoch of every loader); ``rounds`` the number of rounds of the groups that train a
+    model (each round one ``fit`` per feed). Every ratio is computed per round, so a full
+    run gives at least 5 per ratio.
+    """
 
     quick: bool
     samples: int
@@ -36,17 +44,20 @@ class Settings:
     image_files: int
     memmap_bytes: int
     fit_epochs: int
+    rounds: int
 
     @classmethod
     def make(cls, quick: bool) -> Settings:
         if quick:
-            return cls(True, 512, 2, 64, 64 * 2**20, 2)
-        return cls(False, 8192, 7, 2000, 2 * 2**30, 6)
+            return cls(True, 512, 2, 64, 64 * 2**20, 1, 2)
+        return cls(False, 8192, 7, 2000, 2 * 2**30, 2, 5)
 
 
 @dataclasses.dataclass
 class Measurement:
-    """Samples per second of one loader: the median of the repetitions, and the range."""
+    """Samples per second of one loader: the median of the rounds, the range, and each
+    round's rate in round order (``rounds[i]`` ran back to back with every other loader's
+    ``rounds[i]`` of the same group and backend, so ratios pair them)."""
 
     name: str
     backend: str
@@ -59,6 +70,7 @@ class Measurement:
     note: str = ""
     #: Group-specific figures besides the rate (e.g. the text group's padding fraction).
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rounds: list[float] = dataclasses.field(default_factory=list)
 
 
 def measure(
@@ -93,7 +105,7 @@ def measure(
 def summarize(
     name: str, group: str, backend: str, batch_size: int, rates: list[float], note: str = ""
 ) -> Measurement:
-    """The median and range of ``rates`` (samples/s of each repetition), printed."""
+    """The median and range of ``rates`` (samples/s of each round, in order), printed."""
     result = Measurement(
         name,
         backend,
@@ -104,6 +116,7 @@ def summarize(
         len(rates),
         group,
         note,
+        rounds=[round(r, 2) for r in rates],
     )
     report(result)
     return result

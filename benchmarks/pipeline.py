@@ -1,8 +1,10 @@
 """End to end: 10 epochs of the reference model trained from JPEG files, captions and
-numbers through `from_table`, without and with ``cache=`` (a new, empty cache each round,
-so its first epoch decodes and fills it), against the pipeline a user would otherwise
-write on the same backend: ``tf.data`` with ``cache()`` and ``prefetch()`` (TensorFlow)
-or a ``torch.utils.data.DataLoader(num_workers=2)`` over a hand-written dataset (PyTorch).
+numbers through `from_table` with ``workers=2``, without and with ``cache=`` (a new, empty
+cache each round, so its first epoch decodes and fills it), against the pipelines a user
+would otherwise write: on every backend a hand-written ``keras.utils.PyDataset`` decoding
+with Pillow in Keras's own pool (``workers=2``), and on the same backend ``tf.data`` with
+``cache()`` and ``prefetch()`` (TensorFlow) or a ``torch.utils.data.DataLoader(
+num_workers=2)`` over a hand-written dataset (PyTorch).
 
 Each row's rate is the 10-epoch sample count over the 10-epoch wall time (first epoch,
 with its compiling, included); ``details`` keep the first epoch and the later epochs'
@@ -30,7 +32,11 @@ SIZE = (64, 64)
 TEXT_LENGTH = 20
 NUMERIC = ("n0", "n1", "n2", "n3", "n4")
 WORDS = [f"w{i}" for i in range(300)]
+WORKERS = 2
 PRECOMPUTED = "bound: PyDataset of precomputed batches (no decoding)"
+UNCACHED = "from_table, workers=2, no cache"
+CACHED = "from_table, workers=2, cache= (empty: epoch 1 fills it)"
+KERAS_POOL = "hand-written PyDataset, Keras pool workers=2 (Pillow)"
 
 
 def manifest(count: int) -> Path:
@@ -67,6 +73,7 @@ def datasets(table: Path, cache: str | None):
         batch_size=BATCH_SIZE,
         seed=0,
         cache=cache,
+        workers=WORKERS,
     )
     return train
 
@@ -120,11 +127,19 @@ def tf_data(table: Path, reference):
     )
 
 
+def load_image(path: str) -> np.ndarray:
+    """What a hand-written loader does per image: open, convert, resize with Pillow."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        pixels = image.convert("RGB").resize(SIZE[::-1], Image.BILINEAR)
+    return np.asarray(pixels, "float32") / 255
+
+
 def torch_loader(table: Path, reference):
     """The DataLoader a PyTorch user writes: a dataset that opens, converts and resizes
     one JPEG per item with Pillow, two worker processes."""
     import torch
-    from PIL import Image
 
     paths, ids, values, labels = columns(table, reference)
 
@@ -133,13 +148,37 @@ def torch_loader(table: Path, reference):
             return len(paths)
 
         def __getitem__(self, i):
-            with Image.open(paths[i]) as image:
-                pixels = image.convert("RGB").resize(SIZE[::-1], Image.BILINEAR)
-            return np.asarray(pixels, "float32") / 255, ids[i], values[i], labels[i]
+            return load_image(paths[i]), ids[i], values[i], labels[i]
 
     return torch.utils.data.DataLoader(
-        Files(), batch_size=BATCH_SIZE, shuffle=True, num_workers=2, collate_fn=collate
+        Files(), batch_size=BATCH_SIZE, shuffle=True, num_workers=WORKERS, collate_fn=collate
     )
+
+
+def keras_pool(table: Path, reference):
+    """The `PyDataset` a Keras user writes: a batch of JPEGs decoded with Pillow per
+    ``__getitem__``, the order reshuffled each epoch, Keras's own pool of two threads."""
+    import keras
+
+    paths, ids, values, labels = columns(table, reference)
+
+    class Files(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=WORKERS)
+            self.order = np.random.default_rng(0).permutation(len(paths))
+
+        def __len__(self):
+            return -(-len(paths) // BATCH_SIZE)
+
+        def __getitem__(self, i):
+            batch = self.order[i * BATCH_SIZE : (i + 1) * BATCH_SIZE]
+            images = np.stack([load_image(paths[j]) for j in batch])
+            return (images, ids[batch], values[batch]), labels[batch]
+
+        def on_epoch_end(self):
+            np.random.default_rng().shuffle(self.order)
+
+    return Files()
 
 
 def precomputed(reference):
@@ -202,15 +241,16 @@ def run(backend: str, settings: Settings) -> list[Measurement]:
     vocabulary = len(reference.preprocessing.vocabulary)
     count = reference.num_samples
     results = decode_only(table, backend, settings)
-    feeds = {"from_table, no cache": lambda: datasets(table, None)}
-    feeds["from_table, cache= (empty: epoch 1 fills it)"] = "fresh cache"
+    feeds = {UNCACHED: lambda: datasets(table, None)}
+    feeds[CACHED] = "fresh cache"
+    feeds[KERAS_POOL] = lambda: keras_pool(table, reference)
     feeds[PRECOMPUTED] = lambda: precomputed(reference)
     if backend == "tensorflow":
         feeds["tf.data: map + cache() + prefetch()"] = lambda: tf_data(table, reference)
     if backend == "torch":
         feeds["torch DataLoader(num_workers=2)"] = lambda: torch_loader(table, reference)
     epochs: dict[str, list[list[float]]] = {name: [] for name in feeds}
-    for _ in range(1 if settings.quick else 3):  # rounds alternate the feeds
+    for _ in range(1 if settings.quick else settings.rounds):  # rounds alternate the feeds
         for name, make in feeds.items():
             if make == "fresh cache":
                 with tempfile.TemporaryDirectory() as cache:

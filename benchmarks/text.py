@@ -106,19 +106,19 @@ def compiled_shapes(log: list, backend: str) -> int:
 def run(backend: str, settings: Settings) -> list[Measurement]:
     count = CAPTIONS if not settings.quick else settings.samples
     texts, y = captions(count)
-    epochs = max(1, settings.fit_epochs // 3)  # per round, after the compiling epoch
+    epochs = 1  # per round, after the compiling epoch
     rates: dict[str, list[float]] = {name: [] for name in CONFIGS}
     shapes: dict[str, int] = {}
     with warnings.catch_warnings():
         # The texts over 128 tokens, truncated alike in every configuration, are reported
         # at the end of every epoch: known here, not news.
         warnings.simplefilter("ignore")
-        for _ in range(2):  # two rounds, so drift affects every configuration alike
+        for _ in range(settings.rounds):  # rounds, so drift affects every configuration alike
             for name, options in CONFIGS.items():
                 (_, ds), log, times = dataset(texts, y, options), [], EpochTimes()
                 model = text_model(log, None if "buckets" in options else FIXED)
                 model.fit(ds, epochs=epochs + 1, verbose=0, callbacks=[times])
-                rates[name] += [count / s for s in times.seconds[1:]]
+                rates[name].append(epochs * count / sum(times.seconds[1:]))
                 shapes[name] = compiled_shapes(log, backend)
     results = []
     for name, options in CONFIGS.items():
