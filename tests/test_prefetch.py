@@ -85,6 +85,44 @@ def test_loading_overlaps_the_step_so_an_epoch_takes_less_than_load_plus_compute
         assert min(epoch_times(0, load_s, compute_s)) > 0.9 * serial  # what it saves
 
 
+class MatrixProducts(keras.layers.Layer):
+    """A real training step of some cost: a chain of matrix products, run by XLA, the
+    TensorFlow runtime or torch's kernels, none of which holds Python's GIL meanwhile."""
+
+    SIZE, REPEATS = 384, 12
+
+    def call(self, x):
+        # Depends on the batch, so that no compiler folds it into a constant.
+        m = keras.ops.ones((self.SIZE, self.SIZE)) / self.SIZE + 1e-6 * keras.ops.mean(x)
+        product = m
+        for _ in range(self.REPEATS):
+            product = keras.ops.matmul(product, m)
+        return x + 1e-9 * keras.ops.mean(product)
+
+
+def real_step_epoch(load_s, prefetch):
+    """Seconds of each epoch after the first, training a model whose step is
+    `MatrixProducts` on a source taking ``load_s`` per batch."""
+    inputs = keras.Input((1,))
+    m = keras.Model(inputs, keras.layers.Dense(1)(MatrixProducts()(inputs)))
+    m.compile("sgd", "mse")
+    ds = MultimodalDataset(
+        Slow(load_s), np.zeros(SAMPLES, "float32"), batch_size=BATCH, prefetch=prefetch
+    )
+    seen = Seen()
+    m.fit(ds, epochs=3, verbose=0, callbacks=[seen])
+    ds.close()
+    return min(seen.times[1:])
+
+
+def test_loading_overlaps_a_real_backend_op_so_an_epoch_takes_less_than_load_plus_compute():
+    # The step's cost on this machine: an epoch with nothing to load.
+    compute = real_step_epoch(0.0, prefetch=0)
+    load_s = min(max(compute / (SAMPLES // BATCH), 0.002), 0.1)  # about one step's cost
+    serial = compute + SAMPLES // BATCH * load_s
+    assert real_step_epoch(load_s, prefetch=None) < 0.8 * serial
+
+
 @pytest.mark.parametrize("prefetch", [0, 1, 3])
 def test_every_sample_once_per_epoch_in_the_same_order_whatever_the_depth(prefetch):
     def stream(depth):
