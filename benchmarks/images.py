@@ -20,6 +20,29 @@ def multimodal_images(folder) -> Epoch:
     )
 
 
+def bare_decode(folder) -> Epoch:
+    """The bound on this machine: the files' bytes already in memory, decoded by
+    simplejpeg at the DCT scale ImageFiles uses, in two threads, in random order; no
+    file reads, no batches, nothing else."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import simplejpeg
+
+    data = [p.read_bytes() for p in sorted(folder.glob("class_*/*.jpg"))]
+    rng = np.random.default_rng(0)
+    pool = ThreadPoolExecutor(2)
+
+    def decode(i: int) -> None:
+        simplejpeg.decode_jpeg(data[i], min_height=IMAGE_SIZE[0], min_width=IMAGE_SIZE[1])
+
+    def epoch() -> int:
+        list(pool.map(decode, rng.permutation(len(data)).tolist(), chunksize=16))
+        return len(data)
+
+    return epoch
+
+
 def keras_directory(folder, format: str):
     import keras
 
@@ -44,7 +67,10 @@ def keras_directory(folder, format: str):
 
 def run(backend: str, settings: Settings) -> list[Measurement]:
     folder = jpeg_folder(settings.image_files)
-    loaders = {"ImageFiles in MultimodalDataset": multimodal_images(folder)}
+    loaders = {
+        "ImageFiles in MultimodalDataset": multimodal_images(folder),
+        "simplejpeg alone, 2 threads, bytes in memory (bound)": bare_decode(folder),
+    }
     if backend == "tensorflow":
         # Keras's own loader: tf.data needs TensorFlow; format="grain" decodes with Pillow
         # and resizes with the backend's ops.

@@ -23,6 +23,7 @@ BOUND = "numpy gather (bound)"
 PEERS = ("tf.data", "torch DataLoader", "grain MapDataset")
 KERAS_IMAGES = ("image_dataset_from_directory (tf)", "image_dataset_from_directory (grain)")
 IMAGES_OURS = "ImageFiles in MultimodalDataset"
+IMAGES_BOUND = "simplejpeg alone, 2 threads, bytes in memory (bound)"
 FIT_OURS = "fit on MultimodalDataset"
 FIT_ARRAYS = "fit on arrays"
 FIT_AGAIN = "fit on arrays (again: the noise)"
@@ -79,6 +80,8 @@ def ratios(measurements, memory) -> dict[str, Any]:
     # Against the fastest peer of each round, measured in the same process.
     out["vs_best_peer_bs32"] = spread(measurements, "assembly", OURS, PEERS, 32)
     out["images_vs_keras"] = spread(measurements, "images", IMAGES_OURS, KERAS_IMAGES)
+    # What decoding alone reaches on this machine: the ceiling of any loader's ratio.
+    out["images_bound_vs_keras"] = spread(measurements, "images", IMAGES_BOUND, KERAS_IMAGES)
     for backend in ("tensorflow", "jax", "torch"):
         out[f"fit_vs_arrays_{backend}"] = spread(
             measurements, "fit", FIT_OURS, (FIT_ARRAYS,), backend=backend
