@@ -166,3 +166,43 @@ def test_pools_are_released_after_fit_whatever_the_backend_keeps_alive(monkeypat
     assert after[0] <= threads + 1, f"threads {threads} -> {after[0]}: {names}"
     assert after[1] == children == 0, f"child processes {children} -> {after[1]}"
     assert after[2] <= fds + 2, f"open files {fds} -> {after[2]}"
+
+
+class SlowToClose(Source):
+    """A source whose ``close`` takes a while (closing files, joining threads) and whose
+    reads fail while it runs, as reading a closed file descriptor does."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    @property
+    def shape(self):
+        return (64, 1)
+
+    @property
+    def dtype(self):
+        return np.dtype("float32")
+
+    def gather(self, indices, context):
+        if self.closing:
+            raise OSError("[Errno 9] Bad file descriptor")
+        return indices[:, None].astype("float32")
+
+    def close(self):
+        self.closing = True
+        time.sleep(0.3)
+        self.closing = False
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_a_batch_requested_while_the_pools_are_released_waits_for_the_release(prefetch):
+    ds = MultimodalDataset(SlowToClose(), np.zeros(64, "float32"), batch_size=8, prefetch=prefetch)
+    for i in range(len(ds)):
+        ds[i]
+    ds._gatherer.release_soon(delay=0.01)
+    time.sleep(0.1)  # the release has begun: the source is closing
+    ds.on_epoch_begin()
+    # Served once the release is over, never from a closing source.
+    ids = np.concatenate([ds[i][0][:, 0] for i in range(len(ds))])
+    assert sorted(ids.astype(int).tolist()) == list(range(64))
+    ds.close()

@@ -221,11 +221,12 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             position = self._served  # Keras's own batch shuffle would not be reproducible
         self._served += 1
         produced: tuple[tuple[Any, ...], np.ndarray, list[Replacement], list[float], float]
-        if in_order and self._prefetcher is not None:
-            upcoming = range(position + 1, sampler.num_batches)
-            produced = self._prefetcher.get(self._epoch, position, upcoming)
-        else:
-            produced = self._produce(self._epoch, position)
+        with self._gatherer.serving():  # not while the pools are being released
+            if in_order and self._prefetcher is not None:
+                upcoming = range(position + 1, sampler.num_batches)
+                produced = self._prefetcher.get(self._epoch, position, upcoming)
+            else:
+                produced = self._produce(self._epoch, position)
         batch, indices, replaced, seconds, produce_s = produced
         if replaced:
             self._replacements.record(replaced)
@@ -356,7 +357,10 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         while taken < n and position < len(self):
             indices = sampler.batch(self._epoch, position)
             widths = sampler.widths(self._epoch, position)
-            arrays, _, _ = self._gatherer.gather(indices, sampler.seed, self._epoch, None, widths)
+            with self._gatherer.serving():
+                arrays, _, _ = self._gatherer.gather(
+                    indices, sampler.seed, self._epoch, None, widths
+                )
             parts.append((indices, arrays))
             taken += len(indices)
             position += 1
@@ -381,7 +385,8 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             One `FillReport` per image source with a cache (printable), naming the images
             that could not be decoded.
         """
-        return fill_caches(self._layout.fields, workers)
+        with self._gatherer.serving():  # no release of the sources meanwhile
+            return fill_caches(self._layout.fields, workers)
 
     def _class_names(self) -> list[Any] | None:
         """The names of the class ids, where the dataset knows them."""

@@ -133,6 +133,7 @@ class Gatherer(Picklable):
         "_executor": lambda: None,
         "_timer": lambda: None,
         "_lock": threading.Lock,
+        "_releasing": threading.Lock,
     }
 
     def __init__(self, fields: Sequence[Field], workers: int, use_multiprocessing: bool) -> None:
@@ -141,6 +142,10 @@ class Gatherer(Picklable):
         self.use_multiprocessing = bool(use_multiprocessing)
         self._executor: Executor | None = None
         self._lock = threading.Lock()
+        # Held while a batch is served (`serving`) and while the release timer closes the
+        # pools and sources: the two exclude each other, so a batch never reads from a
+        # source being closed, nor a release cancels a batch being prefetched for it.
+        self._releasing = threading.Lock()
         self._timer: threading.Timer | None = None
         self._uses = 0  # counts gathers, so a release timer knows if the pool was used
         self._also_close: list[Callable[[], None]] = []
@@ -226,6 +231,13 @@ class Gatherer(Picklable):
             "batch starts a fresh pool."
         )
 
+    def serving(self) -> threading.Lock:
+        """Hold while serving a batch (in the thread that serves them): a pending release
+        waits for the batch, and a batch waits for a release in progress to finish.
+        Gathers in worker or prefetch threads do not take it, so a release can wait for
+        them."""
+        return self._releasing
+
     def release_soon(self, delay: float | None = None) -> None:
         """Releases the pool (and sources' threads) after ``delay`` seconds
         (`KEEP_ALIVE_S` by default) unless a batch is gathered first."""
@@ -241,11 +253,12 @@ class Gatherer(Picklable):
         timer.start()
 
     def _release_if_unused(self, uses: int) -> None:
-        with self._lock:
-            if uses != self._uses:
-                return
-            self._timer = None
-        self.close()
+        with self._releasing:
+            with self._lock:
+                if uses != self._uses:
+                    return
+                self._timer = None
+            self.close()
 
     def _get_executor(self) -> Executor:
         if self._executor is None:
