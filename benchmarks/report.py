@@ -79,15 +79,20 @@ def ratios(measurements, memory) -> dict[str, Any]:
         out[f"vs_bound_bs{bs}"] = spread(measurements, "assembly", OURS, (BOUND,), bs)
     # Against the fastest peer of each round, measured in the same process.
     out["vs_best_peer_bs32"] = spread(measurements, "assembly", OURS, PEERS, 32)
+    # The numpy gather against the same peer: the ceiling of any loader's ratio.
+    out["bound_vs_best_peer_bs32"] = spread(measurements, "assembly", BOUND, PEERS, 32)
     out["images_vs_keras"] = spread(measurements, "images", IMAGES_OURS, KERAS_IMAGES)
     # What decoding alone reaches on this machine: the ceiling of any loader's ratio.
     out["images_bound_vs_keras"] = spread(measurements, "images", IMAGES_BOUND, KERAS_IMAGES)
+    # With, per backend, two fits on the same arrays in each round: the noise the fit
+    # ratio carries (identical work, so any spread is the machine's).
     for backend in ("tensorflow", "jax", "torch"):
         out[f"fit_vs_arrays_{backend}"] = spread(
             measurements, "fit", FIT_OURS, (FIT_ARRAYS,), backend=backend
         )
-    # Two fits on the same arrays in each round: the noise the fit ratios carry.
-    out["fit_arrays_vs_arrays_again"] = spread(measurements, "fit", FIT_AGAIN, (FIT_ARRAYS,))
+        out[f"fit_arrays_vs_arrays_again_{backend}"] = spread(
+            measurements, "fit", FIT_AGAIN, (FIT_ARRAYS,), backend=backend
+        )
     out["memmap_rss_growth_mb"] = memory.get("rss_growth_mb") if memory else None
     # Images inside Parquet and tar shards: against the faster peer and the same images as
     # files; shards on a local S3 server with 20 ms added to every request against none.
