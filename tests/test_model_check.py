@@ -155,3 +155,69 @@ def test_a_bucketed_text_input_fits_a_none_length_input_and_not_a_fixed_one():
         ds.check(model((8,)))
     fixed = MultimodalDataset(TextTokens(["a b"] * 4, length=8), np.zeros(4), batch_size=2)
     fixed.check(model((None,)))  # a fixed length fits an input of any length
+
+
+def fits(ds, model):
+    """Whether fit accepts ``ds`` for ``model`` (one step)."""
+    try:
+        model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
+
+
+def dict_model():
+    """Inputs declared in an order other than sorted by name: model.inputs sorts them."""
+    zeta, alpha = keras.Input((1,), name="zeta"), keras.Input((4,), name="alpha")
+    joined = keras.layers.Concatenate()([keras.layers.Dense(2)(zeta), keras.layers.Dense(2)(alpha)])
+    model = keras.Model({"zeta": zeta, "alpha": alpha}, keras.layers.Dense(1)(joined))
+    model.compile("sgd", "mse")
+    return model
+
+
+def nested_model():
+    """[img1, img2, {three texts}]: a structure Keras flattens in model.inputs."""
+    first, second = keras.Input((2,), name="img1"), keras.Input((2,), name="img2")
+    texts = {k: keras.Input((3,), name=k) for k in ("t1", "t2", "t3")}
+    joined = keras.layers.Concatenate()([first, second, *texts.values()])
+    model = keras.Model([first, second, texts], keras.layers.Dense(1)(joined))
+    model.compile("sgd", "mse")
+    return model
+
+
+def ones(*shape):
+    return np.ones((8, *shape), "float32")
+
+
+Y = np.zeros(8, "float32")
+CASES = {
+    "dict-model-dict-data": (dict_model, lambda: {"zeta": ones(1), "alpha": ones(4)}),
+    "dict-model-shapes-swapped": (dict_model, lambda: {"zeta": ones(4), "alpha": ones(1)}),
+    "nested-model-flat-tuple": (
+        nested_model,
+        lambda: (ones(2), ones(2), ones(3), ones(3), ones(3)),
+    ),
+    "nested-model-dict-data": (
+        nested_model,
+        lambda: {"img1": ones(2), "img2": ones(2), "t1": ones(3), "t2": ones(3), "t3": ones(3)},
+    ),
+}
+
+
+@pytest.mark.filterwarnings("ignore:The structure of `inputs`")
+@pytest.mark.parametrize("case", CASES)
+def test_check_agrees_with_what_fit_accepts(case):
+    make_model, make_inputs = CASES[case]
+    model = make_model()
+    ds = MultimodalDataset(make_inputs(), Y, batch_size=4)
+    try:
+        ds.check(model)
+        checked = True
+    except ValueError as error:
+        checked = False
+        message = str(error)
+    assert checked == fits(ds, make_model())
+    if case == "dict-model-shapes-swapped":
+        assert "'zeta' expects (1,)" in message and "'alpha' expects (4,)" in message
+    if case == "nested-model-dict-data":
+        assert "nested structure" in message and "keras.Model({'a': a" in message

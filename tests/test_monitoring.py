@@ -59,7 +59,7 @@ def test_a_slow_source_makes_training_input_bound_and_the_monitor_says_what_to_t
     ds = MultimodalDataset(SlowSource(0.02), np.zeros(SAMPLES, "float32"), batch_size=BATCH)
     small_model().fit(ds, epochs=3, verbose=0, callbacks=[ds.monitor()])
     stats = ds.stats
-    assert [s["epoch"] for s in stats] == [1, 2, 3]
+    assert [s["epoch"] for s in stats] == [0, 1, 2]
     for record in stats[1:]:  # the first epoch also compiles the step
         assert record["input_bound"], record
         assert record["wait_fraction"] > 0.5, record
@@ -67,7 +67,7 @@ def test_a_slow_source_makes_training_input_bound_and_the_monitor_says_what_to_t
         assert record["wait_s"] <= record["train_s"]
         assert record["produce_s"] >= 0.02 * record["batches"]
     printed = capsys.readouterr().out
-    assert "epoch 3: input-bound:" in printed
+    assert "epoch 2: input-bound:" in printed
     assert "pretend decoding (inputs) takes" in printed
     assert "a faster pretend decoder" in printed
 
@@ -78,7 +78,7 @@ def test_a_slow_step_with_fast_data_is_not_input_bound(capsys):
     for record in ds.stats[1:]:
         assert not record["input_bound"], record
         assert record["wait_fraction"] < 0.2, record
-    assert "epoch 3: not input-bound" in capsys.readouterr().out
+    assert "epoch 2: not input-bound" in capsys.readouterr().out
 
 
 def test_the_wait_is_measured_where_keras_reads_the_dataset(backend):
@@ -93,8 +93,8 @@ def test_stats_count_each_epochs_batches_without_the_monitor_and_without_keras_p
     ds = MultimodalDataset(SlowSource(0.0), np.zeros(SAMPLES, "float32"), batch_size=BATCH)
     small_model().fit(ds, epochs=2, verbose=0)
     assert [(s["epoch"], s["batches"], s["samples"]) for s in ds.stats] == [
+        (0, SAMPLES // BATCH, SAMPLES),
         (1, SAMPLES // BATCH, SAMPLES),
-        (2, SAMPLES // BATCH, SAMPLES),
     ]
     assert set(ds.stats[0]["fields_s"]) == {"inputs", "targets"}
     assert "wait_s" not in ds.stats[0]

@@ -206,3 +206,64 @@ def test_a_batch_requested_while_the_pools_are_released_waits_for_the_release(pr
     ids = np.concatenate([ds[i][0][:, 0] for i in range(len(ds))])
     assert sorted(ids.astype(int).tolist()) == list(range(64))
     ds.close()
+
+
+def settle(condition, deadline_s=10.0):
+    """Polls ``condition`` until it holds or the deadline passes (a loaded machine runs
+    timers and thread exits late); returns its last value."""
+    end = time.monotonic() + deadline_s
+    while not (held := condition()) and time.monotonic() < end:
+        time.sleep(0.05)
+    return held
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_pools_are_released_after_a_fit_that_raised(monkeypatch, image_files, tmp_path, mode):
+    """fit stops at a bad sample without calling on_epoch_end: the pools go all the same."""
+    from multimodal_dataset import ImageFiles
+
+    monkeypatch.setattr(workers_module, "KEEP_ALIVE_S", 0.05)
+    kwargs = {"workers": 3} if mode == "threads" else {"workers": 2, "use_multiprocessing": True}
+    baseline = len(python_threads())
+    paths = list(image_files)
+    paths[11] = tmp_path / "missing.png"  # the last batch: fit has started training
+    ds = MultimodalDataset(
+        ImageFiles(paths, size=(8, 8)), np.arange(12) % 2, batch_size=4, shuffle=False, **kwargs
+    )
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(Exception, match=r"missing\.png"):
+        model.fit(ds, epochs=1, verbose=0)
+    import multiprocessing
+
+    assert settle(lambda: not multiprocessing.active_children()), "worker processes left"
+    released = settle(lambda: len(python_threads()) <= baseline + 1)
+    assert released, sorted(t.name for t in python_threads())
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_a_dataset_nobody_references_releases_its_pools_at_once(backend, mode):
+    """A hyper-parameter search builds a dataset per fit and drops it: its pools go with
+    it, not when the keep-alive timer fires. TensorFlow keeps every dataset given to fit
+    referenced (tf.data's generator registry): there the keep-alive timer releases them."""
+    import multiprocessing
+
+    kwargs = {"workers": 3} if mode == "threads" else {"workers": 2, "use_multiprocessing": True}
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((64, 2), "float32"), np.zeros(64, "float32")
+    baseline = len(python_threads())
+    start = time.monotonic()
+    for _ in range(6):
+        model.fit(MultimodalDataset(x, y, batch_size=8, **kwargs), epochs=2, verbose=0)
+    deadline_s = 1.0 if backend != "tensorflow" else workers_module.KEEP_ALIVE_S + 5
+    assert deadline_s < workers_module.KEEP_ALIVE_S or backend == "tensorflow"
+    released = settle(
+        lambda: len(python_threads()) <= baseline + 1 and not multiprocessing.active_children(),
+        deadline_s=deadline_s,
+    )
+    names = sorted(t.name for t in python_threads())
+    children = multiprocessing.active_children()
+    assert released, f"{time.monotonic() - start:.1f} s: {names}, {children}"

@@ -15,7 +15,7 @@ train, val = from_table("manifest.csv", image="image", text="caption",
 
 from multimodal_dataset import models, synthetic, testing
 from multimodal_dataset.augmentation import ImageAugmentation
-from multimodal_dataset.dataset import MultimodalDataset
+from multimodal_dataset.dataset import MultimodalDataset, PartialEpochWarning
 from multimodal_dataset.example import make_example
 from multimodal_dataset.layout import BatchLayout
 from multimodal_dataset.sources import (
@@ -62,6 +62,7 @@ __all__ = [
     "MissingBucketError",
     "MultimodalDataset",
     "NumericColumns",
+    "PartialEpochWarning",
     "ReplacedSamplesWarning",
     "Replacement",
     "RetriesExhaustedError",

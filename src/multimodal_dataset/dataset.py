@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
+import threading
 import time
+import types
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -24,15 +28,17 @@ from multimodal_dataset.sampling import Sampler, check_seed, draw_seed
 from multimodal_dataset.truncation import TruncationLog
 from multimodal_dataset.workers import Gatherer
 
-#: Keras reads up to this many batches of epoch 0 before training (to build the model,
-#: and on TensorFlow to infer the output signature); see `MultimodalDataset.on_epoch_end`.
-_PREVIEW_BATCHES = 3
 #: Batches produced ahead by default when an input is a `Source`.
 PREFETCH = 2
 
 if TYPE_CHECKING:
     from multimodal_dataset.sources.protocol import Replacement
     from multimodal_dataset.structure import ArraySpec, Group
+
+
+class PartialEpochWarning(UserWarning):
+    """A Keras call started in the middle of an epoch whose read-ahead batches (tf.data
+    on TensorFlow) were not all trained on; see `MultimodalDataset.on_epoch_end`."""
 
 
 class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
@@ -186,7 +192,13 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._epoch = 0
         self._position = 0
         self._in_epoch = False  # between Keras's on_epoch_begin and on_epoch_end
-        self._served = 0  # batches served in this epoch
+        # Batches of the current epoch served in Keras's epochs: a Keras epoch cut short
+        # by steps_per_epoch ends with the dataset's epoch unfinished, and the next one
+        # continues it. `_begun_at` is where the Keras epoch began: the batches Keras
+        # reads to build the model are served again (see `on_epoch_end`).
+        self._served = 0
+        self._begun_at = 0
+        self._read_ahead = False  # whether another thread (tf.data) read this epoch
         self._replacements = ReplacementLog()
         self._truncations = TruncationLog(fields)
         self._stats = StatsLog(fields)
@@ -194,7 +206,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         if prefetch is None:  # in-memory arrays are gathered in microseconds: not worth it
             prefetch = PREFETCH if any(f.is_source for f in fields) else 0
         prefetch = check_int(prefetch, "prefetch", minimum=0, what="batches produced ahead")
-        self._prefetcher = Prefetcher(self._produce, prefetch) if prefetch else None
+        self._prefetcher = Prefetcher(prefetch) if prefetch else None
         if self._prefetcher is not None:
             self._gatherer.close_with(self._prefetcher.close)
 
@@ -214,19 +226,27 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         start = time.perf_counter()
         position = self._sampler.check_index(index)
         sampler = self._sampler
-        in_order = (
-            self._in_epoch and not sampler.serve_all_shards and self._served < sampler.num_batches
-        )
-        if in_order:
-            position = self._served  # Keras's own batch shuffle would not be reproducible
-        self._served += 1
+        in_order = self._in_epoch and not sampler.serve_all_shards
+        if self._in_epoch:
+            if self._served >= self._epoch_batches:  # read whole: the next epoch begins
+                self._finish_epoch()
+            if in_order:
+                position = self._served  # Keras's own batch shuffle is not reproducible
+            self._served += 1
+            if threading.current_thread() is not threading.main_thread():
+                self._read_ahead = True
         produced: tuple[tuple[Any, ...], np.ndarray, list[Replacement], list[float], float]
-        with self._gatherer.serving():  # not while the pools are being released
-            if in_order and self._prefetcher is not None:
-                upcoming = range(position + 1, sampler.num_batches)
-                produced = self._prefetcher.get(self._epoch, position, upcoming)
-            else:
-                produced = self._produce(self._epoch, position)
+        try:
+            with self._gatherer.serving():  # not while the pools are being released
+                if in_order and self._prefetcher is not None:
+                    upcoming = range(position + 1, sampler.num_batches)
+                    produced = self._prefetcher.get(self._produce, self._epoch, position, upcoming)
+                else:
+                    produced = self._produce(self._epoch, position)
+        except BaseException:
+            # fit ends here without an on_epoch_end: release the pools unless a batch follows.
+            self._gatherer.release_soon()
+            raise
         batch, indices, replaced, seconds, produce_s = produced
         if replaced:
             self._replacements.record(replaced)
@@ -236,6 +256,14 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             start, len(indices), seconds, self._served - 1 if self._in_epoch else None, produce_s
         )
         return batch
+
+    @property
+    def _epoch_batches(self) -> int:
+        """How many batches Keras reads of one epoch in this process."""
+        sampler = self._sampler
+        if sampler.serve_all_shards:
+            return sampler.num_batches // sampler.shard_count
+        return sampler.num_batches
 
     def _produce(
         self, epoch: int, position: int
@@ -256,7 +284,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
 
     def on_epoch_begin(self) -> None:
         """Keras calls this before each epoch: batches are then served in the dataset's own
-        order, whatever order Keras requests them in.
+        order, whatever order Keras requests them in, from where the last Keras epoch
+        stopped (``fit(steps_per_epoch=k)`` with ``k < len(ds)`` continues the dataset's
+        epoch, as Keras's own ``PyDataset`` does).
 
         Raises:
             ValueError: If the sharding the dataset was built for no longer matches the
@@ -265,32 +295,67 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         if not self._shard_given:
             check_distribution_unchanged(self._shards)
         self._in_epoch = True
-        self._served = 0
+        self._begun_at = self._served
 
     def on_epoch_end(self) -> None:
-        """Advances to the next epoch's order (Keras calls this after every epoch).
+        """Advances to the next epoch's order once the current one was read whole.
+
+        Keras calls this after every epoch, and once as ``fit``, ``evaluate`` and
+        ``predict`` start, after reading a batch to build an unbuilt model (on
+        TensorFlow it reads the first two batches to infer the output signature before
+        that, outside any epoch). That first call is not an epoch: the batches read to
+        build the model were not trained on, so they are served again as the epoch's
+        first. When Keras's epoch ended before the dataset's (``steps_per_epoch`` below
+        ``len(ds)``), the next Keras epoch continues the dataset's epoch: every sample
+        once per dataset epoch, as with Keras's own ``PyDataset``. Called by you, outside
+        Keras's epochs, it always advances.
 
         Warns with a `ReplacedSamplesWarning` if sources replaced samples in the epoch
         (``on_error="replace"``); every replacement is kept in ``ds.replacements``. Warns
         with a `TruncatedTextWarning` if the epoch served texts longer than their input's
-        largest bucket (``TextTokens(buckets=...)``), naming the samples. The batches Keras
-        reads of epoch 0 before training starts (to build the model, and on TensorFlow the
-        output signature) are not an epoch of their own: what they replaced or truncated
-        is reported with the first training epoch, each sample once. Releases the worker
-        pools if no batch follows within ``workers.KEEP_ALIVE_S`` seconds.
+        largest bucket (``TextTokens(buckets=...)``), naming the samples. Releases the
+        worker pools if no batch follows within ``workers.KEEP_ALIVE_S`` seconds.
         """
-        preview = self._epoch == 0 and self._served <= _PREVIEW_BATCHES and self._served < len(self)
-        if not preview:
-            self._replacements.report(self._epoch)
-            self._truncations.report(self._epoch)
-        self._stats.finish(self._epoch, keep=not preview)
+        if _called_by_keras_reset():
+            # Reads since the last Keras epoch (to build the model; on TensorFlow also to
+            # infer the signature) are no training: not counted, and served again.
+            self._stats.rewind()
+            if self._in_epoch:
+                self._served = self._begun_at
+                self._position = min(self._position, self._begun_at)
+            if 0 < self._served < self._epoch_batches and self._read_ahead:
+                self._warn_read_ahead_lost()
+        elif not self._in_epoch or self._served >= self._epoch_batches:
+            self._finish_epoch()
+        self._stats.mark()
+        self._in_epoch = False
+        self._gatherer.release_soon()
+
+    def _warn_read_ahead_lost(self) -> None:
+        warnings.warn(
+            f"MultimodalDataset: a new fit, evaluate or predict starts in the middle of epoch "
+            f"{self._epoch} ({self._served} of its {self._epoch_batches} batches read; the "
+            "last one's steps_per_epoch was below len(ds)). Keras read those batches "
+            "through tf.data, which reads ahead of the training steps, so some of them "
+            "were never trained on; the epoch continues after them. To train on every "
+            "sample exactly once per epoch, run the epochs in one call, "
+            "fit(epochs=..., steps_per_epoch=...), or start each call at an epoch boundary "
+            "(ds.set_state(dict(ds.get_state(), epoch=ds.epoch + 1, position=0))).",
+            PartialEpochWarning,
+            stacklevel=3,
+        )
+        self._read_ahead = False
+
+    def _finish_epoch(self) -> None:
+        """Reports the epoch that was read and moves to the next one's order."""
+        self._replacements.report(self._epoch)
+        self._truncations.report(self._epoch)
+        self._stats.finish(self._epoch)
         if self._prefetcher is not None:
             self._prefetcher.discard()
         self._epoch += 1
-        self._position = 0
-        self._in_epoch = False
-        self._served = 0
-        self._gatherer.release_soon()
+        self._position = self._served = self._begun_at = 0
+        self._read_ahead = False
 
     @property
     def stats(self) -> list[dict[str, Any]]:
@@ -488,7 +553,10 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
                 position past the end of an epoch.
         """
         epoch, position = checked_state(self.get_state(), state, len(self))
+        if (epoch, position) != (self._epoch, self._position) and self._prefetcher is not None:
+            self._prefetcher.discard()
         self._epoch, self._position = epoch, position
+        self._served = self._begun_at = position
 
     def epoch_callback(self) -> keras.callbacks.Callback:
         """A Keras callback that makes this dataset serve Keras's epoch number.
@@ -523,6 +591,13 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
     def close(self) -> None:
         """Stops the worker threads or processes; they restart if more batches are read."""
         self._gatherer.close()
+
+    def __del__(self) -> None:
+        # A dataset nobody references (one per fit of a hyper-parameter search) releases
+        # its pools now, not when their keep-alive timer fires.
+        gatherer = self.__dict__.get("_gatherer")
+        if gatherer is not None:
+            gatherer.abandon()
 
     @property
     def layout(self) -> BatchLayout:
@@ -561,6 +636,20 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             f"batch_size={self.batch_size}, {len(self)} batches, shuffle={self.shuffle}, "
             f"seed={self.seed}, epoch={self.epoch})"
         )
+
+
+def _called_by_keras_reset() -> bool:
+    """Whether Keras's ``EpochIterator.reset`` called ``on_epoch_end`` (through the
+    adapter): the call that starts ``fit``, ``evaluate`` and ``predict``, not an epoch."""
+    frame: types.FrameType | None = sys._getframe(2)
+    for _ in range(3):
+        if frame is None:
+            return False
+        module = frame.f_globals.get("__name__", "")
+        if frame.f_code.co_name == "reset" and module.startswith("keras"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _describe(spec: ArraySpec) -> str:

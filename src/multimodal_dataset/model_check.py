@@ -47,6 +47,17 @@ def check_model(layout: BatchLayout, model: keras.Model) -> None:
     problems: list[str] = []
     group = layout.inputs
     specs = [field.spec for field in group.fields]
+    struct = getattr(model, "_inputs_struct", None)
+    if group.kind == "dict" and _is_nested(struct):
+        # fit refuses a dict for a nested structure (a flat tuple in model.inputs's order
+        # it accepts, with a warning: checked by position below).
+        raise ValueError(
+            f"Model '{model.name}' takes its inputs as a nested structure "
+            f"({_describe_struct(struct)}), but the dataset gives a flat dict of arrays, "
+            "which fit cannot match to it. Build the model on a flat dict keyed by input "
+            "name, keras.Model({'a': a, 'b': b, 'c': c}, outputs), or on a flat list, "
+            "keras.Model([a, b, c], outputs), and pass the dataset's inputs the same way."
+        )
     if group.kind == "dict":
         problems += _match_by_name(specs, group.keys, model_inputs)
     else:
@@ -71,12 +82,36 @@ def _model_inputs(model: keras.Model) -> list[ModelInput]:
             "model starting with keras.Input), or call the model on a batch first."
         )
     struct = getattr(model, "_inputs_struct", None)
-    names = list(struct) if isinstance(struct, dict) else [t.name for t in tensors]
+    if isinstance(struct, dict):
+        # model.inputs lists a dict's tensors sorted by key, not in insertion order.
+        keys = {id(tensor): key for key, tensor in struct.items()}
+        names = [str(keys.get(id(t), t.name)) for t in tensors]
+    else:
+        names = [t.name for t in tensors]
     consumers = _embedding_consumers(model)
     return [
         ModelInput(name, tuple(t.shape[1:]), str(t.dtype), consumers.get(id(t), ()))
         for name, t in zip(names, tensors, strict=True)
     ]
+
+
+def _is_nested(struct: object) -> bool:
+    """Whether a model's input structure holds a list, tuple or dict inside another."""
+    if isinstance(struct, dict):
+        values = list(struct.values())
+    elif isinstance(struct, (list, tuple)):
+        values = list(struct)
+    else:
+        return False
+    return any(isinstance(v, (dict, list, tuple)) for v in values)
+
+
+def _describe_struct(struct: object) -> str:
+    if isinstance(struct, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe_struct(v)}" for k, v in struct.items()) + "}"
+    if isinstance(struct, (list, tuple)):
+        return "[" + ", ".join(_describe_struct(v) for v in struct) + "]"
+    return str(getattr(struct, "name", "input"))
 
 
 def _embedding_consumers(model: keras.Model) -> dict[int, tuple[str, ...]]:

@@ -60,6 +60,7 @@ class StatsLog:
         self.records: list[dict[str, Any]] = []
         self.timeline: list[tuple[int, int, float, float]] = []  # the last epoch's
         self._current = _Epoch(fields_s=[0.0] * len(self.fields))
+        self._mark: tuple[int, int, float, list[float], int] = (0, 0, 0.0, [0.0] * len(fields), 0)
 
     def record(
         self,
@@ -81,11 +82,31 @@ class StatsLog:
         if position is not None:
             current.timeline.append((threading.get_ident(), position, start, end))
 
-    def finish(self, epoch: int, keep: bool) -> None:
-        """Closes ``epoch``'s record; ``keep=False`` drops it (the batches Keras reads
-        before training, which are not an epoch of their own)."""
+    def mark(self) -> None:
+        """Remembers where the current epoch's record stands (a Keras epoch ended)."""
+        current = self._current
+        self._mark = (
+            current.batches,
+            current.samples,
+            current.produce_s,
+            list(current.fields_s),
+            len(current.timeline),
+        )
+
+    def rewind(self) -> None:
+        """Forgets what was recorded since `mark`: the batches Keras read before
+        training (to build the model, to infer a signature), which are no epoch."""
+        current = self._current
+        batches, samples, produce_s, fields_s, timeline = self._mark
+        current.batches, current.samples, current.produce_s = batches, samples, produce_s
+        current.fields_s = fields_s
+        del current.timeline[timeline:]
+
+    def finish(self, epoch: int) -> None:
+        """Closes ``epoch``'s record (an epoch was read whole)."""
         current, self._current = self._current, _Epoch(fields_s=[0.0] * len(self.fields))
-        if not keep or not current.batches:
+        self._mark = (0, 0, 0.0, [0.0] * len(self.fields), 0)
+        if not current.batches:
             return
         self.timeline = current.timeline
         self.records.append(

@@ -21,21 +21,26 @@ from typing import Any
 class Prefetcher:
     """Produces batches ahead in one background thread.
 
+    The producing function is passed with each request, not kept, so the prefetcher holds
+    no reference to its dataset: a dataset nobody references is freed (and its pools
+    released) at once.
+
     Args:
-        produce: ``produce(epoch, batch)`` -> the batch (what ``__getitem__`` needs).
         depth: How many batches to produce ahead (memory: ``depth`` batches at most).
     """
 
-    def __init__(self, produce: Callable[[int, int], Any], depth: int) -> None:
-        self.produce = produce
+    def __init__(self, depth: int) -> None:
         self.depth = depth
         self._pending: dict[tuple[int, int], Future[Any]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def get(self, epoch: int, batch: int, upcoming: Iterable[int]) -> Any:
-        """Batch ``batch`` of ``epoch``: the prefetched one, or produced now; then starts
-        producing ``upcoming`` (at most ``depth`` of them) in the background.
+    def get(
+        self, produce: Callable[[int, int], Any], epoch: int, batch: int, upcoming: Iterable[int]
+    ) -> Any:
+        """Batch ``batch`` of ``epoch``: the prefetched one, or ``produce(epoch, batch)``
+        now; then starts producing ``upcoming`` (at most ``depth`` of them) in the
+        background.
 
         Raises:
             Exception: Whatever producing the batch raised.
@@ -44,9 +49,9 @@ class Prefetcher:
             future = self._pending.pop((epoch, batch), None)
             for later in list(upcoming)[: self.depth]:
                 if (epoch, later) not in self._pending:
-                    self._pending[(epoch, later)] = self._pool().submit(self.produce, epoch, later)
+                    self._pending[(epoch, later)] = self._pool().submit(produce, epoch, later)
         if future is None:
-            return self.produce(epoch, batch)
+            return produce(epoch, batch)
         return future.result()
 
     def discard(self) -> None:
@@ -66,10 +71,10 @@ class Prefetcher:
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled with its dataset (worker processes): no thread, no batches in flight.
-        return {"produce": self.produce, "depth": self.depth}
+        return {"depth": self.depth}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["produce"], state["depth"])  # type: ignore[misc]
+        self.__init__(state["depth"])  # type: ignore[misc]
 
     @property
     def pending(self) -> int:

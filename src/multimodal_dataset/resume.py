@@ -55,17 +55,43 @@ def checked_state(
 
 
 class Resumable(Protocol):
+    def __len__(self) -> int: ...
+
     def get_state(self) -> dict[str, Any]: ...
 
     def set_state(self, state: dict[str, Any]) -> None: ...
 
 
+def fit_epoch_start(epoch: int, steps: int | None, batches: int) -> tuple[int, int]:
+    """Where fit epoch ``epoch`` starts in the dataset's stream: ``(epoch, position)``.
+
+    With ``steps_per_epoch`` below the dataset's ``batches``, Keras reads each pass over
+    the dataset in fit epochs of ``steps`` batches and one with what is left, then starts
+    the next pass: ``ceil(batches / steps)`` fit epochs per dataset epoch.
+    """
+    if not steps or steps >= batches:
+        return epoch, 0
+    per_pass = -(-batches // steps)
+    return epoch // per_pass, (epoch % per_pass) * steps
+
+
 class EpochSync(keras.callbacks.Callback):  # type: ignore[misc]
-    """Sets the dataset's epoch to Keras's epoch number at the start of every epoch."""
+    """Moves the dataset to where Keras's epoch number says it is at the start of every
+    epoch: epoch ``k`` of ``fit`` (``steps_per_epoch`` included) always reads the same
+    batches, also after a restart."""
 
     def __init__(self, dataset: Resumable) -> None:
         super().__init__()
         self.dataset = dataset
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.dataset.set_state(dict(self.dataset.get_state(), epoch=epoch, position=0))
+        steps = (self.params or {}).get("steps")
+        batches = len(self.dataset)
+        target, position = fit_epoch_start(epoch, steps, batches)
+        state = self.dataset.get_state()
+        # Already there, or just past it (across an epoch's end too): TensorFlow's tf.data
+        # read the next batches ahead, and they are served first.
+        ahead = (state["epoch"] - target) * batches + state["position"] - position
+        if 0 <= ahead < min(steps or batches, batches):
+            return
+        self.dataset.set_state(dict(state, epoch=target, position=position))

@@ -247,7 +247,8 @@ class Gatherer(Picklable):
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
-            timer = threading.Timer(delay, self._release_if_unused, args=(self._uses,))
+            # The timer holds the gatherer weakly: it must not keep a dropped dataset alive.
+            timer = threading.Timer(delay, _release_if_unused, args=(weakref.ref(self), self._uses))
             timer.daemon = True
             self._timer = timer
         timer.start()
@@ -274,6 +275,25 @@ class Gatherer(Picklable):
             _live.add(self)
         return self._executor
 
+    def abandon(self) -> None:
+        """Releases everything without waiting (the dataset is being freed)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if self._releasable:
+            threading.Thread(target=self._close_rest, name="multimodal_dataset_release").start()
+
+    def _close_rest(self) -> None:
+        for close in self._also_close:
+            close()
+        for field in self.fields:
+            if field.is_source:
+                field.array.close()
+
     def close(self) -> None:
         """Stops the worker threads or processes and the sources' threads (they restart
         on the next batch)."""
@@ -284,16 +304,18 @@ class Gatherer(Picklable):
                 self._timer = None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
-        for close in self._also_close:
-            close()
-        for field in self.fields:
-            if field.is_source:
-                field.array.close()
+        self._close_rest()
 
     def __del__(self) -> None:
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _release_if_unused(gatherer: weakref.ref[Gatherer], uses: int) -> None:
+    alive = gatherer()
+    if alive is not None:
+        alive._release_if_unused(uses)
 
 
 def _describe_exit(code: int) -> str:

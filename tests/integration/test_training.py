@@ -169,8 +169,7 @@ def test_the_same_seed_trains_on_the_same_stream_with_fits_default_shuffle():
             epochs = recorder.epochs
         streams.append([np.concatenate(batches).tolist() for batches in epochs])
     assert streams[0] == streams[1] == streams[2]
-    ds = id_dataset(61)
-    ds.on_epoch_end()  # fit's first epoch is the dataset's epoch 1
+    ds = id_dataset(61)  # fit's first epoch is the dataset's epoch 0
     expected = [ds.batch_indices(i).tolist() for i in range(len(ds))]
     assert streams[0][0] == [i for batch in expected for i in batch]
 
@@ -201,7 +200,7 @@ def test_replacements_are_reported_once_per_training_epoch_not_for_keras_build_r
     assert len(reports) == 3, [str(w.message) for w in reports]
     assert all("2 samples were replaced" in str(w.message) for w in reports)
     assert sorted((r.epoch, r.sample) for r in ds.replacements) == [
-        (e, s) for e in (1, 2, 3) for s in (3, 8)
+        (e, s) for e in (0, 1, 2) for s in (3, 8)
     ]
 
 

@@ -228,9 +228,9 @@ def test_fit_reports_the_truncated_texts_at_the_end_of_every_epoch_each_once():
         warnings.simplefilter("always")
         text_model([]).fit(ds, epochs=3, verbose=0)
     reports = truncation_reports(caught)
-    # Keras's on_epoch_end before training makes its epochs the dataset's 1, 2, 3; the
-    # batches it previews before that belong to the first one's report.
-    assert [r.split(":")[0] for r in reports] == [f"MultimodalDataset epoch {e}" for e in (1, 2, 3)]
+    # fit's epochs are the dataset's 0, 1, 2; the batches Keras reads before training
+    # are served again in the first one and reported with it.
+    assert [r.split(":")[0] for r in reports] == [f"MultimodalDataset epoch {e}" for e in (0, 1, 2)]
     for report in reports:
         assert "2 texts of inputs were longer than its largest bucket (32 tokens)" in report
         assert "samples 20, 21" in report and "TextTokens(buckets=...)" in report
