@@ -277,3 +277,38 @@ def test_a_bad_image_cell_names_the_shard_the_row_and_the_column(tmp_path, case)
         *range(14),
         *range(15, 20),
     ]
+
+
+def zero_rows_in_footer(path):
+    """Rewrites a Parquet file's footer so that its total says 0 rows while its row group
+    still holds them, as older writers left it (the thrift field num_rows, an i64 varint,
+    patched in place where the file then reads as such)."""
+    import struct
+
+    data = path.read_bytes()
+    size = struct.unpack("<I", data[-8:-4])[0]
+    start = len(data) - 8 - size
+    rows = pq.ParquetFile(path).metadata.num_rows
+    field = bytes([0x16, rows * 2])  # field delta 1, type i64; zigzag varint (< 64 rows)
+    for offset in range(start, len(data) - 9):
+        if data[offset : offset + 2] != field:
+            continue
+        patched = data[: offset + 1] + b"\x00" + data[offset + 2 :]
+        path.write_bytes(patched)
+        try:
+            metadata = pq.ParquetFile(path).metadata
+            if metadata.num_rows == 0 and metadata.row_group(0).num_rows == rows:
+                return
+        except Exception:
+            pass
+    raise AssertionError("the footer's row count was not found")
+
+
+def test_a_parquet_file_whose_footer_says_zero_rows_is_read_by_its_row_groups(tmp_path):
+    path = tmp_path / "older_writer.parquet"
+    pq.write_table(pa.table({"x": [1.0, 2, 3, 4, 5, 6], "label": [0, 1, 0, 1, 0, 1]}), path)
+    zero_rows_in_footer(path)
+    train, val = from_table(str(path), numeric=["x"], target="label", validation_split=0.5)
+    assert train.num_samples + val.num_samples == 6
+    labels = [np.asarray(ds[i][1]) for ds in (train, val) for i in range(len(ds))]
+    assert sorted(np.concatenate(labels).tolist()) == [0, 0, 0, 1, 1, 1]

@@ -116,7 +116,13 @@ class FileTable(Table):
                 pq = optional_import("pyarrow.parquet", "Reading Parquet")
                 with opened(path, self.storage) as f:
                     parquet = pq.ParquetFile(f)
-                    return parquet.schema_arrow, int(parquet.metadata.num_rows)
+                    # The row groups' counts, not the footer's total: older writers leave
+                    # that 0 (or wrong) while the row groups hold the rows.
+                    metadata = parquet.metadata
+                    rows = sum(
+                        metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)
+                    )
+                    return parquet.schema_arrow, int(rows)
             with opened(path, self.storage) as mapped:
                 schema = open_ipc(mapped).schema
                 mapped.seek(0)
