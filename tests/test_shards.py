@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ID_COLUMNS, assert_same_batches, id_table, ids_of, write_shards
+from conftest import ID_COLUMNS, assert_same_batches, id_png, id_table, ids_of, write_shards
 from multimodal_dataset import SampleError, from_table, from_webdataset
 from multimodal_dataset.tables.reading import expand_braces, read_table
 from multimodal_dataset.tables.tar_index import shard_index, split_key
@@ -209,3 +210,132 @@ def test_empty_patterns_and_missing_members_list_what_exists(tmp_path):
     ):
         from_webdataset(tmp_path, image="jpg", image_size=(2, 2))
     assert len(read_table(tmp_path)) == 3
+
+
+# ------------------------------------------------------- tar edge cases (#23 items 4, 12)
+
+
+def test_a_shard_cut_at_a_member_boundary_is_named_as_truncated(tmp_path):
+    """An interrupted copy can end exactly between two members: every header before the
+    cut reads, so only the missing end-of-archive marker tells the samples are gone."""
+    (path,) = write_shards(tmp_path, IDS[:10], shards=1)
+    members = shard_index(str(path), tmp_path / "index")
+    _, offset, size = [m for m in members if m[0].startswith("sample000007")][-1]
+    cut = -(-(offset + size) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE  # sample 8's headers
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(ValueError, match=r"00000.tar' is truncated: .*end-of-archive marker"):
+        from_webdataset(path, **WDS, cache_dir=tmp_path / "cache")
+
+
+def link_shard(path, kind):
+    """sample0's png and cls, then sample1's png as a link to sample0's, and its cls."""
+    with tarfile.open(path, "w") as archive:
+        for name, data in (("sample0.png", id_png(7)), ("sample0.cls", b"0")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("sample1.png")
+        link.type, link.linkname = kind, "sample0.png"
+        archive.addfile(link)
+        info = tarfile.TarInfo("sample1.cls")
+        info.size = 1
+        archive.addfile(info, io.BytesIO(b"1"))
+
+
+def test_a_hard_linked_member_reads_the_data_it_links_to(tmp_path):
+    link_shard(tmp_path / "s.tar", tarfile.LNKTYPE)
+    train, _ = from_webdataset(
+        tmp_path / "s.tar",
+        image="png",
+        image_size=(2, 2),
+        target="cls",
+        validation_split=0,
+        shuffle=False,
+        batch_size=2,
+    )
+    images, labels = train[0]
+    assert sorted(labels.tolist()) == [0, 1]
+    assert train.num_samples == 2
+    np.testing.assert_array_equal(images[0], images[1])
+
+
+def test_a_symbolic_link_member_is_refused_by_name(tmp_path):
+    link_shard(tmp_path / "s.tar", tarfile.SYMTYPE)
+    with pytest.raises(ValueError, match=r"member 'sample1.png' is a symbolic link"):
+        from_webdataset(tmp_path / "s.tar", image="png", image_size=(2, 2), validation_split=0)
+
+
+def test_a_huge_base256_size_in_a_header_names_the_shard_and_the_member(tmp_path):
+    (path,) = write_shards(tmp_path, IDS[:2], shards=1)
+    data = path.read_bytes()
+    end = shard_index(str(path), tmp_path / "index")[-1]
+    data_end = -(-(end[1] + end[2]) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    huge = tarfile.TarInfo("sample000009.txt")
+    huge.size = 2**80  # GNU tar writes sizes past 8 GiB in base-256
+    header = huge.tobuf(format=tarfile.GNU_FORMAT)
+    path.write_bytes(data[:data_end] + header + bytes(2 * tarfile.BLOCKSIZE))
+    with pytest.raises(ValueError, match=r"00000.tar' .*member 'sample000009.txt' needs"):
+        from_webdataset(path, **WDS, cache_dir=tmp_path / "cache")
+
+
+# -------------------------------- WebDataset's member conventions, on its own test shards
+
+WDS_TESTDATA = Path(__file__).parent / "data" / "webdataset"
+
+
+def webdataset_texts(path):
+    """What the webdataset library decodes from a shard's text members, by key."""
+    import webdataset
+
+    samples = webdataset.WebDataset(str(path), shardshuffle=False).decode()
+    return {s["__key__"]: next(v for k, v in s.items() if k.startswith("txt")) for s in samples}
+
+
+@pytest.mark.parametrize("shard", ["compressed.tar", "testgz-3.tar"])
+@pytest.mark.parametrize("column", ["txt", "txt.gz"])
+def test_gzipped_members_are_read_decompressed_as_the_webdataset_library_does(shard, column):
+    from multimodal_dataset.tables.shards import ShardTable
+
+    table = ShardTable([str(WDS_TESTDATA / shard)], shard)
+    table.check_column(column, "text")
+    texts = table.column(column, "text")
+    expected = webdataset_texts(WDS_TESTDATA / shard)
+    assert dict(zip(table.keys, texts, strict=True)) == expected
+    assert all(text and "\x8b" not in text for text in texts)
+
+
+def test_a_gzipped_member_that_inflates_past_the_bound_is_refused_by_name(tmp_path):
+    import gzip
+
+    with tarfile.open(tmp_path / "s.tar", "w") as archive:
+        data = gzip.compress(b"a" * 100_000)
+        info = tarfile.TarInfo("sample0.txt.gz")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    from multimodal_dataset.tables.shards import ShardTable
+
+    table = ShardTable([str(tmp_path / "s.tar")], "s", max_member_bytes=10_000)
+    with pytest.raises(ValueError, match=r"sample0.txt.gz' of shard .* decompresses to more"):
+        table.column("txt", "text")
+
+
+def test_extensions_match_whatever_their_case(tmp_path):
+    write_shards(tmp_path / "upper", IDS[:6], shards=1, image="PNG")
+    write_shards(tmp_path / "lower", IDS[:6], shards=1, image="png")
+    upper, _ = from_webdataset(tmp_path / "upper", **WDS, target="cls", seed=1, batch_size=3)
+    lower, _ = from_webdataset(tmp_path / "lower", **WDS, target="cls", seed=1, batch_size=3)
+    for a, b in zip(upper, lower, strict=True):
+        assert_same_batches(a, b)
+
+
+@pytest.mark.parametrize(
+    ("shard", "member", "kind"),
+    [("mpdata-3.tar", "mp", "MessagePack"), ("tendata-2.tar", "ten", "tenbin tensors")],
+)
+@pytest.mark.parametrize("role", ["numeric", "text"])
+def test_member_kinds_the_library_does_not_decode_are_named_as_unsupported(
+    shard, member, kind, role
+):
+    args = {"numeric": [member]} if role == "numeric" else {"text": member, "text_length": 4}
+    with pytest.raises(ValueError, match=rf"'{member}' members .* hold {kind}, a member kind"):
+        from_webdataset(WDS_TESTDATA / shard, **args, validation_split=0)

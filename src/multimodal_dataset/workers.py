@@ -21,10 +21,12 @@ next batch starts a fresh pool.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import multiprocessing
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -284,8 +286,9 @@ class Gatherer(Picklable):
                 self._timer = None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
-        if self._releasable:
-            threading.Thread(target=self._close_rest, name="multimodal_dataset_release").start()
+        if self._releasable and not sys.is_finalizing():  # no new work at shutdown
+            with contextlib.suppress(Exception):  # e.g. freed in a thread it would join
+                self._close_rest()
 
     def _close_rest(self) -> None:
         for close in self._also_close:

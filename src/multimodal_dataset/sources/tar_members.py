@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -34,8 +35,11 @@ class TarMembers(Picklable):
             has no such member).
         sizes: Per row, the member's size in bytes.
         names: Per row, the member's name (``"000123.jpg"``), for messages.
-        max_bytes: Members larger than this are refused rather than read.
+        max_bytes: Members larger than this are refused rather than read (a gzipped
+            member also when decompressed).
         storage: Reads shards that are URLs (see ``storage``); local shards need none.
+        gzipped: Per row, whether the member is gzip-compressed (``000123.txt.gz``, as
+            WebDataset writes them): its bytes are decompressed. None: no row is.
     """
 
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
@@ -52,8 +56,10 @@ class TarMembers(Picklable):
         names: Sequence[str],
         max_bytes: int,
         storage: Storage | None = None,
+        gzipped: np.ndarray | None = None,
     ) -> None:
         self.shards = [os.fspath(s) for s in shards]
+        self.gzipped = None if gzipped is None else np.asarray(gzipped, dtype=bool)
         self.remote = any(is_remote(s) for s in self.shards)
         self.storage = (storage or Storage()) if self.remote else None
         self.shard = np.asarray(shard, dtype=np.int32)
@@ -133,12 +139,30 @@ class TarMembers(Picklable):
     def _checked(self, row: int, data: bytes) -> bytes | Exception:
         size = int(self.sizes[row])
         if len(data) == size:
+            if self.gzipped is not None and self.gzipped[row]:
+                return self._gunzip(row, data)
             return data
         return OSError(
             f"shard {self.shards[int(self.shard[row])]!r} is truncated: member "
             f"{self.names[row]!r} needs {size:,} bytes at offset {int(self.offsets[row]):,}, "
             "but the file ends first"
         )
+
+    def _gunzip(self, row: int, data: bytes) -> bytes | Exception:
+        """The decompressed member, at most ``max_bytes`` of it (a gzip bomb is refused)."""
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out = inflate.decompress(data, self.max_bytes + 1)
+        except zlib.error as error:
+            return ValueError(f"{self.describe(row)} is not valid gzip data ({error})")
+        if len(out) > self.max_bytes or inflate.unconsumed_tail:
+            return ValueError(
+                f"{self.describe(row)} decompresses to more than max_file_bytes="
+                f"{self.max_bytes:,} bytes"
+            )
+        if not inflate.eof:
+            return ValueError(f"{self.describe(row)} is truncated gzip data")
+        return out
 
     def describe(self, row: int) -> str:
         return f"member {self.names[row]!r} of shard {self.shards[int(self.shard[row])]!r}"

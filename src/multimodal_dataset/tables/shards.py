@@ -26,6 +26,23 @@ from multimodal_dataset.tables.tar_index import shard_index, split_key
 #: Small members (captions, JSON) are read this many samples at a time.
 _CHUNK_ROWS = 4096
 
+#: Member kinds the webdataset library decodes that this library does not, and what they
+#: hold (a column of them is refused by name instead of being read as text).
+UNSUPPORTED = {
+    "mp": "MessagePack",
+    "msgpack": "MessagePack",
+    "ten": "tenbin tensors",
+    "pth": "a pickled PyTorch object",
+    "pt": "a pickled PyTorch object",
+    "pickle": "a Python pickle",
+    "pkl": "a Python pickle",
+    "pyd": "a Python pickle",
+    "cbor": "CBOR",
+    "npy": "a NumPy array",
+    "npz": "NumPy arrays",
+    "mat": "a MATLAB file",
+}
+
 
 class ShardTable(Table):
     """Tar shards read as one table of samples.
@@ -56,6 +73,7 @@ class ShardTable(Table):
         self.max_member_bytes = max_member_bytes
         self.keys: list[str] = []
         self.shard_of: list[int] = []
+        self._gzipped: dict[str, set[int]] = {}  # extension -> rows whose member is .gz
         members: dict[str, dict[int, tuple[int, int]]] = {}  # extension -> row -> (offset, size)
         for k, shard in enumerate(self.shards):
             rows: dict[str, int] = {}
@@ -64,6 +82,11 @@ class ShardTable(Table):
                 key, extension = split_key(member)
                 if not extension:
                     continue  # not part of a sample (WebDataset skips these too)
+                # WebDataset's conventions: extensions match whatever their case, and a
+                # member ending in .gz is the member without it, gzip-compressed.
+                extension = extension.lower()
+                gzipped = extension.endswith(".gz")
+                extension = extension.removesuffix(".gz")
                 row = rows.get(key)
                 if row is None:
                     row = rows[key] = len(self.keys)
@@ -77,6 +100,8 @@ class ShardTable(Table):
                         "again with unique keys."
                     )
                 members.setdefault(extension, {})[row] = (offset, size)
+                if gzipped:
+                    self._gzipped.setdefault(extension, set()).add(row)
                 last = key
         self._members = members
         self._missing: dict[str, dict[int, str]] = {}
@@ -93,7 +118,18 @@ class ShardTable(Table):
         return f"key {self.keys[row]!r} of shard {self.shards[self.shard_of[row]]!r}"
 
     def check_column(self, name: str, role: str) -> None:
-        if self._extensions(name):
+        extensions = self._extensions(name)
+        for extension in extensions:
+            kind = UNSUPPORTED.get(extension.rpartition(".")[2])
+            if kind is not None:
+                raise ValueError(
+                    f"{role}={name!r}: the {extension!r} members of {self.name} hold {kind}, "
+                    "a member kind multimodal-dataset does not decode (it reads images, "
+                    "text such as 'txt', class ids 'cls', JSON and its fields "
+                    "'json.field', each also gzip-compressed as '.gz'). Write that data "
+                    "as one of those members, or read it with your own Source."
+                )
+        if extensions:
             return
         raise KeyError(
             f"{role}={name!r}: the samples of {self.name} have no member {name!r}. Their "
@@ -109,10 +145,15 @@ class ShardTable(Table):
 
     def _extensions(self, name: str) -> list[str]:
         """The member extensions that ``name`` reads (alternatives split at ';')."""
-        wanted = [part.strip() for part in name.split(";")]
+        wanted = [part.strip().lower() for part in name.split(";")]
+        # "txt.gz" is how the webdataset library names a gzipped member's column.
+        wanted = [
+            part.removesuffix(".gz") if part.removesuffix(".gz") in self._gzipped else part
+            for part in wanted
+        ]
         if all(part in self._members for part in wanted):
             return wanted
-        extension, dot, _ = name.partition(".")
+        extension, dot, _ = name.lower().partition(".")
         if dot and extension in self._members and self._is_json(extension):
             return [extension]
         return []
@@ -129,12 +170,23 @@ class ShardTable(Table):
         sizes = np.zeros(count, dtype=np.int64)
         extensions = self._extensions(name)
         member_names = [f"{key}.{extensions[0]}" for key in self.keys]
+        gzipped = np.zeros(count, dtype=bool)
         for extension in reversed(extensions):  # the first alternative wins
+            compressed = self._gzipped.get(extension, set())
             for row, (offset, size) in self._members[extension].items():
                 offsets[row], sizes[row] = offset, size
-                member_names[row] = f"{self.keys[row]}.{extension}"
+                gzipped[row] = row in compressed
+                suffix = ".gz" if gzipped[row] else ""
+                member_names[row] = f"{self.keys[row]}.{extension}{suffix}"
         return TarMembers(
-            self.shards, shard, offsets, sizes, member_names, self.max_member_bytes, self.storage
+            self.shards,
+            shard,
+            offsets,
+            sizes,
+            member_names,
+            self.max_member_bytes,
+            self.storage,
+            gzipped=gzipped if gzipped.any() else None,
         )
 
     def _images(self, name: str) -> EncodedColumn | None:
@@ -142,7 +194,7 @@ class ShardTable(Table):
 
     def _read(self, name: str) -> np.ndarray:
         extension, dot, field = name.partition(".")
-        if not (dot and extension in self._members and self._is_json(extension)):
+        if not (dot and extension.lower() in self._members and self._is_json(extension.lower())):
             extension, field = name, ""
         members = self._member_column(extension)
         missing: dict[int, str] = {}

@@ -19,7 +19,7 @@ from multimodal_dataset.storage import Storage, is_remote
 from multimodal_dataset.tables.cache import cached_file, write_atomically
 
 #: Bumped when the index layout changes.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 #: An index file is refused past this size (a shard of ~10 million members).
 MAX_INDEX_BYTES = 1 << 30
 #: A remote shard's headers are read in blocks of this size.
@@ -83,22 +83,54 @@ def _read_headers(f: BinaryIO, path: str, file_size: int) -> list[Member]:
         )
     f.seek(0)
     members: list[Member] = []
+    regular: dict[str, Member] = {}
+    info = None
     try:
         with tarfile.open(fileobj=f, mode="r:") as archive:
             for info in archive:
+                if info.offset_data + max(info.size, 0) > file_size:
+                    raise ValueError(
+                        f"Shard {path!r} is truncated or corrupt: member {info.name!r} needs "
+                        f"{info.size:,} bytes at offset {info.offset_data:,}, but the file is "
+                        f"{file_size:,} bytes. Write it again."
+                    )
                 if info.isfile():
-                    members.append((info.name, info.offset_data, info.size))
-    except (tarfile.TarError, EOFError) as error:
+                    member = (info.name, info.offset_data, info.size)
+                    regular[info.name] = member
+                    members.append(member)
+                elif info.islnk():  # a hard link: the data of an earlier member
+                    target = regular.get(info.linkname)
+                    if target is None:
+                        raise ValueError(
+                            f"Shard {path!r}: member {info.name!r} is a hard link to "
+                            f"{info.linkname!r}, which is not a file earlier in the shard. "
+                            "Write the shard again without links (tar --hard-dereference)."
+                        )
+                    members.append((info.name, target[1], target[2]))
+                elif info.issym():
+                    raise ValueError(
+                        f"Shard {path!r}: member {info.name!r} is a symbolic link (to "
+                        f"{info.linkname!r}); a shard's samples must be files inside it. "
+                        "Write the shard again with the files themselves (tar --dereference)."
+                    )
+            end = archive.offset
+    except (tarfile.TarError, EOFError, OSError) as error:
+        where = f" after member {info.name!r}" if info is not None else ""
         raise ValueError(
-            f"Shard {path!r} is not a readable tar file ({error}); it is corrupt or "
+            f"Shard {path!r} is not a readable tar file{where} ({error}); it is corrupt or "
             "truncated. Write it again."
         ) from None
-    for name, offset, size in members:
-        if offset + size > file_size:
-            raise ValueError(
-                f"Shard {path!r} is truncated: member {name!r} needs {size:,} bytes at offset "
-                f"{offset:,}, but the file is {file_size:,} bytes. Write it again."
-            )
+    # An archive ends with zero blocks: without one, the file was cut after a member
+    # (an interrupted copy) and the samples after it are lost.
+    f.seek(end)
+    marker = f.read(tarfile.BLOCKSIZE)
+    if len(marker) < tarfile.BLOCKSIZE or marker.count(0) != tarfile.BLOCKSIZE:
+        last = f" after member {members[-1][0]!r}" if members else ""
+        raise ValueError(
+            f"Shard {path!r} is truncated: it ends at byte {end:,}{last} without the "
+            "end-of-archive marker, so the members that followed are missing (an "
+            "interrupted copy or download). Copy or write the shard again."
+        )
     return members
 
 
