@@ -247,3 +247,125 @@ def test_filling_and_reading_a_cache_keeps_anonymous_memory_far_below_its_size(t
         if start % 512 == 0:
             peak = max(peak, anonymous_rss_mib())
     assert peak - before < 32, f"anonymous memory grew by {peak - before:.0f} MiB"
+
+
+# ------------------------------------- shared slots, planted files, validation (#23)
+
+
+def two_folds(image_files):
+    """Two sources of equal count and preprocessing (k-fold runs): one cache folder."""
+    return list(image_files[:6]), list(image_files[6:])
+
+
+def test_a_record_another_source_is_writing_is_never_served(image_files, tmp_path):
+    """The interleaving that served one fold another's image: B wrote its pixels and
+    checksum into the shared slot while the key still said A's sample."""
+    from multimodal_dataset.sources.decoded_cache import identity_key, record_sum
+
+    first, second = two_folds(image_files)
+    a, b = images(first, tmp_path / "cache"), images(second, tmp_path / "cache")
+    assert a.cache.folder == b.cache.folder  # the same fingerprint: the same slots
+    expected_a = gather(a)
+    values, keys, sums = a.cache._open()
+    pixels_b = gather(images(second, None))[2]
+    key_b = identity_key(b.identity(2))
+    values[2] = pixels_b.reshape(-1)  # B's values and checksum, A's key not yet replaced
+    sums[2] = record_sum(key_b, values[2])
+    # Frozen there, the slot looks damaged to A (reported, decoded again): never B's.
+    with pytest.warns(CacheWarning, match=r"samples 2\)"):
+        np.testing.assert_array_equal(gather(a), expected_a)
+
+
+def test_sources_sharing_a_cache_folder_only_ever_get_their_own_images(image_files, tmp_path):
+    import threading
+
+    first, second = two_folds(image_files)
+    expected = [gather(images(first, None)), gather(images(second, None))]
+    sources = [images(first, tmp_path / "cache"), images(second, tmp_path / "cache")]
+    wrong, stop = [], time.monotonic() + 1.0
+
+    def read(k):
+        while time.monotonic() < stop:
+            if not np.array_equal(gather(sources[k]), expected[k]):
+                wrong.append(k)
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in (0, 1)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not wrong
+    assert not [w for w in caught if issubclass(w.category, CacheWarning)]  # no false alarm
+
+
+@pytest.mark.parametrize("when", ["filled", "new"])
+def test_a_link_planted_as_a_cache_file_is_refused_and_nothing_is_written_through_it(
+    image_files, tmp_path, when
+):
+    outside = tmp_path / "outside.bin"
+    if when == "filled":
+        gather(images(image_files, tmp_path / "cache"))
+        values = next((tmp_path / "cache").glob("decoded-*/values.u8"))
+    else:
+        folder = images(image_files, tmp_path / "probe").cache.folder
+        values = tmp_path / "cache" / folder.name / "values.u8"
+        values.parent.mkdir(parents=True)
+    outside.write_bytes(bytes(len(image_files) * 8 * 8 * 3))
+    values.unlink(missing_ok=True)
+    values.symlink_to(outside)
+    with pytest.raises(CacheError, match=r"not a file of a cache .*symbolic link.* Delete"):
+        gather(images(image_files, tmp_path / "cache"))
+    assert outside.read_bytes() == bytes(len(image_files) * 8 * 8 * 3)
+
+
+def test_a_meta_file_that_is_a_pipe_or_huge_is_refused_without_reading_it(image_files, tmp_path):
+    gather(images(image_files, tmp_path / "cache"))
+    meta = next((tmp_path / "cache").glob("decoded-*/meta.json"))
+    meta.unlink()
+    os.mkfifo(meta)
+    with pytest.raises(CacheError, match=r"meta.json' is not a regular file \(a named pipe"):
+        images(image_files, tmp_path / "cache")
+    meta.unlink()
+    with open(meta, "wb") as sparse:
+        sparse.truncate(1 << 30)  # 1 GiB of nothing on disk
+    with pytest.raises(CacheError, match=r"meta.json' has 1,073,741,824 bytes, more than"):
+        images(image_files, tmp_path / "cache")
+
+
+def rewrite(path):
+    """Another image at the same path, with a new modification time."""
+    from PIL import Image
+
+    Image.new("RGB", (30, 40), (1, 2, 3)).save(path)
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+
+@pytest.mark.parametrize(("validation", "decoded_again"), [("run", False), ("epoch", True)])
+def test_a_file_rewritten_during_training_is_decoded_again_per_the_validation_policy(
+    image_files, tmp_path, validation, decoded_again
+):
+    source = images(image_files, tmp_path / "cache", cache_validation=validation)
+    before = gather(source, epoch=0)
+    rewrite(image_files[4])
+    after = gather(source, epoch=1)
+    assert np.array_equal(after[4], before[4]) is not decoded_again
+    np.testing.assert_array_equal(np.delete(after, 4, 0), np.delete(before, 4, 0))
+    if decoded_again:
+        np.testing.assert_array_equal(after[4], gather(images(image_files, None))[4])
+
+
+def test_trust_serves_the_filled_cache_without_touching_the_originals(image_files, tmp_path):
+    expected = gather(images(image_files, tmp_path / "cache"))
+    for path in image_files:  # the originals are offline now
+        os.remove(path)
+    trusted = images(image_files, tmp_path / "cache", cache_validation="trust")
+    np.testing.assert_array_equal(gather(trusted), expected)
+    with pytest.raises(Exception, match="does not exist"):
+        gather(images(image_files, tmp_path / "cache"))  # "run" checks the files
+
+
+def test_an_unknown_cache_validation_is_refused_with_the_choices(image_files, tmp_path):
+    with pytest.raises(ValueError, match=r"cache_validation.*'run', 'epoch', 'trust'"):
+        images(image_files, tmp_path / "cache", cache_validation="always")

@@ -117,6 +117,34 @@ def test_a_damaged_folder_is_reported_and_rebuilt(tmp_path, tokenizes):
         TextTokens(TEXTS, length=6, cache=tmp_path)
 
 
+@pytest.mark.parametrize("planted", ["pipe", "sparse", "link"])
+def test_a_planted_meta_or_ids_file_is_refused_unread_and_the_folder_rebuilt(tmp_path, planted):
+    """A named pipe would block forever, a sparse 1 GiB meta be read whole, a link to a
+    file outside be read as ids: each is reported and rebuilt, nothing read through it."""
+    import os
+
+    expected = TextTokens(TEXTS, length=6, cache=tmp_path / "cache").ids.copy()
+    folder = tmp_path / "cache" / folders(tmp_path / "cache")[0]
+    if planted == "link":
+        outside = tmp_path / "outside.npy"
+        np.save(outside, np.zeros_like(expected))
+        (folder / "ids.npy").unlink()
+        (folder / "ids.npy").symlink_to(outside)
+    else:
+        (folder / "meta.json").unlink()
+        if planted == "pipe":
+            os.mkfifo(folder / "meta.json")
+        else:
+            with open(folder / "meta.json", "wb") as sparse:
+                sparse.truncate(1 << 30)
+    expected_problem = {"pipe": "named pipe", "sparse": "more than", "link": "not a regular"}
+    with pytest.warns(CacheWarning, match=expected_problem[planted]):
+        rebuilt = TextTokens(TEXTS, length=6, cache=tmp_path / "cache")
+    np.testing.assert_array_equal(rebuilt.ids, expected)
+    if planted == "link":
+        assert not np.load(outside).any()  # the file outside is untouched
+
+
 def build(cache, barrier, queue):
     barrier.wait()
     queue.put(TextTokens(TEXTS, length=6, cache=cache).ids.tolist())

@@ -7,6 +7,7 @@ Manifests, images and saved preprocessing are data from elsewhere. A named pipe 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -23,18 +24,21 @@ class OutsideRootError(PermissionError):
     """A path leads outside the root folder it is confined to."""
 
 
-def read_regular_file(path: str, max_bytes: int) -> bytes:
+def read_regular_file(path: str, max_bytes: int, *, follow_links: bool = True) -> bytes:
     """The contents of the regular file ``path``, refusing anything else.
 
     The file is opened without blocking (a named pipe would otherwise block ``open`` until
     a writer appears) and checked to be a regular file before anything is read, so FIFOs,
     devices such as ``/dev/zero`` and sockets are refused; at most ``max_bytes`` are read.
 
+    With ``follow_links=False`` a symbolic link is refused too (files of a folder that
+    must stay inside it, such as a cache's).
+
     Raises:
         FileNotFoundError, IsADirectoryError, NotARegularFileError, FileTooLargeError,
         OSError: What is wrong, naming the path.
     """
-    fd = open_regular_file(path)
+    fd = open_regular_file(path, follow_links=follow_links)
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(fd)
         if info.st_size > max_bytes:
@@ -55,17 +59,29 @@ def read_regular_file(path: str, max_bytes: int) -> bytes:
     return data
 
 
-def open_regular_file(path: str) -> int:
-    """A read-only descriptor of the regular file ``path``, refusing anything else.
+def open_regular_file(path: str, *, follow_links: bool = True, write: bool = False) -> int:
+    """A descriptor of the regular file ``path`` (read-only, or read-write with
+    ``write``), refusing anything else.
 
     Opened without blocking (a named pipe would otherwise block ``open`` until a writer
     appears), then checked with ``fstat`` before anything is read, so FIFOs, devices and
-    sockets are refused.
+    sockets are refused; with ``follow_links=False`` a symbolic link is refused as well.
 
     Raises:
         FileNotFoundError, IsADirectoryError, NotARegularFileError: Naming the path.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    flags = os.O_RDWR if write else os.O_RDONLY
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP and not follow_links:
+            raise NotARegularFileError(
+                f"{path!r} is a symbolic link; only regular files are used there"
+            ) from None
+        raise
     info = os.fstat(fd)
     if stat.S_ISREG(info.st_mode):
         return fd

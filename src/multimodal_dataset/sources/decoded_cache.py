@@ -8,16 +8,21 @@ versions, the number of samples and the cache format). A folder holds
 - ``values.u8``: the samples' values, one fixed-size record each;
 - ``keys.u64``: per sample, a 64-bit hash of its input's identity (a local file's path,
   size and modification time; otherwise the encoded bytes), 0 while not filled;
-- ``sums.u32``: per sample, the CRC-32 of its record;
+- ``sums.u32``: per sample, the CRC-32 of its key and record together;
 - ``meta.json``: the fingerprint, written last when the folder is made.
 
 A record is served only when its key matches the sample's identity now (a changed file is
-decoded again, never served stale) and its checksum matches (a damaged record is decoded
-again and reported). A record is written value first, checksum next, key last, so a run
-interrupted mid-write leaves a record that is simply not served, and the next run fills
-it. Several threads and processes may fill one cache: the folder is made under a file lock
-and its files are allocated in full up front (so a full disk is an error when the cache is
-opened, not a crash mid-epoch); two writers of one record write the same bytes.
+decoded again, never served stale) and its checksum, taken over the key and the values,
+matches what was copied (a damaged record is decoded again and reported). A record is
+written key cleared first, then values, checksum, key, so a run interrupted mid-write
+leaves a record that is simply not served, and the next run fills it. Several threads and
+processes may fill one cache, also sources whose samples share a slot (two sources with
+the same count and preprocessing share a folder): a reader checks the checksum of what it
+copied against the key it expects, so a record another writer changed meanwhile, for
+another identity, is never served. The folder is made under a file lock and its files are
+allocated in full up front (so a full disk is an error when the cache is opened, not a
+crash mid-epoch). The cache's files must be regular files inside its folder: a symbolic
+link, a named pipe or an oversized ``meta.json`` is refused, never followed or read whole.
 """
 
 from __future__ import annotations
@@ -32,15 +37,31 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from multimodal_dataset.files import (
+    FileTooLargeError,
+    NotARegularFileError,
+    open_regular_file,
+    read_regular_file,
+)
 from multimodal_dataset.picklable import Picklable
 
 #: Bumped whenever what a record holds changes; part of every fingerprint.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _META = "meta.json"
+#: How a source checks that a cached record still matches its original (``cache_validation=``):
+#: ``"run"`` takes each original's identity (a local file's path, size and modification
+#: time; otherwise its bytes) once per run, ``"epoch"`` once per epoch (a file rewritten
+#: during training is decoded again), ``"trust"`` serves every filled record without
+#: touching the originals (offline or remote originals, after ``multimodal-dataset cache``
+#: filled the cache), reading only the samples not cached yet.
+CacheValidation = Literal["run", "epoch", "trust"]
+CACHE_VALIDATIONS = ("run", "epoch", "trust")
+#: A cache's meta.json is refused past this size (a fingerprint is a few hundred bytes).
+MAX_META_BYTES = 1 << 20
 _FILES = {"values.u8": np.uint8, "keys.u64": np.uint64, "sums.u32": np.uint32}
 
 
@@ -50,6 +71,11 @@ class CacheError(OSError):
 
 class CacheWarning(UserWarning):
     """Cached records failed their checksum and were decoded again."""
+
+
+def record_sum(key: int, record: np.ndarray) -> int:
+    """The CRC-32 of a record's key and values: a record written for another key fails it."""
+    return zlib.crc32(record.data, zlib.crc32(int(key).to_bytes(8, "little")))
 
 
 def identity_key(identity: bytes) -> int:
@@ -115,23 +141,39 @@ class DecodedCache(Picklable):
         positions = np.flatnonzero(hit)
         if not len(positions):
             return hit
-        records = values[samples[positions]]
-        crc = np.fromiter((zlib.crc32(r.data) for r in records), np.uint32, len(records))
-        intact = crc == sums[samples[positions]]
+        chosen, expected = samples[positions], keys[positions]
+        records = values[chosen]  # a copy: what is checked is what is served
+        found = sums[chosen]
+        crc = np.fromiter(
+            (record_sum(k, r) for k, r in zip(expected, records, strict=True)),
+            np.uint32,
+            len(records),
+        )
+        intact = crc == found
         if not intact.all():
+            bad = np.flatnonzero(~intact)
+            # Changed since it was copied (another writer of the slot): not served, and
+            # not damage; damaged is a record whose key and checksum stayed as they were.
+            unchanged = (stored[chosen[bad]] == expected[bad]) & (sums[chosen[bad]] == found[bad])
             with self._lock:
-                self._damaged += samples[positions[~intact]].tolist()
-            hit[positions[~intact]] = False
+                self._damaged += chosen[bad[unchanged]].tolist()
+            hit[positions[bad]] = False
         out[positions[intact]] = records[intact].reshape(-1, *self.shape)
         return hit
 
     def store(self, sample: int, key: int, value: np.ndarray) -> None:
-        """Writes ``sample``'s record: the values, then the checksum, then the key."""
+        """Writes ``sample``'s record: the key cleared, the values, the checksum, the key."""
         values, keys, sums = self._open()
         record = np.ascontiguousarray(value, dtype=np.uint8).reshape(-1)
+        keys[sample] = 0
         values[sample] = record
-        sums[sample] = zlib.crc32(record.data)
+        sums[sample] = record_sum(key, record)
         keys[sample] = key
+
+    def stored(self, samples: np.ndarray) -> np.ndarray:
+        """The key each of ``samples`` is filled for (0: not filled)."""
+        keys: np.ndarray = self._open()[1][samples]
+        return keys
 
     def missing(self, samples: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Where ``samples[i]`` has no record filled for ``keys[i]`` (checksums unread)."""
@@ -187,18 +229,43 @@ class DecodedCache(Picklable):
             if self.count == 0:
                 arrays.append(np.zeros(shape, dtype))
             else:
-                # A plain ndarray over the mapping: np.memmap's Python-level indexing
-                # costs about 30 us per gather, on the hot path.
-                mapped = np.memmap(self.folder / name, dtype, "r+", shape=shape)
+                # Opened without following links: a link planted in the folder must not
+                # make the cache write elsewhere. A plain ndarray over the mapping:
+                # np.memmap's Python-level indexing costs about 30 us per gather.
+                path = str(self.folder / name)
+                try:
+                    fd = open_regular_file(path, follow_links=False, write=True)
+                except NotARegularFileError as error:
+                    raise CacheError(self._foreign(error)) from None
+                with os.fdopen(fd, "r+b") as file:
+                    mapped = np.memmap(file, dtype, "r+", shape=shape)
                 arrays.append(mapped.view(np.ndarray))
         values, keys, sums = arrays
         return values, keys, sums
 
+    def _foreign(self, error: object) -> str:
+        return (
+            f"The cache folder {self.folder} holds something that is not a file of a cache "
+            f"({error}). Delete the folder and it is filled again."
+        )
+
+    def _check_folder(self) -> None:
+        if self.folder.is_symlink():
+            raise CacheError(self._foreign(f"{str(self.folder)!r} is a symbolic link"))
+
     def _create(self, sizes: Mapping[str, int]) -> None:
+        self._check_folder()
         self.folder.mkdir(exist_ok=True)
         for name, dtype in _FILES.items():
             nbytes = sizes[name] * np.dtype(dtype).itemsize
-            with open(self.folder / name, "wb") as file:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+            try:
+                fd = os.open(self.folder / name, flags, 0o644)
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise CacheError(self._foreign(f"{name} is a symbolic link")) from None
+                raise
+            with os.fdopen(fd, "wb") as file:
                 if nbytes:
                     # Allocate every block now: a full disk fails here, not with SIGBUS
                     # when a memory-mapped page is first written during training.
@@ -208,9 +275,12 @@ class DecodedCache(Picklable):
         os.replace(temporary, self.folder / _META)
 
     def _check(self, sizes: Mapping[str, int]) -> None:
+        self._check_folder()
         meta = self.folder / _META
         try:
-            found = json.loads(meta.read_text())
+            found = json.loads(read_regular_file(str(meta), MAX_META_BYTES, follow_links=False))
+        except (NotARegularFileError, FileTooLargeError) as error:
+            raise CacheError(self._foreign(error)) from None
         except (ValueError, UnicodeDecodeError) as error:
             raise CacheError(
                 f"The cache file {meta} is damaged ({error}). Delete the folder "
@@ -225,6 +295,10 @@ class DecodedCache(Picklable):
         for name, dtype in _FILES.items():
             path = self.folder / name
             expected = sizes[name] * np.dtype(dtype).itemsize
+            if path.is_symlink():
+                raise CacheError(self._foreign(f"{name} is a symbolic link"))
+            if path.exists() and not path.is_file():
+                raise CacheError(self._foreign(f"{name} is not a regular file"))
             if not path.is_file() or path.stat().st_size != expected:
                 actual = path.stat().st_size if path.is_file() else "missing"
                 raise CacheError(
@@ -238,7 +312,9 @@ def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` between processes (fcntl), held for the block."""
     import fcntl
 
-    with open(path, "a") as file:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)  # no planted link
+    with os.fdopen(fd, "a") as file:
         fcntl.flock(file.fileno(), fcntl.LOCK_EX)
         try:
             yield

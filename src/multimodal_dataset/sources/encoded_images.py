@@ -21,7 +21,12 @@ import numpy as np
 from multimodal_dataset.checks import check_choice, check_int
 from multimodal_dataset.files import FileTooLargeError, NotARegularFileError, OutsideRootError
 from multimodal_dataset.picklable import Picklable
-from multimodal_dataset.sources.decoded_cache import DecodedCache, identity_key
+from multimodal_dataset.sources.decoded_cache import (
+    CACHE_VALIDATIONS,
+    CacheValidation,
+    DecodedCache,
+    identity_key,
+)
 from multimodal_dataset.sources.image_decoding import (
     INTERPOLATIONS,
     ColorMode,
@@ -73,8 +78,12 @@ class EncodedImages(Source, Picklable):
         rows: Any = None,
         column: str | None = None,
         cache: str | os.PathLike[str] | None = None,
+        cache_validation: CacheValidation = "run",
     ) -> None:
         pillow()  # an ImportError naming the extra, before anything else
+        check_choice(cache_validation, "cache_validation", CACHE_VALIDATIONS)
+        self.cache_validation = cache_validation
+        self._keys_epoch: int | None = None
         check_choice(color_mode, "color_mode", ("rgb", "grayscale", "rgba"))
         check_choice(interpolation, "interpolation", INTERPOLATIONS)
         self.count = count
@@ -164,7 +173,9 @@ class EncodedImages(Source, Picklable):
     def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
         """Reads and decodes the images of ``indices`` in parallel into one batch (with a
         cache: only those not cached yet, which are then cached)."""
-        batch = self._decoded(indices, lambda sample, why: self.bad_sample(context, sample, why))
+        batch = self._decoded(
+            indices, lambda sample, why: self.bad_sample(context, sample, why), context.epoch
+        )
         if self.augment is not None:
             batch = self.augment.apply(batch, indices, context.seed, context.epoch)
         if self._dtype == np.uint8:
@@ -198,7 +209,9 @@ class EncodedImages(Source, Picklable):
         uncached: np.ndarray = samples[self.cache.missing(samples, self._cache_keys(samples))]
         return uncached
 
-    def _decoded(self, indices: np.ndarray, bad: Callable[[int, str], None]) -> np.ndarray:
+    def _decoded(
+        self, indices: np.ndarray, bad: Callable[[int, str], None], epoch: int | None = None
+    ) -> np.ndarray:
         """The ``uint8`` images of ``indices``: cached ones copied, the others read and
         decoded in the threads (then cached); ``bad(sample, why)`` is called for each
         image that cannot be read or decoded, left zero."""
@@ -206,7 +219,7 @@ class EncodedImages(Source, Picklable):
         cache, keys = self.cache, None
         pending = list(range(len(indices)))
         if cache is not None:
-            keys = self._cache_keys(indices)
+            keys = self._cache_keys(indices, epoch)
             pending = np.flatnonzero(~cache.fetch(indices, keys, batch)).tolist()
         fetched = self.read_many([int(indices[k]) for k in pending]) if pending else None
 
@@ -240,13 +253,20 @@ class EncodedImages(Source, Picklable):
             cache.report_damaged()
         return batch
 
-    def _cache_keys(self, indices: np.ndarray) -> np.ndarray:
+    def _cache_keys(self, indices: np.ndarray, epoch: int | None = None) -> np.ndarray:
         """The cache key of each sample of ``indices`` (0 where its identity cannot be
         taken: not cached; decoding it then reports the problem), each taken once per
-        process."""
+        process (``cache_validation="run"``), once per epoch (``"epoch"``), or, with
+        ``"trust"``, the key a filled record was stored for (the original untouched)."""
+        assert self.cache is not None
+        if self.cache_validation == "epoch" and epoch is not None and epoch != self._keys_epoch:
+            self._keys, self._keys_epoch = None, epoch
         if self._keys is None:
             self._keys = np.zeros(self.count, np.uint64)
         known = self._keys
+        if self.cache_validation == "trust":
+            unknown = indices[known[indices] == 0]
+            known[unknown] = self.cache.stored(unknown)
         for sample in indices[known[indices] == 0]:
             try:
                 known[sample] = identity_key(self.identity(int(sample)))

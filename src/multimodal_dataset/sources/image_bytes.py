@@ -20,6 +20,7 @@ from multimodal_dataset.files import OutsideRootError, read_regular_file
 from multimodal_dataset.optional import optional_import
 from multimodal_dataset.sources.arrays import class_names
 from multimodal_dataset.sources.arrow_column import ArrowColumn
+from multimodal_dataset.sources.decoded_cache import CacheValidation
 from multimodal_dataset.sources.encoded_images import (
     DEFAULT_MAX_FILE_BYTES,
     EncodedImages,
@@ -94,6 +95,8 @@ class ImageBytes(EncodedImages):
             ``augment``, ``on_error``, ``num_threads``, ``column``: as for `ImageFiles`.
         cache: A directory to keep each decoded image in, as for `ImageFiles`; a sample
             is keyed by a hash of its encoded bytes (read, not decoded, to check it).
+        cache_validation: ``"run"``, ``"epoch"`` or ``"trust"``, as for `ImageFiles`
+            (``"trust"`` reads no bytes of a cached sample).
 
     Raises:
         TypeError: For values that are neither image bytes nor ``{bytes, path}`` structs.
@@ -118,6 +121,7 @@ class ImageBytes(EncodedImages):
         num_threads: int | None = None,
         column: str | None = None,
         cache: str | os.PathLike[str] | None = None,
+        cache_validation: CacheValidation = "run",
     ) -> None:
         self.values = as_encoded_column(values, column)
         count = len(self.values) if rows is None else len(rows)
@@ -134,6 +138,7 @@ class ImageBytes(EncodedImages):
             rows=rows,
             column=column,
             cache=cache,
+            cache_validation=cache_validation,
         )
         if (
             self.rows is not None

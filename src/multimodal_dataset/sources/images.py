@@ -18,6 +18,7 @@ import numpy as np
 
 from multimodal_dataset.checks import check_int
 from multimodal_dataset.files import OutsideRootError, read_regular_file
+from multimodal_dataset.sources.decoded_cache import CacheValidation
 from multimodal_dataset.sources.encoded_images import DEFAULT_MAX_FILE_BYTES, EncodedImages
 from multimodal_dataset.sources.image_decoding import ColorMode
 from multimodal_dataset.sources.protocol import OnError, SampleError
@@ -79,6 +80,11 @@ class ImageFiles(EncodedImages):
             bytes, for a URL): a change is decoded
             again, never served stale. Its size is ``count * height * width * channels``
             bytes, allocated when the source is built.
+        cache_validation: How a cached image is checked against its original: ``"run"``
+            (the default) takes each original's identity once per run, ``"epoch"`` once
+            per epoch (a file rewritten during training is decoded again), ``"trust"``
+            serves every filled record without touching the originals (offline or
+            remote originals, after ``multimodal-dataset cache`` filled the cache).
 
     Raises:
         ValueError: For a bad ``size``, ``color_mode``, ``dtype`` or ``interpolation``.
@@ -105,6 +111,7 @@ class ImageFiles(EncodedImages):
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         storage_options: Mapping[str, Any] | None = None,
         cache: str | os.PathLike[str] | None = None,
+        cache_validation: CacheValidation = "run",
     ) -> None:
         if isinstance(paths, (str, os.PathLike)):
             raise TypeError(
@@ -127,6 +134,7 @@ class ImageFiles(EncodedImages):
             rows=rows,
             column=column,
             cache=cache,
+            cache_validation=cache_validation,
         )
         self.max_file_bytes = check_int(max_file_bytes, "max_file_bytes")
         self.root = None if folder is None else absolute(folder)

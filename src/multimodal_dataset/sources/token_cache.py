@@ -29,11 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset.files import NotARegularFileError, read_regular_file
 from multimodal_dataset.sources.decoded_cache import CacheError, CacheWarning, explain, locked
 
 #: Bumped whenever what a folder holds changes; part of every fingerprint.
 TOKEN_CACHE_FORMAT = 1
 _META = "meta.json"
+#: The meta file (the fingerprint and the fitted vocabulary or tokenizer) is refused past
+#: this size rather than read whole.
+MAX_META_BYTES = 256 << 20
 
 
 @dataclass
@@ -114,7 +118,11 @@ def _write(folder: Path, meta: Mapping[str, Any], result: Tokenized) -> None:
 def _read(folder: Path, meta: Mapping[str, Any]) -> Tokenized | None:
     """The folder's contents, or None (after a `CacheWarning`) when it is damaged."""
     try:
-        content = json.loads((folder / _META).read_text())
+        for name in ("ids.npy", "lengths.npy"):  # files of the folder, never links out of it
+            if (folder / name).is_symlink() or not (folder / name).is_file():
+                raise NotARegularFileError(f"{str(folder / name)!r} is not a regular file")
+        meta_bytes = read_regular_file(str(folder / _META), MAX_META_BYTES, follow_links=False)
+        content = json.loads(meta_bytes)
         if {k: v for k, v in content.items() if k not in ("fitted", "crc32")} != dict(meta):
             raise CacheError(
                 f"The cache folder {folder} holds a different cache than its name says "

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from multimodal_dataset.augmentation import ImageAugmentation
+from multimodal_dataset.sources.decoded_cache import CacheValidation
 from multimodal_dataset.sources.image_decoding import ColorMode
 from multimodal_dataset.sources.protocol import OnError, check_on_error
 from multimodal_dataset.tables.preprocessing import TablePreprocessing
@@ -51,6 +52,7 @@ def from_table(
     cache_dir: str | os.PathLike[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     cache: str | os.PathLike[str] | None = None,
+    cache_validation: CacheValidation = "run",
     **dataset_kwargs: Any,
 ) -> tuple[TableDataset, TableDataset | None]:
     """Training and validation datasets from a table of images, texts and numbers.
@@ -140,6 +142,11 @@ def from_table(
             later run skips tokenizing (see `TextTokens`). The training and validation
             rows are cached apart. ``multimodal-dataset cache`` fills it ahead of
             training with every core. None (the default): no cache.
+        cache_validation: How a cached image is checked against its original:
+            ``"run"`` (the default: each original's identity once per run), ``"epoch"``
+            (once per epoch: a file rewritten during training is decoded again) or
+            ``"trust"`` (filled records served without touching the originals, for
+            originals offline or remote after ``multimodal-dataset cache`` filled it).
         **dataset_kwargs: Passed to the training `MultimodalDataset` (``batch_size``,
             ``workers``, ...). The validation dataset gets the same ``batch_size``,
             ``workers`` and ``use_multiprocessing``, and keeps every row in order.
@@ -217,6 +224,7 @@ def from_table(
             max_tokens=max_tokens,
             allow_outside_root=allow_outside_root,
             cache=cache,
+            cache_validation=cache_validation,
         )
         targets = None if target is None else preprocessing.targets(table_, rows)
         return TableDataset(inputs, targets, preprocessing=preprocessing, **kwargs)
@@ -310,8 +318,8 @@ def from_webdataset(
             (``"s3://bucket/shards/{00000..00099}.tar"``), as in pandas: credentials,
             ``endpoint_url``. A batch's members are fetched concurrently by byte range.
         **dataset_kwargs: `from_table`'s other arguments (``on_error``, ``augment``,
-            ``max_tokens``, ``cache``...) and `MultimodalDataset`'s (``batch_size``,
-            ``workers``...).
+            ``max_tokens``, ``cache``, ``cache_validation``...) and `MultimodalDataset`'s
+            (``batch_size``, ``workers``...).
 
     Returns:
         ``(train, validation)``, as `from_table` returns them.

@@ -17,6 +17,7 @@ import numpy as np
 from multimodal_dataset.augmentation import ImageAugmentation
 from multimodal_dataset.optional import optional_import
 from multimodal_dataset.persistence import Saveable
+from multimodal_dataset.sources.decoded_cache import CacheValidation
 from multimodal_dataset.sources.image_bytes import ImageBytes
 from multimodal_dataset.sources.image_decoding import ColorMode
 from multimodal_dataset.sources.images import ImageFiles
@@ -82,6 +83,7 @@ class TablePreprocessing(Saveable):
         max_tokens: int | None = None,
         allow_outside_root: bool = False,
         cache: str | os.PathLike[str] | None = None,
+        cache_validation: CacheValidation = "run",
     ) -> Any:
         """The input sources for ``rows`` of ``table``: one, or a tuple (image, text, numeric).
 
@@ -90,7 +92,8 @@ class TablePreprocessing(Saveable):
         the working directory for an in-memory table) unless ``allow_outside_root``.
         An image column of paths is read with `ImageFiles`; one of encoded bytes or
         ``{bytes, path}`` structs with `ImageBytes`, a batch at a time; decoded images and
-        token ids kept in ``cache`` when it is given.
+        token ids kept in ``cache`` when it is given (images checked against their
+        originals as ``cache_validation`` says, see `ImageFiles`).
         """
         sources: list[Any] = []
         if self.image is not None:
@@ -106,6 +109,7 @@ class TablePreprocessing(Saveable):
                 "column": self.image,
                 "storage_options": table.storage.storage_options if table.storage else None,
                 "cache": cache,
+                "cache_validation": cache_validation,
             }
             stored = table.images(self.image)
             if stored is None:  # a column of paths
@@ -178,6 +182,7 @@ class TablePreprocessing(Saveable):
         cache_dir: str | os.PathLike[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         cache: str | os.PathLike[str] | None = None,
+        cache_validation: CacheValidation = "run",
         **dataset_kwargs: Any,
     ) -> TableDataset:
         """A dataset of every row of ``table``, preprocessed as the training rows were.
@@ -196,6 +201,7 @@ class TablePreprocessing(Saveable):
             storage_options: Options of the file system that reads URLs (see
                 `from_table`).
             cache: A directory for decoded images and token ids (see `from_table`).
+            cache_validation: ``"run"``, ``"epoch"`` or ``"trust"`` (see `from_table`).
             **dataset_kwargs: Passed to `MultimodalDataset` (``batch_size``, ...).
         """
         unfitted = (
@@ -217,6 +223,7 @@ class TablePreprocessing(Saveable):
             on_error=check_on_error(on_error),
             allow_outside_root=allow_outside_root,
             cache=cache,
+            cache_validation=cache_validation,
         )
         targets = None
         if self.target is not None and self.target in data.names:
