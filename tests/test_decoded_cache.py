@@ -267,6 +267,7 @@ def test_a_record_another_source_is_writing_is_never_served(image_files, tmp_pat
     assert a.cache.folder == b.cache.folder  # the same fingerprint: the same slots
     expected_a = gather(a)
     values, keys, sums = a.cache._open()
+    assert keys[2] == identity_key(a.identity(2))  # A's sample 2, filled
     pixels_b = gather(images(second, None))[2]
     key_b = identity_key(b.identity(2))
     values[2] = pixels_b.reshape(-1)  # B's values and checksum, A's key not yet replaced
