@@ -22,11 +22,15 @@ def test_the_cache_folder_follows_the_argument_then_the_environment(tmp_path, mo
 def test_a_cached_file_changes_name_when_its_source_changes(tmp_path):
     source = tmp_path / "t.parquet"
     source.write_bytes(b"one")
-    first = cached_file(str(source), "arrow", "t.image.arrow", "image", cache_dir=tmp_path)
+
+    def cached():
+        return cached_file(str(source), "arrow", "t.image.arrow", "image", cache_dir=tmp_path)
+
+    first, reusable = cached()
     assert first.parent == tmp_path / "arrow" and first.name.startswith("t.image.")
-    assert first == cached_file(str(source), "arrow", "t.image.arrow", "image", cache_dir=tmp_path)
+    assert reusable and cached() == (first, True)
     source.write_bytes(b"three")
-    assert first != cached_file(str(source), "arrow", "t.image.arrow", "image", cache_dir=tmp_path)
+    assert cached()[0] != first
 
 
 def test_a_failed_write_leaves_neither_the_target_nor_a_temporary_file(tmp_path):

@@ -9,7 +9,9 @@ Latency is hidden by reading a batch's objects together: up to `MAX_REQUESTS` re
 in flight, each slot refilled as soon as its request ends, so one slow request holds one
 slot, not the batch's others. A transient failure (a refused or dropped connection, a
 timeout, a server error) is retried up to `RETRIES` more times with exponential backoff,
-and the final error names the URL and the number of attempts. A failure that retrying
+and the final error names the URL and the number of attempts; every HTTP request has a
+connect and a read timeout (`CONNECT_TIMEOUT_S`, `READ_TIMEOUT_S`), so a server that
+accepts a request and never answers is such a failure, not a hang. A failure that retrying
 cannot fix (no such object or bucket, permission refused, no credentials) is raised at
 once, saying what to change. The protocol's own retry loops are turned off for S3 so
 that the count in the message is the count made.
@@ -37,6 +39,12 @@ MAX_REQUESTS = 64
 #: ``BACKOFF_S * 2**k`` seconds before retry ``k``.
 RETRIES = 3
 BACKOFF_S = 0.2
+#: Seconds an HTTP(S) request may take to connect, and to wait for each read, before it
+#: fails as a transient error (retried). Set your own with
+#: ``storage_options={"client_kwargs": {"timeout": aiohttp.ClientTimeout(...)}}``.
+#: S3 has s3fs's own (``connect_timeout``, ``read_timeout``).
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 30.0
 
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]+)://")
 #: The extra that installs each protocol's file system.
@@ -186,6 +194,17 @@ class Storage(Picklable):
     def _make(self, protocol: str, url: str) -> Any:
         fsspec = optional_import("fsspec", f"Reading {url!r}")
         options = dict(self.storage_options)
+        if protocol in ("http", "https"):
+            client = dict(options.get("client_kwargs") or {})
+            if "timeout" not in client:
+                aiohttp = optional_import("aiohttp", f"Reading {url!r}")
+                client["timeout"] = aiohttp.ClientTimeout(
+                    total=None,
+                    connect=CONNECT_TIMEOUT_S,
+                    sock_connect=CONNECT_TIMEOUT_S,
+                    sock_read=READ_TIMEOUT_S,
+                )
+            options["client_kwargs"] = client
         if protocol in ("s3", "s3a"):
             # Our retries, not botocore's and s3fs's (whose counts a message cannot name),
             # and a connection per request in flight.
@@ -257,7 +276,17 @@ class Storage(Picklable):
             )
             again = []
             for i, value in zip(todo, got, strict=True):
-                if not isinstance(value, BaseException):
+                value = _real_error(value)
+                if isinstance(value, bytes) and len(value) > ends[i] - starts[i]:
+                    results[i] = RangeNotSupportedError(
+                        f"{urls[i]!r}: the server answered a request for bytes "
+                        f"{starts[i]:,}-{ends[i] - 1:,} with {len(value):,} bytes: it does "
+                        "not support range requests (HTTP Range), which reading members "
+                        "of a shard or a Parquet file needs. Serve the files from a server "
+                        "or store that does (S3, GCS, nginx, Python's http.server), or "
+                        "copy them to a local disk"
+                    )
+                elif not isinstance(value, BaseException):
                     results[i] = value
                 elif _permanent(value) or attempt > self.retries:
                     results[i] = self.explain(urls[i], value, attempt)
@@ -327,8 +356,9 @@ class Storage(Picklable):
         return info
 
     def identity(self, url: str) -> tuple[int, str]:
-        """The object's size and version (ETag, generation or modification time): what
-        a cached file derived from it is keyed by."""
+        """The object's size and version (ETag, generation, checksum or modification
+        time; "" when the store gives none): what a cached file derived from it is keyed
+        by (an object without a version is not cached across runs)."""
         info = self.info(url)
         if info.get("type") == "directory":
             raise IsADirectoryError(f"{url!r} is a folder, not an object")
@@ -339,7 +369,10 @@ class Storage(Picklable):
                     "ETag",
                     "etag",
                     "generation",
+                    "Content-MD5",
+                    "Digest",
                     "LastModified",
+                    "Last-Modified",
                     "mtime",
                     "updated",
                     "created",
@@ -399,10 +432,16 @@ class Storage(Picklable):
             attempt += 1
             try:
                 return call(self.filesystem(url))
-            except Exception as error:
+            except Exception as raised:
+                error = _real_error(raised)
                 if _permanent(error) or attempt > self.retries:
                     raise self.explain(url, error, attempt) from error
             time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+
+    def retrying(self, url: str, call: Callable[[], Any]) -> Any:
+        """``call()``, which reads ``url``, retried as every read is (a transient failure
+        up to `RETRIES` more times) and its final error worded as `read`'s."""
+        return self._call(url, lambda _: call())
 
     def explain(self, url: str, error: BaseException, attempts: int) -> Exception:
         """``error`` as an exception that names ``url`` and says what to do."""
@@ -444,6 +483,28 @@ class Storage(Picklable):
             f"{url!r} could not be read after {tries} ({name}: {text}). Check that the "
             "store is reachable (endpoint_url in storage_options) and retry"
         )
+
+
+class RangeNotSupportedError(StorageError):
+    """The server answered a range request with the whole object."""
+
+
+def _real_error(value: Any) -> Any:
+    """The failure behind fsspec's HTTP ``info``, which raises every one (a server error,
+    a refused connection, a timeout) as ``FileNotFoundError(url)`` with the real one as
+    its cause: only a 404 or 410 means the object does not exist."""
+    if type(value) is not FileNotFoundError or value.__cause__ is None:
+        return value
+    cause = value.__cause__
+    status = getattr(cause, "status", None)
+    from_http = status is not None or type(cause).__module__.startswith("aiohttp")
+    if not (from_http or isinstance(cause, (ConnectionError, TimeoutError))):
+        return value  # e.g. memory://'s KeyError: the object is missing
+    if status in (404, 410):
+        return value
+    if status in (401, 403):
+        return PermissionError(errno.EACCES, f"HTTP {status}: {getattr(cause, 'message', cause)}")
+    return cause
 
 
 def _empty_object(system: Any, url: str, start: int, value: Any) -> Any:

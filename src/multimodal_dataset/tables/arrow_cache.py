@@ -61,7 +61,7 @@ def mappable_column_file(
     if file_format == "arrow" and not remote and not is_compressed_arrow(path, column):
         return path
     stem = PurePosixPath(path).name.split(".")[0][:60]
-    target = cached_file(
+    target, reusable = cached_file(
         path,
         "arrow",
         f"{stem}.{_safe(column)}.arrow",
@@ -70,7 +70,7 @@ def mappable_column_file(
         cache_dir=cache_dir,
         storage=storage,
     )
-    if target.is_file() and _rows_of(str(target)) == rows:
+    if reusable and target.is_file() and _rows_of(str(target)) == rows:
         return str(target)
     started = time.perf_counter()
     write_atomically(

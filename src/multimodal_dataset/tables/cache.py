@@ -39,21 +39,28 @@ def cached_file(
     *key: object,
     cache_dir: CacheDir,
     storage: Storage | None = None,
-) -> Path:
-    """Where the file ``name`` derived from ``source`` is cached: its digest covers the
-    source's absolute path (or URL), size and modification time (or ETag), and ``key``
-    (a column, a version). ``storage`` reads a URL's size and version.
+) -> tuple[Path, bool]:
+    """Where the file ``name`` derived from ``source`` is cached, and whether a file found
+    there may be reused: its digest covers the source's absolute path (or URL), size and
+    modification time (or ETag, checksum, Last-Modified), and ``key`` (a column, a
+    version). ``storage`` reads a URL's size and version.
+
+    A remote object whose store gives no version (an HTTP server without ETag or
+    Last-Modified) could be replaced by another of the same size unnoticed: its derived
+    file is made again on every run, never reused.
     """
+    reusable = True
     if is_remote(source):
         size, version = (storage or Storage()).identity(source)
         where: tuple[object, ...] = (source, size, version)
+        reusable = bool(version)
     else:
         info = os.stat(source)
         where = (os.path.abspath(source), info.st_size, info.st_mtime_ns)
     identity = "\0".join(map(str, (*where, *key)))
     digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:20]
     stem, dot, suffix = name.rpartition(".")
-    return cache_folder(cache_dir, kind) / f"{stem}.{digest}{dot}{suffix}"
+    return cache_folder(cache_dir, kind) / f"{stem}.{digest}{dot}{suffix}", reusable
 
 
 def write_atomically(target: Path, write: Callable[[str], None]) -> None:

@@ -8,6 +8,7 @@ same exact per-sample order as every other source instead of streaming order.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tarfile
@@ -43,7 +44,7 @@ def shard_index(
     if not remote:
         check_regular_file(path, "a tar shard")
     storage = storage or Storage()
-    cached = cached_file(
+    cached, reusable = cached_file(
         path,
         "tar_index",
         f"{PurePosixPath(path).name[:60]}.json",
@@ -51,7 +52,7 @@ def shard_index(
         cache_dir=cache_dir,
         storage=storage,
     )
-    if cached.is_file():
+    if reusable and cached.is_file():
         try:
             data = json.loads(read_regular_file(str(cached), MAX_INDEX_BYTES))
             return [(str(n), int(o), int(s)) for n, o, s in data["members"]]
@@ -59,8 +60,14 @@ def shard_index(
             pass  # unreadable: index again
     if remote:
         size = storage.identity(path)[0]
-        with storage.open(path, block_size=REMOTE_BLOCK_BYTES) as f:
-            members = _read_headers(f, path, size)
+
+        def index() -> list[Member]:
+            with storage.open(path, block_size=REMOTE_BLOCK_BYTES) as f:
+                return _read_headers(f, path, size, remote=True)
+
+        # The headers are read through a file object: a failure mid-way (a server error,
+        # a dropped connection) is retried like any read and named with the URL.
+        members: list[Member] = storage.retrying(path, index)
     else:
         with open(path, "rb") as f:
             members = _read_headers(f, path, os.stat(path).st_size)
@@ -73,7 +80,21 @@ def shard_index(
     return members
 
 
-def _read_headers(f: BinaryIO, path: str, file_size: int) -> list[Member]:
+def _read_headers(f: BinaryIO, path: str, file_size: int, remote: bool = False) -> list[Member]:
+    try:
+        return _headers(f, path, file_size)
+    except ValueError as error:
+        if remote and "Cannot seek streaming" in str(error):
+            raise ValueError(
+                f"Shard {path!r} cannot be indexed: the server does not support range "
+                "requests (it sends no Content-Length or ignores Range), so members cannot "
+                "be read by offset. Serve the shards from a server or store that does "
+                "(S3, GCS, nginx, Python's http.server), or copy them to a local disk."
+            ) from None
+        raise
+
+
+def _headers(f: BinaryIO, path: str, file_size: int) -> list[Member]:
     magic = f.read(6)
     if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00":
         raise ValueError(
@@ -115,6 +136,8 @@ def _read_headers(f: BinaryIO, path: str, file_size: int) -> list[Member]:
                     )
             end = archive.offset
     except (tarfile.TarError, EOFError, OSError) as error:
+        if isinstance(error, OSError) and error.errno != errno.EINVAL:
+            raise  # a failed read (remote: retried by the caller), not a bad archive
         where = f" after member {info.name!r}" if info is not None else ""
         raise ValueError(
             f"Shard {path!r} is not a readable tar file{where} ({error}); it is corrupt or "
