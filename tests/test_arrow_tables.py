@@ -5,6 +5,9 @@ table, and every bad input is named."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
@@ -312,3 +315,44 @@ def test_a_parquet_file_whose_footer_says_zero_rows_is_read_by_its_row_groups(tm
     assert train.num_samples + val.num_samples == 6
     labels = [np.asarray(ds[i][1]) for ds in (train, val) for i in range(len(ds))]
     assert sorted(np.concatenate(labels).tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+PARQUET_TESTING = Path(__file__).parent / "data" / "parquet-testing"
+
+
+@pytest.mark.parametrize(
+    ("file", "column", "kind"),
+    [
+        ("nested_maps.snappy.parquet", "a", "map<string, map<int32, bool"),
+        ("list_columns.parquet", "int64_list", "list<item: int64>"),
+    ],
+)
+@pytest.mark.parametrize("form", ["file", "pyarrow table"])
+def test_a_nested_column_given_as_numeric_names_its_file_column_and_type(file, column, kind, form):
+    path = PARQUET_TESTING / file
+    table = str(path) if form == "file" else pq.read_table(path)
+    with pytest.raises(
+        ValueError, match=rf"numeric='{column}': column '{column}' .*{re.escape(kind)}"
+    ):
+        from_table(table, numeric=[column], validation_split=0)
+
+
+def test_a_struct_column_given_as_numeric_names_its_type(tmp_path):
+    pq.write_table(pa.table({"s": pa.array([{"x": 1}] * 4), "y": [0, 1] * 2}), tmp_path / "s.pq")
+    with pytest.raises(ValueError, match=r"column 's' of '.*s.pq' holds struct<x: int64>"):
+        from_table(str(tmp_path / "s.pq"), numeric=["s"], target="y", validation_split=0)
+
+
+def test_a_corrupt_data_page_names_the_file_and_the_column(tmp_path):
+    source = PARQUET_TESTING / "alltypes_plain.parquet"
+    metadata = pq.ParquetFile(source).metadata
+    page = metadata.row_group(0).column(0).data_page_offset  # column 'id'
+    data = bytearray(source.read_bytes())
+    data[page : page + 8] = b"\xff" * 8
+    (tmp_path / "corrupt.parquet").write_bytes(bytes(data))
+    with pytest.raises(
+        ValueError,
+        match=r"Column 'id' of '.*corrupt.parquet' cannot be read (?s:.*)corrupt or truncated",
+    ):
+        from_table(str(tmp_path / "corrupt.parquet"), numeric=["id"], validation_split=0)
+    assert len(from_table(str(source), numeric=["id"], validation_split=0)[0]) == 1

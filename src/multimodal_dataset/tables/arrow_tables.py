@@ -31,9 +31,29 @@ def _is_path_type(arrow_type: Any) -> bool:
     return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
 
 
-def _to_numpy(column: Any) -> np.ndarray:
-    values: np.ndarray = column.to_numpy(zero_copy_only=False)
+def _to_numpy(column: Any, name: str = "", where: str = "") -> np.ndarray:
+    pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
+    try:
+        values: np.ndarray = column.to_numpy(zero_copy_only=False)
+    except pa.ArrowException as error:
+        raise ValueError(
+            f"Column {name!r}{where} ({column.type}) cannot be read as one value per row: "
+            f"{error}. Pass a column of numbers, strings or images, or convert it first."
+        ) from None
     return values
+
+
+def check_arrow_kind(arrow_type: Any, name: str, role: str, where: str) -> None:
+    """Refuses a nested column (list, struct, map) for a role that takes one number per
+    row, naming the column, where it is and its type."""
+    pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
+    if role == "numeric" and pa.types.is_nested(arrow_type):
+        raise ValueError(
+            f"numeric={name!r}: column {name!r}{where} holds {arrow_type}, not one number "
+            "per row; numeric= takes integer, float, boolean or decimal columns (or "
+            "strings of numbers). Split a list of numbers into one column per number, or "
+            "read it with your own Source."
+        )
 
 
 class ArrowTable(Table):
@@ -62,11 +82,15 @@ class ArrowTable(Table):
     def __len__(self) -> int:
         return len(self.row_map) if self.row_map is not None else int(self.table.num_rows)
 
+    def check_column(self, name: str, role: str) -> None:
+        super().check_column(name, role)
+        check_arrow_kind(self.table.schema.field(name).type, name, role, f" of {self.name}")
+
     def _read(self, name: str) -> np.ndarray:
         column = self.table.column(name)
         if self.row_map is not None:
             column = column.take(self.row_map)
-        return _to_numpy(column)
+        return _to_numpy(column, name, f" of {self.name}")
 
     def _images(self, name: str) -> ArrowColumn | None:
         arrow_type = self.table.schema.field(name).type
@@ -154,9 +178,10 @@ class FileTable(Table):
     def check_column(self, name: str, role: str) -> None:
         """Also checks that every file has the column, with the first file's type."""
         super().check_column(name, role)
+        first = self.schemas[0].field(name).type
+        check_arrow_kind(first, name, role, f" of {self.files[0]!r}")
         if name in self._checked:
             return
-        first = self.schemas[0].field(name).type
         for path, schema in zip(self.files[1:], self.schemas[1:], strict=True):
             if name not in schema.names:
                 raise ValueError(
@@ -177,16 +202,28 @@ class FileTable(Table):
         pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
         chunks = []
         for path in self.files:
-            with opened(path, self.storage) as f:
-                if self.file_format == "parquet":
-                    pq = optional_import("pyarrow.parquet", "Reading Parquet")
-                    chunks.append(pq.ParquetFile(f).read(columns=[name]).column(name))
-                else:
-                    chunks.append(open_ipc(f, name).read_all().column(name))
+            try:
+                with opened(path, self.storage) as f:
+                    if self.file_format == "parquet":
+                        pq = optional_import("pyarrow.parquet", "Reading Parquet")
+                        chunks.append(pq.ParquetFile(f).read(columns=[name]).column(name))
+                    else:
+                        chunks.append(open_ipc(f, name).read_all().column(name))
+            except (StorageError, FileNotFoundError, PermissionError):
+                raise
+            except (pa.ArrowException, OSError) as error:
+                kind = "Parquet" if self.file_format == "parquet" else "Arrow IPC/Feather"
+                raise ValueError(
+                    f"Column {name!r} of {path!r} cannot be read ({type(error).__name__}: "
+                    f"{error}): the {kind} file is corrupt or truncated. Write it again, or "
+                    "leave it out of the table."
+                ) from None
         if not chunks:
             return np.zeros(0)
         return _to_numpy(
-            pa.chunked_array([c for chunk in chunks for c in chunk.chunks], type=chunks[0].type)
+            pa.chunked_array([c for chunk in chunks for c in chunk.chunks], type=chunks[0].type),
+            name,
+            f" of {self.files[0]!r}",
         )
 
     def _images(self, name: str) -> ArrowColumn | None:
