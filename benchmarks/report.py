@@ -40,6 +40,7 @@ TARGETS = {
     "tables_vs_image_files": (">=", 0.85),
     "shards_vs_best_peer": (">=", 1.5),
     "remote_20ms_delay_vs_no_delay": (">=", 0.7),
+    "waits_prefetch_4_vs_prefetch_1": (">=", 2.0),
     "text_buckets_vs_fixed": (">=", 2.0),
     "text_padding_fraction": ("<", 0.25),
     "text_jax_compiled_shapes": ("<=", 5),
@@ -56,6 +57,9 @@ TABLES_PEERS = (
 SHARDS_OURS = "from_webdataset: tar shards by offset"
 REMOTE_NO_DELAY = "from_webdataset: S3 shards (local server)"
 REMOTE_DELAYED = "from_webdataset: S3 shards, 20 ms per request"
+WAITS_PREFETCH_1 = "per-batch wait: MultimodalDataset(prefetch=1)"
+WAITS_PREFETCH_4 = "per-batch wait: MultimodalDataset(prefetch=4)"
+WAITS_KERAS_POOL = "per-batch wait: hand-written PyDataset, Keras pool workers=4"
 TEXT_FIXED = "fixed length 128"
 TEXT_FIVE = "buckets 8..128 (5) + group_by_length"
 TEXT_SEVEN = "buckets 8..128 (7) + group_by_length"
@@ -103,6 +107,13 @@ def ratios(measurements, memory) -> dict[str, Any]:
     out["shards_vs_best_peer"] = spread(measurements, "shards", SHARDS_OURS, SHARDS_PEERS)
     out["remote_20ms_delay_vs_no_delay"] = spread(
         measurements, "remote", REMOTE_DELAYED, (REMOTE_NO_DELAY,)
+    )
+    # A source that waits once per batch: prefetch=4 overlaps up to four waits.
+    out["waits_prefetch_4_vs_prefetch_1"] = spread(
+        measurements, "waits", WAITS_PREFETCH_4, (WAITS_PREFETCH_1,)
+    )
+    out["waits_prefetch_4_vs_keras_pool_4"] = spread(
+        measurements, "waits", WAITS_PREFETCH_4, (WAITS_KERAS_POOL,)
     )
     out.update(_text(measurements))
     # End to end (10 epochs of the reference model from JPEG files, workers=2): against a

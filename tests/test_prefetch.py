@@ -199,3 +199,29 @@ def test_nothing_keeps_running_after_fit():
 def test_prefetch_must_be_a_count_of_batches(value):
     with pytest.raises((ValueError, TypeError), match="prefetch"):
         MultimodalDataset(Slow(0.0), np.arange(SAMPLES), prefetch=value)
+
+
+def epoch_seconds(prefetch, wait_s, batches=10):
+    """One epoch read in order as Keras reads it, from a source that waits once per batch
+    (a database or API call), with nothing between batches."""
+    ds = MultimodalDataset(
+        Slow(wait_s), np.arange(SAMPLES), batch_size=SAMPLES // batches, seed=0, prefetch=prefetch
+    )
+    ds.on_epoch_begin()
+    start = time.perf_counter()
+    ids = [ds[i][0][:, 0] for i in range(len(ds))]
+    seconds = time.perf_counter() - start
+    ds.on_epoch_end()
+    ds.close()
+    return seconds, np.concatenate(ids)
+
+
+def test_prefetch_k_keeps_k_batches_in_flight_for_a_source_that_waits_per_batch():
+    serial, order = epoch_seconds(0, 0.1)
+    one, order_one = epoch_seconds(1, 0.1)
+    four, order_four = epoch_seconds(4, 0.1)
+    assert serial > 0.95 and one > 0.9  # one at a time: the waits queue up
+    assert four < 0.5 * serial, (serial, one, four)  # up to four waits overlap
+    np.testing.assert_array_equal(order_one, order)  # the same batches, in order
+    np.testing.assert_array_equal(order_four, order)
+    np.testing.assert_array_equal(np.sort(order), np.arange(SAMPLES))

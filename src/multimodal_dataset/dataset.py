@@ -115,8 +115,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             join the next window), and the steps shuffled; still exactly once per epoch
             and a pure function of ``(seed, epoch)``. True groups by the one variable-length input;
             with several, pass its name (a dict key) or position.
-        prefetch: While Keras runs an epoch, how many of the next batches to produce in a
-            background thread while the training step runs (see ``prefetch``); 0 produces
+        prefetch: While Keras runs an epoch, how many of the next batches to produce in
+            background threads (up to that many at once) while the training step runs
+            (see ``prefetch``); 0 produces
             each batch when Keras asks for it. Memory: that many batches at most; what an
             epoch did not serve is dropped at its end. None (the default): 2 when an input
             is a `Source` (files to read, images to decode), else 0 (arrays in memory are

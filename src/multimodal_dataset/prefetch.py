@@ -3,7 +3,8 @@ step runs, so that a step takes ``max(load, compute)`` instead of ``load + compu
 
 While Keras runs an epoch, the dataset serves its ``k``-th request as batch ``k`` (see
 `MultimodalDataset`), so the batches that come next are known whatever order Keras asks
-in: after serving batch ``k`` the prefetcher starts ``k + 1 .. k + depth``. Each is keyed
+in: after serving batch ``k`` the prefetcher starts ``k + 1 .. k + depth``, each in its own
+thread (up to ``depth`` in flight). Each is keyed
 by ``(epoch, batch)``: a batch computed for one epoch is never served in another, and each
 is served at most once (taken out when served). At the end of an epoch whatever was not
 served is dropped (its memory released) and its errors with it; an error of a batch that
@@ -19,7 +20,9 @@ from typing import Any
 
 
 class Prefetcher:
-    """Produces batches ahead in one background thread.
+    """Produces batches ahead in ``depth`` background threads: up to ``depth`` batches in
+    flight at once, so a source that waits once per batch (a database or an API call)
+    overlaps its waits instead of queueing them.
 
     The producing function is passed with each request, not kept, so the prefetcher holds
     no reference to its dataset: a dataset nobody references is freed (and its pools
@@ -83,5 +86,5 @@ class Prefetcher:
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, "multimodal_dataset_prefetch")
+            self._executor = ThreadPoolExecutor(self.depth, "multimodal_dataset_prefetch")
         return self._executor
