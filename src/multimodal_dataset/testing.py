@@ -164,15 +164,24 @@ def delayed(environ, start_response):
     return app(environ, start_response)
 server = make_server("127.0.0.1", 0, delayed if delay > 0 else app, threaded=True,
                      request_handler=MotoRequestHandler)
+import os, threading
+try:  # Linux: a SIGTERM when the parent dies, however it dies
+    import ctypes, signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+threading.Thread(target=server.serve_forever, daemon=True).start()
 print(server.server_port, flush=True)
-server.serve_forever()
+sys.stdin.read()  # returns when the parent closes the pipe or dies
+os._exit(0)
 """
 
 
 @contextlib.contextmanager
 def s3_server(delay_s: float = 0.0, timeout_s: float = 60.0) -> Iterator[dict[str, Any]]:
     """An S3-compatible server (moto) on 127.0.0.1 for tests and benchmarks, started as a
-    subprocess and stopped on exit; yields the ``storage_options`` that reach it.
+    subprocess and stopped on exit, or when this process dies however it dies (the
+    server watches a pipe from it); yields the ``storage_options`` that reach it.
 
     Needs ``pip install "moto[server]" s3fs``. Each request is answered ``delay_s``
     seconds late (to measure how well a reader hides latency).
@@ -183,8 +192,12 @@ def s3_server(delay_s: float = 0.0, timeout_s: float = 60.0) -> Iterator[dict[st
         fs.mkdir("bucket")
     ```
     """
+    # The server reads its standard input, a pipe from this process, and exits when it
+    # closes: when this block ends, and also when this process is killed (a test run
+    # stopped with SIGKILL left servers running for hours before).
     process = subprocess.Popen(
         [sys.executable, "-c", _S3_SERVER, str(delay_s)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -205,6 +218,8 @@ def s3_server(delay_s: float = 0.0, timeout_s: float = 60.0) -> Iterator[dict[st
             "endpoint_url": f"http://127.0.0.1:{int(line)}",
         }
     finally:
+        if process.stdin is not None:
+            process.stdin.close()
         process.terminate()
         try:
             process.wait(10)
