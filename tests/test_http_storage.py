@@ -130,10 +130,7 @@ def test_a_refused_connection_is_retried_and_named_not_called_missing():
         Storage().info(f"http://127.0.0.1:{port}/a.bin")
 
 
-def test_a_shard_index_read_through_a_failing_server_is_retried(server, tmp_path):
-    folder, url, set_quirks = server
-    write_shards(folder, np.arange(6), shards=1)
-    set_quirks(fail_range=1)  # the first read of the shard's headers
+def remote_shard(url, tmp_path):
     train, _ = from_webdataset(
         f"{url}/00000.tar",
         image="png",
@@ -142,20 +139,20 @@ def test_a_shard_index_read_through_a_failing_server_is_retried(server, tmp_path
         validation_split=0,
         cache_dir=tmp_path / "c",
     )
-    assert train.num_samples == 6
+    return train
+
+
+def test_a_shard_index_read_through_a_failing_server_is_retried(server, tmp_path):
+    folder, url, set_quirks = server
+    write_shards(folder, np.arange(6), shards=1)
+    set_quirks(fail_range=1)  # the first read of the shard's headers
+    assert remote_shard(url, tmp_path).num_samples == 6
 
 
 def test_a_server_that_ignores_range_requests_is_named_as_such(server, tmp_path):
     folder, url, set_quirks = server
     write_shards(folder, np.arange(6), shards=1)
-    train, _ = from_webdataset(
-        f"{url}/00000.tar",
-        image="png",
-        image_size=(2, 2),
-        target="cls",
-        validation_split=0,
-        cache_dir=tmp_path / "c",
-    )
+    train = remote_shard(url, tmp_path)
     set_quirks(ignore_range=True)
     with pytest.raises(Exception, match=r"does not support range requests"):
         train[0]

@@ -277,13 +277,18 @@ class Gatherer(Picklable):
             _live.add(self)
         return self._executor
 
-    def abandon(self) -> None:
-        """Releases everything without waiting (the dataset is being freed)."""
+    def _take_executor(self) -> Executor | None:
+        """The pool, no longer this gatherer's, and no release timer pending."""
         with self._lock:
             executor, self._executor = self._executor, None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+        return executor
+
+    def abandon(self) -> None:
+        """Releases everything without waiting (the dataset is being freed)."""
+        executor = self._take_executor()
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         if self._releasable and not sys.is_finalizing():  # no new work at shutdown
@@ -300,11 +305,7 @@ class Gatherer(Picklable):
     def close(self) -> None:
         """Stops the worker threads or processes and the sources' threads (they restart
         on the next batch)."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        executor = self._take_executor()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         self._close_rest()
