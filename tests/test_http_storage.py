@@ -156,3 +156,11 @@ def test_a_server_that_ignores_range_requests_is_named_as_such(server, tmp_path)
     set_quirks(ignore_range=True)
     with pytest.raises(Exception, match=r"does not support range requests"):
         train[0]
+
+
+def test_a_server_that_sends_no_length_is_named_as_not_supporting_ranges(server, tmp_path):
+    folder, url, set_quirks = server
+    write_shards(folder, np.arange(6), shards=1)
+    set_quirks(no_length=True)
+    with pytest.raises(ValueError, match=r"00000.tar' cannot be indexed: .*range requests"):
+        remote_shard(url, tmp_path)
