@@ -161,7 +161,7 @@ def fits(ds, model):
     """Whether fit accepts ``ds`` for ``model`` (one step)."""
     try:
         model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RuntimeError):  # Keras 3.8: RuntimeError
         return False
     return True
 

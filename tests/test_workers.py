@@ -258,6 +258,10 @@ def test_a_dataset_nobody_references_releases_its_pools_at_once(backend, mode):
     start = time.monotonic()
     for _ in range(6):
         model.fit(MultimodalDataset(x, y, batch_size=8, **kwargs), epochs=2, verbose=0)
+    if tuple(int(v) for v in keras.version().split(".")[:2]) < (3, 10):
+        import gc
+
+        gc.collect()  # older Keras holds a fitted dataset in a reference cycle
     deadline_s = 1.0 if backend != "tensorflow" else workers_module.KEEP_ALIVE_S + 5
     assert deadline_s < workers_module.KEEP_ALIVE_S or backend == "tensorflow"
     released = settle(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import sys
 import threading
@@ -234,7 +235,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             if in_order:
                 position = self._served  # Keras's own batch shuffle is not reproducible
             self._served += 1
-            if threading.current_thread() is not threading.main_thread():
+            if _keras_reads_ahead() or threading.current_thread() is not threading.main_thread():
                 self._read_ahead = True
         produced: tuple[tuple[Any, ...], np.ndarray, list[Replacement], list[float], float]
         try:
@@ -337,8 +338,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             f"MultimodalDataset: a new fit, evaluate or predict starts in the middle of epoch "
             f"{self._epoch} ({self._served} of its {self._epoch_batches} batches read; the "
             "last one's steps_per_epoch was below len(ds)). Keras read those batches "
-            "through tf.data, which reads ahead of the training steps, so some of them "
-            "were never trained on; the epoch continues after them. To train on every "
+            "ahead of the training steps (tf.data on TensorFlow, a prefetch queue on JAX "
+            "with Keras before 3.9), so some of them were never trained on; the epoch "
+            "continues after them. To train on every "
             "sample exactly once per epoch, run the epochs in one call, "
             "fit(epochs=..., steps_per_epoch=...), or start each call at an epoch boundary "
             "(ds.set_state(dict(ds.get_state(), epoch=ds.epoch + 1, position=0))).",
@@ -637,6 +639,17 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             f"batch_size={self.batch_size}, {len(self)} batches, shuffle={self.shuffle}, "
             f"seed={self.seed}, epoch={self.epoch})"
         )
+
+
+@functools.cache
+def _keras_reads_ahead() -> bool:
+    """Whether Keras's training loop reads batches ahead in its own thread (the JAX
+    trainer of older Keras prefetches two batches)."""
+    if keras.backend.backend() != "jax":
+        return False
+    from keras.src.backend.jax import trainer
+
+    return hasattr(trainer.JAXEpochIterator, "_prefetch_numpy_iterator")
 
 
 def _called_by_keras_reset() -> bool:

@@ -37,6 +37,13 @@ def trained_stream(ds, *fits):
     return recorder.epochs
 
 
+def reads_ahead(backend):
+    """Whether Keras reads batches ahead of the training steps on this backend."""
+    from multimodal_dataset.dataset import _keras_reads_ahead
+
+    return backend == "tensorflow" or _keras_reads_ahead()
+
+
 def dataset_order(epochs, **kwargs):
     """The samples of the dataset's first ``epochs`` epochs, in order."""
     ds = id_dataset(**kwargs)
@@ -81,12 +88,12 @@ def test_a_later_fit_continues_the_epoch_a_partial_fit_left(backend):
     lost = [w for w in caught if issubclass(w.category, PartialEpochWarning)]
     order = dataset_order(3)
     np.testing.assert_array_equal(stream[: 3 * BATCH], order[: 3 * BATCH])
-    if backend != "tensorflow":
+    if not reads_ahead(backend):
         np.testing.assert_array_equal(stream, order[: len(stream)])
         assert not lost
     else:
-        # tf.data read batches ahead that the first fit did not train: skipped (never
-        # served twice), and said, not silent.
+        # tf.data (or older Keras's JAX prefetch) read batches ahead that the first fit
+        # did not train: skipped (never served twice), and said, not silent.
         assert len(lost) == 1 and "middle of epoch 0" in str(lost[0].message)
         later = stream[3 * BATCH :]
         assert any(
