@@ -260,12 +260,15 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         return batch
 
     @property
-    def _epoch_batches(self) -> int:
-        """How many batches Keras reads of one epoch in this process."""
+    def process_batches(self) -> int:
+        """How many batches Keras reads of each epoch in this process: ``len(ds)``, or this
+        process's share of it when Keras shards the dataset itself (`sharded_by_keras`)."""
         sampler = self._sampler
         if sampler.serve_all_shards:
             return sampler.num_batches // sampler.shard_count
         return sampler.num_batches
+
+    _epoch_batches = process_batches
 
     def _produce(
         self, epoch: int, position: int

@@ -55,7 +55,8 @@ def checked_state(
 
 
 class Resumable(Protocol):
-    def __len__(self) -> int: ...
+    @property
+    def process_batches(self) -> int: ...
 
     def get_state(self) -> dict[str, Any]: ...
 
@@ -85,8 +86,10 @@ class EpochSync(keras.callbacks.Callback):  # type: ignore[misc]
         self.dataset = dataset
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # Keras's steps count this process's batches (its share when Keras shards the
+        # dataset itself), as process_batches does.
         steps = (self.params or {}).get("steps")
-        batches = len(self.dataset)
+        batches = self.dataset.process_batches
         target, position = fit_epoch_start(epoch, steps, batches)
         state = self.dataset.get_state()
         # Already there, or just past it (across an epoch's end too): TensorFlow's tf.data
