@@ -230,7 +230,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         sampler = self._sampler
         in_order = self._in_epoch and not sampler.serve_all_shards
         if self._in_epoch:
-            if self._served >= self._epoch_batches:  # read whole: the next epoch begins
+            if self._served >= self.process_batches:  # read whole: the next epoch begins
                 self._finish_epoch()
             if in_order:
                 position = self._served  # Keras's own batch shuffle is not reproducible
@@ -267,8 +267,6 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
         if sampler.serve_all_shards:
             return sampler.num_batches // sampler.shard_count
         return sampler.num_batches
-
-    _epoch_batches = process_batches
 
     def _produce(
         self, epoch: int, position: int
@@ -328,9 +326,9 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
             if self._in_epoch:
                 self._served = self._begun_at
                 self._position = min(self._position, self._begun_at)
-            if 0 < self._served < self._epoch_batches and self._read_ahead:
+            if 0 < self._served < self.process_batches and self._read_ahead:
                 self._warn_read_ahead_lost()
-        elif not self._in_epoch or self._served >= self._epoch_batches:
+        elif not self._in_epoch or self._served >= self.process_batches:
             self._finish_epoch()
         self._stats.mark()
         self._in_epoch = False
@@ -339,7 +337,7 @@ class MultimodalDataset(keras.utils.PyDataset):  # type: ignore[misc]
     def _warn_read_ahead_lost(self) -> None:
         warnings.warn(
             f"MultimodalDataset: a new fit, evaluate or predict starts in the middle of epoch "
-            f"{self._epoch} ({self._served} of its {self._epoch_batches} batches read; the "
+            f"{self._epoch} ({self._served} of its {self.process_batches} batches read; the "
             "last one's steps_per_epoch was below len(ds)). Keras read those batches "
             "ahead of the training steps (tf.data on TensorFlow, a prefetch queue on JAX "
             "with Keras before 3.9), so some of them were never trained on; the epoch "
