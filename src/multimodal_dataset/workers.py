@@ -24,6 +24,7 @@ import atexit
 import contextlib
 import functools
 import multiprocessing
+import os
 import pickle
 import signal
 import sys
@@ -136,6 +137,7 @@ class Gatherer(Picklable):
         "_timer": lambda: None,
         "_lock": threading.Lock,
         "_releasing": threading.Lock,
+        "_pid": os.getpid,
     }
 
     def __init__(self, fields: Sequence[Field], workers: int, use_multiprocessing: bool) -> None:
@@ -149,6 +151,9 @@ class Gatherer(Picklable):
         # source being closed, nor a release cancels a batch being prefetched for it.
         self._releasing = threading.Lock()
         self._timer: threading.Timer | None = None
+        # The process that owns the pools: a forked child inherits this object (and its
+        # locks, maybe held by a thread that does not exist there) and must not touch them.
+        self._pid = os.getpid()
         self._uses = 0  # counts gathers, so a release timer knows if the pool was used
         self._also_close: list[Callable[[], None]] = []
         # Whether anything holds threads or processes (a pool, or sources' own threads).
@@ -287,7 +292,10 @@ class Gatherer(Picklable):
         return executor
 
     def abandon(self) -> None:
-        """Releases everything without waiting (the dataset is being freed)."""
+        """Releases everything without waiting (the dataset is being freed). Nothing in a
+        process that only inherited this gatherer (a forked worker collecting garbage)."""
+        if getattr(self, "_pid", None) != os.getpid():
+            return
         executor = self._take_executor()
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
@@ -311,6 +319,8 @@ class Gatherer(Picklable):
         self._close_rest()
 
     def __del__(self) -> None:
+        if getattr(self, "_pid", None) != os.getpid():
+            return
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
