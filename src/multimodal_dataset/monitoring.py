@@ -60,7 +60,8 @@ class StatsLog:
         self.records: list[dict[str, Any]] = []
         self.timeline: list[tuple[int, int, float, float]] = []  # the last epoch's
         self._current = _Epoch(fields_s=[0.0] * len(self.fields))
-        self._mark: tuple[int, int, float, list[float], int] = (0, 0, 0.0, [0.0] * len(fields), 0)
+        self._mark: tuple[int, int, float, list[float], int]
+        self.mark()
 
     def record(
         self,
@@ -105,7 +106,7 @@ class StatsLog:
     def finish(self, epoch: int) -> None:
         """Closes ``epoch``'s record (an epoch was read whole)."""
         current, self._current = self._current, _Epoch(fields_s=[0.0] * len(self.fields))
-        self._mark = (0, 0, 0.0, [0.0] * len(self.fields), 0)
+        self.mark()  # an empty epoch
         if not current.batches:
             return
         self.timeline = current.timeline
