@@ -13,41 +13,46 @@ train, val = from_table("manifest.csv", image="image", text="caption",
 ```
 """
 
-from multimodal_dataset import models, synthetic, testing
-from multimodal_dataset.augmentation import ImageAugmentation
-from multimodal_dataset.dataset import MultimodalDataset, PartialEpochWarning
-from multimodal_dataset.example import make_example
-from multimodal_dataset.layout import BatchLayout
-from multimodal_dataset.sources import (
-    CacheError,
-    CacheWarning,
-    GatherContext,
-    ImageBytes,
-    ImageFiles,
-    NumericColumns,
-    ReplacedSamplesWarning,
-    Replacement,
-    SampleError,
-    Source,
-    Standardizer,
-    TextTokens,
-    TruncatedTextWarning,
-    Vocabulary,
-)
-from multimodal_dataset.storage import (
-    CredentialsError,
-    MissingBucketError,
-    RetriesExhaustedError,
-    StorageError,
-)
-from multimodal_dataset.structure import ArraySpec
-from multimodal_dataset.tables import (
-    TableDataset,
-    TablePreprocessing,
-    from_table,
-    from_webdataset,
-)
-from multimodal_dataset.workers import WorkerError
+from typing import TYPE_CHECKING
+
+from multimodal_dataset.lazy import exports
+
+if TYPE_CHECKING:
+    from multimodal_dataset import models, synthetic, testing
+    from multimodal_dataset.augmentation import ImageAugmentation
+    from multimodal_dataset.dataset import MultimodalDataset, PartialEpochWarning
+    from multimodal_dataset.example import make_example
+    from multimodal_dataset.layout import BatchLayout
+    from multimodal_dataset.sources import (
+        CacheError,
+        CacheWarning,
+        GatherContext,
+        ImageBytes,
+        ImageFiles,
+        NumericColumns,
+        ReplacedSamplesWarning,
+        Replacement,
+        SampleError,
+        Source,
+        Standardizer,
+        TextTokens,
+        TruncatedTextWarning,
+        Vocabulary,
+    )
+    from multimodal_dataset.storage import (
+        CredentialsError,
+        MissingBucketError,
+        RetriesExhaustedError,
+        StorageError,
+    )
+    from multimodal_dataset.structure import ArraySpec
+    from multimodal_dataset.tables import (
+        TableDataset,
+        TablePreprocessing,
+        from_table,
+        from_webdataset,
+    )
+    from multimodal_dataset.workers import WorkerError
 
 __all__ = [
     "ArraySpec",
@@ -84,3 +89,42 @@ __all__ = [
     "testing",
 ]
 __version__ = "0.1.0"
+
+# Imported on first use: see multimodal_dataset.lazy.
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "ArraySpec": "multimodal_dataset.structure",
+        "BatchLayout": "multimodal_dataset.layout",
+        "CacheError": "multimodal_dataset.sources",
+        "CacheWarning": "multimodal_dataset.sources",
+        "CredentialsError": "multimodal_dataset.storage",
+        "GatherContext": "multimodal_dataset.sources",
+        "ImageAugmentation": "multimodal_dataset.augmentation",
+        "ImageBytes": "multimodal_dataset.sources",
+        "ImageFiles": "multimodal_dataset.sources",
+        "MissingBucketError": "multimodal_dataset.storage",
+        "MultimodalDataset": "multimodal_dataset.dataset",
+        "NumericColumns": "multimodal_dataset.sources",
+        "PartialEpochWarning": "multimodal_dataset.dataset",
+        "ReplacedSamplesWarning": "multimodal_dataset.sources",
+        "Replacement": "multimodal_dataset.sources",
+        "RetriesExhaustedError": "multimodal_dataset.storage",
+        "SampleError": "multimodal_dataset.sources",
+        "Source": "multimodal_dataset.sources",
+        "Standardizer": "multimodal_dataset.sources",
+        "StorageError": "multimodal_dataset.storage",
+        "TableDataset": "multimodal_dataset.tables",
+        "TablePreprocessing": "multimodal_dataset.tables",
+        "TextTokens": "multimodal_dataset.sources",
+        "TruncatedTextWarning": "multimodal_dataset.sources",
+        "Vocabulary": "multimodal_dataset.sources",
+        "WorkerError": "multimodal_dataset.workers",
+        "from_table": "multimodal_dataset.tables",
+        "from_webdataset": "multimodal_dataset.tables",
+        "make_example": "multimodal_dataset.example",
+        "models": "multimodal_dataset.models",
+        "synthetic": "multimodal_dataset.synthetic",
+        "testing": "multimodal_dataset.testing",
+    },
+)
