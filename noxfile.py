@@ -1,11 +1,14 @@
-"""The test matrix: the same suite on TensorFlow, JAX and PyTorch, each in its own venv.
+"""The test matrix: each test where it can fail, on TensorFlow, JAX and PyTorch and on every
+Keras version claimed, each in its own venv.
 
-`nox` runs lint, the three test sessions, the distributed (JAX multi-device and
-multi-process) tests, the suite and the distributed tests on the oldest supported Keras and
-on keras-nightly (JAX), and the packaging check (build the wheel, check it, install it in a
-clean venv and run the README's ten-line example); `nox -s demo` trains the reference model;
-`nox -s bench` runs the benchmarks in each backend's venv and merges them into
-benchmarks/results/ (`nox -s bench -- --quick` is the seconds-long smoke run CI does).
+`nox` runs lint, the test sessions (the whole suite on JAX, the tests that compute with a
+backend on TensorFlow and PyTorch too), the distributed (JAX multi-device and
+multi-process) tests, the tests that use Keras and the distributed tests on the oldest
+supported Keras and on keras-nightly (JAX), and the packaging check (build the wheel,
+check it, install it in a clean venv and run the README's ten-line example); `nox -s demo`
+trains the reference model; `nox -s bench` runs the benchmarks in each backend's venv and
+merges them into benchmarks/results/ (`nox -s bench -- --quick` is the seconds-long smoke
+run CI does).
 Sessions use virtualenv + pip (uv does not see this machine's local wheel cache).
 """
 
@@ -43,12 +46,21 @@ def install_backend(session: nox.Session, backend: str) -> None:
     session.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# Each test runs where it can fail (tests/keras_marks.py; conftest fails a test whose
+# marks are missing): the whole suite on JAX with the current Keras; the tests that
+# compute with a backend (marked `backend`) on TensorFlow and PyTorch too; the tests that
+# use Keras's own code (marked `backend` or `keras`) on the oldest Keras and on nightly.
+# A test that uses neither (reading a table, decoding an image, a cache) runs once.
+WHAT_RUNS = {"jax": [], "tensorflow": ["-m", "backend"], "torch": ["-m", "backend"]}
+KERAS_TESTS = ["-m", "backend or keras"]
+
+
 @nox.session
 @nox.parametrize("backend", list(BACKENDS))
 def tests(session: nox.Session, backend: str) -> None:
-    """Runs the whole pytest suite on one Keras backend."""
+    """The whole suite on JAX; the backend-marked tests on TensorFlow and PyTorch."""
     install_backend(session, backend)
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", *WHAT_RUNS[backend], *session.posargs)
 
 
 @nox.session
@@ -68,7 +80,8 @@ KERAS_NIGHTLY = "keras-nightly==3.16.0.dev2026102704"
 @nox.session
 @nox.parametrize("keras", ["oldest", "nightly"])
 def keras_versions(session: nox.Session, keras: str) -> None:
-    """The whole suite and the distributed tests on JAX with the oldest Keras and nightly."""
+    """The tests that use Keras (marked backend or keras) and the distributed tests on JAX,
+    with the oldest Keras and with nightly."""
     if keras == "oldest":
         session.install(".[jax,test]", *OLDEST_KERAS)
     else:
@@ -79,7 +92,7 @@ def keras_versions(session: nox.Session, keras: str) -> None:
     session.env["KERAS_BACKEND"] = "jax"
     session.env.setdefault("PYTHONHASHSEED", "0")
     session.run("python", "-c", "import keras; print('keras', keras.version())")
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", *KERAS_TESTS, *session.posargs)
     session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
 
 

@@ -4,13 +4,62 @@ sample ids that reach the training step."""
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
+
+import keras_marks as marks
+
+# ------------------------------------------------------- marks: where a test runs
+
+marks.install()  # before the test modules import keras's functions
+_recording = marks.Recording()
+_over_marked: list[str] = []
+_REPORT = os.environ.get("MARKS_REPORT")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    _recording.start()  # fixtures count: a fixture that fits a model needs the backend
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Fails a test that passed but uses a backend (or Keras) without the mark saying so."""
+    try:
+        result = yield
+    finally:
+        used = _recording.stop()
+    if "backend" in getattr(item, "fixturenames", ()):
+        used.setdefault(marks.BACKEND, set()).add("the backend fixture")
+    names = {mark.name for mark in item.iter_markers()}
+    if _REPORT is not None:  # MARKS_REPORT=file: what each test used, one JSON line each
+        with open(_REPORT, "a", encoding="utf-8") as out:
+            out.write(
+                json.dumps({"test": item.nodeid, "used": {k: sorted(v) for k, v in used.items()}})
+                + "\n"
+            )
+    missing = marks.missing_marks(used, names)
+    if missing:
+        pytest.fail(marks.explain(item.nodeid, missing), pytrace=False)
+    if marks.BACKEND in names and not used.get(marks.BACKEND):
+        _over_marked.append(item.nodeid)
+    return result
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _over_marked:
+        terminalreporter.write_line(
+            f"marks: {len(_over_marked)} tests marked 'backend' used no backend in this run "
+            "(fine where another parametrization or backend does; see tests/keras_marks.py)"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ import pytest
 from multimodal_dataset import MultimodalDataset
 from multimodal_dataset.testing import anonymous_rss_mib
 
+pytestmark = pytest.mark.keras
+
 
 def write_npy(path, rows, width, dtype=np.float32):
     """Writes rows whose every value is the row number, a chunk at a time."""

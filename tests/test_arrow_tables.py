@@ -71,6 +71,7 @@ def _one_parquet(tmp_path, struct=True, name="one.parquet"):
     return tmp_path / name
 
 
+@pytest.mark.keras
 def test_every_table_form_reads_the_same_rows_in_the_same_order(tmp_path):
     for name, source in sources(tmp_path):
         ds = from_table(source, **ID_COLUMNS, validation_split=0, shuffle=False, batch_size=8)[0]
@@ -78,6 +79,7 @@ def test_every_table_form_reads_the_same_rows_in_the_same_order(tmp_path):
         np.testing.assert_array_equal(seen, IDS, err_msg=name)
 
 
+@pytest.mark.keras
 def test_every_table_form_gives_the_same_shuffled_stream_and_split(tmp_path):
     reference = None
     for name, source in sources(tmp_path):
@@ -90,6 +92,7 @@ def test_every_table_form_gives_the_same_shuffled_stream_and_split(tmp_path):
             np.testing.assert_array_equal(got, want, err_msg=name)
 
 
+@pytest.mark.keras
 def test_the_parquet_example_holds_the_same_samples_as_the_csv_example(example, parquet_example):
     from_csv = from_table(example, **COLUMNS, batch_size=16, seed=2)
     from_parquet = from_table(parquet_example, **COLUMNS, batch_size=16, seed=2)
@@ -97,6 +100,7 @@ def test_the_parquet_example_holds_the_same_samples_as_the_csv_example(example, 
         assert_same_batches(a, b)
 
 
+@pytest.mark.keras
 def test_a_hugging_face_dataset_after_shuffle_and_select_reads_its_own_order():
     shuffled = hf_dataset(IDS).shuffle(seed=3).select(range(10))
     ds = from_table(shuffled, **ID_COLUMNS, validation_split=0, shuffle=False, batch_size=10)[0]
@@ -105,6 +109,7 @@ def test_a_hugging_face_dataset_after_shuffle_and_select_reads_its_own_order():
     np.testing.assert_array_equal(np.argsort(numbers), np.argsort(shuffled["id"]))
 
 
+@pytest.mark.keras
 def test_null_bytes_fall_back_to_the_path_next_to_the_table(tmp_path):
     from conftest import id_png
 
@@ -127,6 +132,7 @@ def test_null_bytes_fall_back_to_the_path_next_to_the_table(tmp_path):
 # ----------------------------------------------------------------- predefined splits
 
 
+@pytest.mark.keras
 def test_a_predefined_validation_split_is_preprocessed_with_the_training_fit(tmp_path):
     train_path = _one_parquet(tmp_path)
     val_table = id_table(np.arange(100, 110))
@@ -159,6 +165,7 @@ def test_validation_and_validation_split_together_are_refused(tmp_path):
         from_table(path, validation=path, validation_split=0.1, **ID_COLUMNS)
 
 
+@pytest.mark.keras
 def test_a_dataset_dict_split_reads_and_the_dict_itself_lists_its_splits():
     splits = datasets.DatasetDict({"train": hf_dataset(IDS[:30]), "test": hf_dataset(IDS[30:])})
     _, val = from_table(splits["train"], validation=splits["test"], **ID_COLUMNS, batch_size=10)
@@ -173,6 +180,7 @@ def test_a_dataset_dict_split_reads_and_the_dict_itself_lists_its_splits():
 # ----------------------------------------------------------------- saved preprocessing
 
 
+@pytest.mark.keras
 def test_saved_preprocessing_reads_a_new_parquet_file_as_the_training_rows_were(tmp_path):
     train, _ = from_table(
         _one_parquet(tmp_path),
@@ -251,6 +259,7 @@ BAD_CELLS = {
 }
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize("case", list(BAD_CELLS))
 def test_a_bad_image_cell_names_the_shard_the_row_and_the_column(tmp_path, case):
     from conftest import id_png
@@ -307,6 +316,7 @@ def zero_rows_in_footer(path):
     raise AssertionError("the footer's row count was not found")
 
 
+@pytest.mark.keras
 def test_a_parquet_file_whose_footer_says_zero_rows_is_read_by_its_row_groups(tmp_path):
     path = tmp_path / "older_writer.parquet"
     pq.write_table(pa.table({"x": [1.0, 2, 3, 4, 5, 6], "label": [0, 1, 0, 1, 0, 1]}), path)
@@ -343,6 +353,7 @@ def test_a_struct_column_given_as_numeric_names_its_type(tmp_path):
         from_table(str(tmp_path / "s.pq"), numeric=["s"], target="y", validation_split=0)
 
 
+@pytest.mark.keras
 def test_a_corrupt_data_page_names_the_file_and_the_column(tmp_path):
     source = PARQUET_TESTING / "alltypes_plain.parquet"
     metadata = pq.ParquetFile(source).metadata

@@ -111,6 +111,7 @@ def by_sample(epoch_batches):
     return images
 
 
+@pytest.mark.keras
 def test_the_augmented_stream_is_identical_in_every_worker_mode(image_files, worker_mode):
     reference = epoch_stream(image_files)
     stream = epoch_stream(image_files, **worker_mode)
@@ -120,12 +121,14 @@ def test_the_augmented_stream_is_identical_in_every_worker_mode(image_files, wor
             np.testing.assert_array_equal(rx, x)
 
 
+@pytest.mark.keras
 def test_each_epoch_draws_new_augmentations_for_the_same_sample(image_files):
     first, second = (by_sample(e) for e in epoch_stream(image_files))
     changed = [s for s in first if not np.array_equal(first[s], second[s])]
     assert len(changed) >= 8  # of 12; a few may draw the same flip and shift by chance
 
 
+@pytest.mark.keras
 def test_validation_images_are_not_augmented_when_no_augment_is_given(image_files):
     plain = ImageFiles(image_files, size=(20, 30), dtype="uint8")
     ds = MultimodalDataset(plain, np.arange(12), batch_size=12, shuffle=False)

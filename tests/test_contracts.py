@@ -20,6 +20,8 @@ from multimodal_dataset import (
     testing,
 )
 
+pytestmark = pytest.mark.keras
+
 CAPTIONS = ["a red circle", "two blue squares", "", "a green triangle again", "red"] * 3
 
 

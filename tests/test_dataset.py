@@ -7,6 +7,8 @@ import pytest
 
 from multimodal_dataset import MultimodalDataset
 
+pytestmark = pytest.mark.keras
+
 
 def test_len_counts_batches_and_the_last_batch_may_be_partial(arrays):
     (img, txt, num), y = arrays

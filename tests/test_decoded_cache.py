@@ -156,6 +156,7 @@ def test_processes_filling_one_cache_together_leave_it_whole_and_correct(image_f
     np.testing.assert_array_equal(gather(source), gather(images(image_files, None)))
 
 
+@pytest.mark.keras
 def test_worker_processes_fill_and_read_the_cache(image_files, tmp_path, start_method, decodes):
     source = images(image_files, tmp_path / "cache")
     ds = MultimodalDataset(

@@ -10,6 +10,8 @@ import pytest
 from conftest import N, real_ids, shards
 from multimodal_dataset import MultimodalDataset
 
+pytestmark = pytest.mark.keras
+
 
 @pytest.mark.parametrize("mode", ["pad_remainder", "drop_remainder"])
 def test_under_keras_own_sharding_each_process_reads_exactly_its_shard(keras_shards, mode):

@@ -25,6 +25,7 @@ from multimodal_dataset import (
 )
 
 
+@pytest.mark.keras
 def test_batches_have_the_reference_structure_and_spec(example):
     train, val = from_table(example, **COLUMNS, batch_size=16)
     (img, txt, num), y = train[0]
@@ -36,6 +37,7 @@ def test_batches_have_the_reference_structure_and_spec(example):
     assert train.num_samples == 48 and val.num_samples == 12
 
 
+@pytest.mark.keras
 def test_the_split_is_deterministic_disjoint_and_complete(example):
     def rows(seed):
         train, val = from_table(example, **COLUMNS, seed=seed)
@@ -50,6 +52,7 @@ def test_the_split_is_deterministic_disjoint_and_complete(example):
     assert rows(1)[1] != val_rows
 
 
+@pytest.mark.keras
 def test_validation_keeps_every_row_in_order_whatever_the_training_options(example):
     train, val = from_table(example, **COLUMNS, batch_size=7, drop_remainder=True, shuffle=True)
     assert len(train) == 48 // 7 and train.drop_remainder
@@ -57,6 +60,7 @@ def test_validation_keeps_every_row_in_order_whatever_the_training_options(examp
     assert sum(len(val[i][1]) for i in range(len(val))) == 12
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -73,6 +77,7 @@ def test_a_bad_numeric_cell_names_its_row_and_column(example, value, message):
     assert "table row 7" in str(info.value) and "'sensor_2'" in str(info.value)
 
 
+@pytest.mark.keras
 def test_a_caption_that_is_not_utf8_names_its_row_and_column(example):
     data = example.read_bytes().split(b"\n")
     cells = data[4].split(b",")
@@ -85,6 +90,7 @@ def test_a_caption_that_is_not_utf8_names_its_row_and_column(example):
     assert "table row 3, column 'caption'" in str(info.value)
 
 
+@pytest.mark.keras
 def test_a_missing_image_names_its_row_column_and_file_when_its_batch_is_read(example):
     path = edited(example, 5, "image", "images/gone.jpg")
     train, val = from_table(path, **COLUMNS, batch_size=60)
@@ -94,6 +100,7 @@ def test_a_missing_image_names_its_row_column_and_file_when_its_batch_is_read(ex
     assert "(table row 5, column 'image')" in str(info.value)
 
 
+@pytest.mark.backend
 def test_replace_mode_trains_through_bad_cells_and_reports_every_one_each_epoch(example):
     import keras
 
@@ -140,6 +147,7 @@ def test_bad_arguments_say_what_to_do(example, kwargs, match):
         from_table(example, **{**COLUMNS, **kwargs})
 
 
+@pytest.mark.keras
 def test_image_paths_in_a_table_may_not_leave_its_folder(example, tmp_path):
     rows = read_rows(example)
     image = rows[0].index("image")
@@ -155,6 +163,7 @@ def test_image_paths_in_a_table_may_not_leave_its_folder(example, tmp_path):
     assert len(train.input_structure.fields[0].array.paths) == 60
 
 
+@pytest.mark.keras
 def test_text_buckets_and_length_grouping_pass_through_and_are_saved(example, tmp_path):
     from multimodal_dataset import TablePreprocessing
 
@@ -179,6 +188,7 @@ def test_text_without_a_length_or_buckets_says_which_to_give(example):
         from_table(example, **columns)
 
 
+@pytest.mark.keras
 def test_a_trained_subword_tokenizer_is_saved_and_reloaded_with_the_preprocessing(
     example, tmp_path
 ):
@@ -195,6 +205,7 @@ def test_a_trained_subword_tokenizer_is_saved_and_reloaded_with_the_preprocessin
     assert testing.stream_digest(again, 1) == testing.stream_digest(same, 1)
 
 
+@pytest.mark.keras
 def test_a_cache_serves_the_same_batches_and_the_next_run_decodes_and_tokenizes_nothing(
     example, tmp_path, monkeypatch
 ):

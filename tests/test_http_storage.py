@@ -60,6 +60,7 @@ def write_same_size(path, ids, mtime):
     os.utime(path, (mtime, mtime))
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize("versioned", [True, False])
 def test_an_object_replaced_by_another_of_the_same_size_is_never_paired_with_stale_images(
     server, tmp_path, versioned
@@ -142,6 +143,7 @@ def remote_shard(url, tmp_path):
     return train
 
 
+@pytest.mark.keras
 def test_a_shard_index_read_through_a_failing_server_is_retried(server, tmp_path):
     folder, url, set_quirks = server
     write_shards(folder, np.arange(6), shards=1)
@@ -149,6 +151,7 @@ def test_a_shard_index_read_through_a_failing_server_is_retried(server, tmp_path
     assert remote_shard(url, tmp_path).num_samples == 6
 
 
+@pytest.mark.keras
 def test_a_server_that_ignores_range_requests_is_named_as_such(server, tmp_path):
     folder, url, set_quirks = server
     write_shards(folder, np.arange(6), shards=1)

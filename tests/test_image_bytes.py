@@ -56,6 +56,7 @@ def test_rows_pick_the_values_each_sample_reads():
     np.testing.assert_array_equal(gather(images)[:, 0, 0, 0], [7, 2, 2])
 
 
+@pytest.mark.keras
 def test_a_column_of_memory_mapped_files_pickles_as_paths(tmp_path):
     table = id_table(range(200))  # ~20 KB of PNGs
     with (
@@ -69,6 +70,7 @@ def test_a_column_of_memory_mapped_files_pickles_as_paths(tmp_path):
     np.testing.assert_array_equal(gather(pickle.loads(sent)), gather(images))
 
 
+@pytest.mark.keras
 def test_a_null_bytes_path_may_not_leave_the_root(tmp_path):
     values = pa.array([{"bytes": None, "path": "../secret.png"}])
     write_image(tmp_path / "secret.png", np.zeros((4, 4, 3), np.uint8))
@@ -80,6 +82,7 @@ def test_a_null_bytes_path_may_not_leave_the_root(tmp_path):
     assert gather(allowed).shape == (1, 2, 2, 3)
 
 
+@pytest.mark.keras
 def test_values_that_are_not_images_are_refused_with_what_they_hold():
     with pytest.raises(TypeError, match="holds int64, which is not an image column"):
         ImageBytes(pa.array([1, 2]), (2, 2))

@@ -14,6 +14,7 @@ from multimodal_dataset.sources import image_decoding
 FLOATX = keras.config.floatx()
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize(
     ("suffix", "mode", "tolerance"),
     [
@@ -112,6 +113,7 @@ def test_exif_orientation_is_applied_as_every_viewer_shows_it(
     np.testing.assert_allclose(got.astype(int), expected.astype(int), atol=12)
 
 
+@pytest.mark.keras
 def test_alpha_is_dropped_in_rgb_mode_and_kept_in_rgba_mode_as_keras_does(tmp_path):
     pixels = np.zeros((8, 8, 4), dtype=np.uint8)
     pixels[..., 0] = 200
@@ -125,6 +127,7 @@ def test_alpha_is_dropped_in_rgb_mode_and_kept_in_rgba_mode_as_keras_does(tmp_pa
     assert (rgba[..., 3] == 0).all() and (rgba[..., 0] == 200).all()
 
 
+@pytest.mark.keras
 def test_an_animated_gif_gives_its_first_frame_as_keras_does(tmp_path):
     from PIL import Image
 

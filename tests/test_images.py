@@ -17,6 +17,7 @@ from multimodal_dataset.sources import GatherContext
 FLOATX = keras.config.floatx()
 
 
+@pytest.mark.keras
 def test_uint8_output_keeps_the_0_to_255_values(image_files):
     floats = gather(ImageFiles(image_files, size=(20, 30)))
     ints = gather(ImageFiles(image_files, size=(20, 30), dtype="uint8"))
@@ -25,18 +26,21 @@ def test_uint8_output_keeps_the_0_to_255_values(image_files):
     assert ints[5, 0, 0, 0] == 100
 
 
+@pytest.mark.keras
 def test_threads_decode_the_same_batch_as_one_thread(image_files):
     one = gather(ImageFiles(image_files, size=(7, 9), num_threads=1), [3, 1, 4, 1, 5, 9, 2, 6])
     many = gather(ImageFiles(image_files, size=(7, 9), num_threads=4), [3, 1, 4, 1, 5, 9, 2, 6])
     np.testing.assert_array_equal(one, many)
 
 
+@pytest.mark.keras
 def test_relative_paths_start_from_root(image_files, tmp_path, monkeypatch):
     monkeypatch.chdir("/")
     source = ImageFiles([p.name for p in image_files], size=(20, 30), root=tmp_path)
     np.testing.assert_array_equal(gather(source), gather(ImageFiles(image_files, size=(20, 30))))
 
 
+@pytest.mark.keras
 def test_a_source_already_read_in_this_process_decodes_in_forked_workers(image_files, start_method):
     source = ImageFiles(image_files, size=(8, 8), num_threads=2)
     expected = gather(source, [4, 2, 0, 9])  # starts the decoding threads here
@@ -48,6 +52,7 @@ def test_a_source_already_read_in_this_process_decodes_in_forked_workers(image_f
         ds.close()
 
 
+@pytest.mark.keras
 def test_images_feed_a_dataset_with_the_declared_spec(image_files):
     labels = np.arange(12)
     ds = MultimodalDataset(ImageFiles(image_files, size=(8, 8)), labels, batch_size=5, seed=0)
@@ -91,6 +96,7 @@ BAD_FILES = {
 }
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize(("kind", "message"), BAD_FILES.items())
 def test_a_bad_file_raises_naming_the_file_the_sample_and_the_input(
     tmp_path, image_files, kind, message
@@ -105,6 +111,7 @@ def test_a_bad_file_raises_naming_the_file_the_sample_and_the_input(
     assert "on_error='replace'" in text
 
 
+@pytest.mark.keras
 def test_errors_in_worker_threads_and_processes_reach_the_caller(
     tmp_path, image_files, worker_mode
 ):
@@ -124,6 +131,7 @@ def test_errors_in_worker_threads_and_processes_reach_the_caller(
         ds.close()
 
 
+@pytest.mark.backend
 def test_a_failing_fit_stops_with_the_error_instead_of_hanging(tmp_path, image_files, worker_mode):
     paths = list(image_files)
     paths[7] = bad_file(tmp_path, "truncated")
@@ -141,6 +149,7 @@ def test_a_failing_fit_stops_with_the_error_instead_of_hanging(tmp_path, image_f
         ds.close()
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -163,6 +172,7 @@ def test_a_single_path_is_rejected_with_a_hint(image_files):
         ImageFiles(str(image_files[0]), size=(8, 8))
 
 
+@pytest.mark.keras
 def test_a_file_larger_than_max_file_bytes_is_refused_unread(image_files):
     size = os.path.getsize(image_files[0])
     with pytest.raises(SampleError, match=r"more than max_file_bytes=.*pass a larger"):
@@ -170,6 +180,7 @@ def test_a_file_larger_than_max_file_bytes_is_refused_unread(image_files):
     assert gather(ImageFiles(image_files[:1], size=(8, 8), max_file_bytes=size)).shape[0] == 1
 
 
+@pytest.mark.keras
 def test_a_named_pipe_is_replaced_and_reported_instead_of_hanging(tmp_path, image_files):
     paths = [image_files[0], bad_file(tmp_path, "fifo")]
     context = GatherContext()
@@ -190,6 +201,7 @@ def outside(tmp_path, image_files):
     return root, ["inside.png", "../00.png", str(image_files[1]), "sub/../inside.png"]
 
 
+@pytest.mark.keras
 def test_paths_that_leave_the_root_are_refused_naming_the_row(outside):
     root, paths = outside
     with pytest.raises(
@@ -209,11 +221,13 @@ def test_paths_outside_the_root_are_replaced_and_reported_with_on_error_replace(
     assert batch[0].any() and batch[3].any() and not batch[1].any() and not batch[2].any()
 
 
+@pytest.mark.keras
 def test_allow_outside_root_reads_every_path(outside):
     root, paths = outside
     batch = gather(ImageFiles(paths, size=(8, 8), root=root, allow_outside_root=True))
     assert batch.shape == (4, 8, 8, 3) and batch.reshape(4, -1).any(axis=1).all()
 
 
+@pytest.mark.keras
 def test_without_a_root_paths_are_used_as_given(image_files):
     assert gather(ImageFiles([str(image_files[0])], size=(8, 8))).shape == (1, 8, 8, 3)

@@ -8,6 +8,8 @@ import pytest
 
 from multimodal_dataset import MultimodalDataset, models, synthetic
 
+pytestmark = pytest.mark.keras
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -19,6 +21,7 @@ def data():
     return synthetic.make_multimodal(64, seed=1)
 
 
+@pytest.mark.backend
 def test_a_matching_tuple_or_dict_dataset_passes(model, data):
     (img, txt, num), y = data
     MultimodalDataset((img, txt, num), y).check(model)
@@ -81,6 +84,7 @@ def test_each_classic_mistake_gets_a_message_that_says_what_to_change(model, dat
     assert "The model's inputs, in order: 'image' (32, 32, 3) float32" in message
 
 
+@pytest.mark.backend
 def test_float_text_fed_to_an_embedding_is_caught(data):
     (img, txt, _num), y = data
     text = keras.Input((txt.shape[1],), name="text")  # float32 by default
@@ -95,6 +99,7 @@ def test_float_text_fed_to_an_embedding_is_caught(data):
     assert "Embedding layer 'emb'" in message and "astype('int32')" in message
 
 
+@pytest.mark.backend
 def test_float_data_for_an_integer_input_is_caught(data):
     (_, txt, _), y = data
     codes = keras.Input((txt.shape[1],), dtype="int32", name="codes")
@@ -103,6 +108,7 @@ def test_float_data_for_an_integer_input_is_caught(data):
         MultimodalDataset(txt.astype("float64"), y).check(model)
 
 
+@pytest.mark.backend
 def test_keras_rank_adjustment_of_a_trailing_unit_dimension_is_accepted(data):
     (_, _, num), y = data
     inp = keras.Input((5, 1), name="numeric")
@@ -127,6 +133,7 @@ def test_a_model_without_known_inputs_gets_a_clear_error(data):
         MultimodalDataset(img, y).check(Subclassed())
 
 
+@pytest.mark.backend
 def test_a_checked_dataset_really_fits(model, data):
     (img, txt, num), y = data
     ds = MultimodalDataset({"image": img, "text": txt, "numeric": num}, y, batch_size=16)
@@ -135,6 +142,7 @@ def test_a_checked_dataset_really_fits(model, data):
     assert np.isfinite(history.history["loss"][0])
 
 
+@pytest.mark.backend
 def test_a_bucketed_text_input_fits_a_none_length_input_and_not_a_fixed_one():
     from multimodal_dataset import TextTokens
 
@@ -204,6 +212,7 @@ CASES = {
 }
 
 
+@pytest.mark.backend
 @pytest.mark.filterwarnings("ignore:The structure of `inputs`")
 @pytest.mark.parametrize("case", CASES)
 def test_check_agrees_with_what_fit_accepts(case):

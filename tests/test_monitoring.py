@@ -11,6 +11,8 @@ import pytest
 from multimodal_dataset import MultimodalDataset
 from multimodal_dataset.sources.protocol import Source
 
+pytestmark = pytest.mark.keras
+
 SAMPLES, BATCH = 96, 8
 
 
@@ -55,6 +57,7 @@ def small_model() -> keras.Model:
     return model
 
 
+@pytest.mark.backend
 def test_a_slow_source_makes_training_input_bound_and_the_monitor_says_what_to_try(capsys):
     # No prefetch: what is measured is the loop waiting for each batch in full (with
     # prefetch=2, two batches overlap their loads and the loop waits about half as long).
@@ -76,6 +79,7 @@ def test_a_slow_source_makes_training_input_bound_and_the_monitor_says_what_to_t
     assert "a faster pretend decoder" in printed
 
 
+@pytest.mark.backend
 def test_a_slow_step_with_fast_data_is_not_input_bound(capsys):
     ds = MultimodalDataset(SlowSource(0.0), np.zeros(SAMPLES, "float32"), batch_size=BATCH)
     small_model().fit(ds, epochs=3, verbose=0, callbacks=[ds.monitor(), SlowStep(0.03)])
@@ -85,6 +89,7 @@ def test_a_slow_step_with_fast_data_is_not_input_bound(capsys):
     assert "epoch 2: not input-bound" in capsys.readouterr().out
 
 
+@pytest.mark.backend
 def test_the_wait_is_measured_where_keras_reads_the_dataset(backend):
     """On TensorFlow a tf.data thread reads ahead; on JAX and PyTorch the training loop."""
     ds = MultimodalDataset(SlowSource(0.01), np.zeros(SAMPLES, "float32"), batch_size=BATCH)
@@ -93,6 +98,7 @@ def test_the_wait_is_measured_where_keras_reads_the_dataset(backend):
     assert in_loop == [backend != "tensorflow"] * 2
 
 
+@pytest.mark.backend
 def test_stats_count_each_epochs_batches_without_the_monitor_and_without_keras_preview():
     ds = MultimodalDataset(SlowSource(0.0), np.zeros(SAMPLES, "float32"), batch_size=BATCH)
     small_model().fit(ds, epochs=2, verbose=0)

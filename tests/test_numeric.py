@@ -10,6 +10,7 @@ from conftest import gather
 from multimodal_dataset import NumericColumns, SampleError, Standardizer
 
 
+@pytest.mark.keras
 def test_columns_are_standardised_with_their_own_statistics_when_fitted_here():
     numbers = NumericColumns({"a": [1.0, 2.0, 3.0], "b": ["10", "10", "10"]})
     batch = gather(numbers)
@@ -18,6 +19,7 @@ def test_columns_are_standardised_with_their_own_statistics_when_fitted_here():
     assert numbers.standardizer.columns == ("a", "b")
 
 
+@pytest.mark.keras
 def test_new_rows_use_the_training_statistics():
     train = NumericColumns({"a": [0.0, 10.0]})
     new = NumericColumns({"a": [5.0, 20.0]}, standardizer=train.standardizer)
@@ -30,6 +32,7 @@ def test_a_standardizer_for_other_columns_is_refused():
         NumericColumns({"b": [1.0, 2.0]}, standardizer=fitted)
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize(
     ("value", "message"),
     [("", "has no value"), ("abc", "holds 'abc', which is not a number"), ("inf", "holds inf")],

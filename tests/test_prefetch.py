@@ -14,6 +14,8 @@ import pytest
 from multimodal_dataset import MultimodalDataset
 from multimodal_dataset.sources.protocol import Source
 
+pytestmark = pytest.mark.keras
+
 SAMPLES, BATCH = 96, 8
 
 
@@ -77,6 +79,7 @@ def epoch_times(prefetch, load_s, compute_s):
     return seen.times[1:]  # the first epoch also compiles
 
 
+@pytest.mark.backend
 def test_loading_overlaps_the_step_so_an_epoch_takes_less_than_load_plus_compute(backend):
     load_s = compute_s = 0.03
     serial = SAMPLES // BATCH * (load_s + compute_s)
@@ -115,6 +118,7 @@ def real_step_epoch(load_s, prefetch):
     return min(seen.times[1:])
 
 
+@pytest.mark.backend
 def test_loading_overlaps_a_real_backend_op_so_an_epoch_takes_less_than_load_plus_compute():
     # The step's cost on this machine: an epoch with nothing to load.
     compute = real_step_epoch(0.0, prefetch=0)
@@ -179,6 +183,7 @@ def test_an_error_surfaces_at_the_batch_it_belongs_to():
     ds.close()
 
 
+@pytest.mark.backend
 def test_nothing_keeps_running_after_fit():
     from multimodal_dataset import workers as workers_module
 

@@ -21,6 +21,7 @@ from multimodal_dataset.example import NUMERIC_COLUMNS
 from multimodal_dataset.sources.text import split_words
 
 
+@pytest.mark.keras
 def test_preprocessing_is_fitted_on_the_training_rows_only(example):
     train, val = from_table(example, **COLUMNS)
     pre = train.preprocessing
@@ -36,6 +37,7 @@ def test_preprocessing_is_fitted_on_the_training_rows_only(example):
         assert pre.standardizer.std[j] == pytest.approx(values.std())
 
 
+@pytest.mark.keras
 def test_a_word_seen_only_in_validation_is_out_of_vocabulary(example):
     path = edited(example, 0, "caption", "zyzzyva")
     train, _ = from_table(path, **COLUMNS, seed=0)
@@ -44,6 +46,7 @@ def test_a_word_seen_only_in_validation_is_out_of_vocabulary(example):
     assert ("zyzzyva" in vocab.tokens) == in_train
 
 
+@pytest.mark.keras
 def test_saved_preprocessing_rebuilds_identical_batches_for_new_rows(example, tmp_path):
     train, val = from_table(example, **COLUMNS)
     train.preprocessing.save(tmp_path / "preprocessing.json")
@@ -59,6 +62,7 @@ def test_saved_preprocessing_rebuilds_identical_batches_for_new_rows(example, tm
     assert_same_batches(val, new)
 
 
+@pytest.mark.keras
 def test_an_inference_table_without_targets_gives_inputs_only_in_table_order(example, tmp_path):
     train, _ = from_table(example, **COLUMNS)
     frame = pd.read_csv(example, dtype={"caption": str}).drop(columns="label")
@@ -73,12 +77,14 @@ def test_an_unfitted_preprocessing_refuses_to_scale_new_rows_by_their_own_statis
         pre.dataset(example)
 
 
+@pytest.mark.keras
 def test_a_custom_tokenizer_callable_cannot_be_saved_and_says_so(example, tmp_path):
     train, _ = from_table(example, **COLUMNS, tokenizer=lambda s: [len(w) for w in s.split()])
     with pytest.raises(ValueError, match="cannot be saved"):
         train.preprocessing.save(tmp_path / "p.json")
 
 
+@pytest.mark.keras
 def test_a_table_with_its_target_column_is_read_in_row_order_for_predict(example):
     train, _ = from_table(example, **COLUMNS)
     ds = train.preprocessing.dataset(example, batch_size=8)

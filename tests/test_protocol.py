@@ -41,6 +41,7 @@ class Squares(Source):
         return out
 
 
+@pytest.mark.keras
 def test_a_custom_source_feeds_a_dataset_and_declares_its_spec_without_reading():
     ds = MultimodalDataset((Squares(10), np.ones((10, 3))), np.arange(10), batch_size=4, seed=0)
     assert ds.element_spec[0][0].shape == (None, 2) and ds.element_spec[0][0].dtype == "float32"
@@ -48,6 +49,7 @@ def test_a_custom_source_feeds_a_dataset_and_declares_its_spec_without_reading()
     np.testing.assert_array_equal(squares, np.stack([y, y**2], axis=1))
 
 
+@pytest.mark.backend
 def test_a_custom_source_trains_through_fit():
     ds = MultimodalDataset(Squares(64), np.arange(64) % 2, batch_size=16, seed=0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
@@ -56,12 +58,14 @@ def test_a_custom_source_trains_through_fit():
     assert len(history.history["loss"]) == 2
 
 
+@pytest.mark.keras
 def test_a_source_returning_another_dtype_than_it_declares_is_caught():
     ds = MultimodalDataset(Squares(4, dtype="float64"), batch_size=2)
     with pytest.raises(TypeError, match="must return exactly its declared shape and dtype"):
         ds[0]
 
 
+@pytest.mark.keras
 def test_a_bad_sample_raises_naming_the_input_and_sample_and_how_to_continue():
     ds = MultimodalDataset({"sq": Squares(8, bad={5})}, batch_size=8, shuffle=False)
     with pytest.raises(SampleError, match=r"inputs\['sq'\]: sample 5: square 5 is unreadable"):
@@ -79,6 +83,7 @@ def epochs_of(ds, count):
     return [str(w.message) for w in caught if w.category is ReplacedSamplesWarning]
 
 
+@pytest.mark.keras
 def test_replaced_samples_are_counted_and_reported_at_the_end_of_every_epoch(worker_mode):
     ds = MultimodalDataset(
         Squares(30, bad={3, 17}, on_error="replace"), np.arange(30), batch_size=8, **worker_mode
@@ -96,6 +101,7 @@ def test_replaced_samples_are_counted_and_reported_at_the_end_of_every_epoch(wor
     assert all(r.field == "inputs" and "unreadable" in r.reason for r in ds.replacements)
 
 
+@pytest.mark.keras
 def test_an_epoch_without_bad_samples_reports_nothing():
     ds = MultimodalDataset(Squares(10, on_error="replace"), batch_size=5)
     assert epochs_of(ds, 2) == [] and ds.replacements == []

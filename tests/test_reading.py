@@ -20,6 +20,7 @@ from multimodal_dataset import (
 )
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize("kind", ["parquet", "DataFrame", "pyarrow Table"])
 def test_parquet_dataframes_and_arrow_tables_give_the_csvs_batches(example, kind, monkeypatch):
     frame = pd.read_csv(example, dtype={"caption": str})
@@ -60,6 +61,7 @@ def test_a_ragged_csv_row_is_named(tmp_path):
         from_table(path, numeric=["a", "b"])
 
 
+@pytest.mark.keras
 def test_parquet_null_cells_are_named(example, tmp_path):
     frame = pd.read_csv(example, dtype={"caption": str})
     frame.loc[6, "sensor_4"] = None
@@ -68,6 +70,7 @@ def test_parquet_null_cells_are_named(example, tmp_path):
         from_table(pq.read_table(example.parent / "nulls.parquet"), root=example.parent, **COLUMNS)
 
 
+@pytest.mark.keras
 def test_a_csv_saved_by_excel_with_a_byte_order_mark_reads_its_first_column(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffx,y\n1,0\n2,1\n3,0\n4,1\n".encode())

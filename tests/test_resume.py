@@ -12,6 +12,8 @@ import pytest
 from conftest import Recorder, RecordIds
 from multimodal_dataset import MultimodalDataset
 
+pytestmark = pytest.mark.keras
+
 
 def test_state_round_trips_and_continues_the_stream():
     ids = np.arange(50)
@@ -53,6 +55,7 @@ def test_a_state_past_the_end_of_an_epoch_is_refused():
         ds.set_state(dict(ds.get_state(), position=99))
 
 
+@pytest.mark.backend
 def test_a_fit_interrupted_and_resumed_with_backup_and_restore_sees_the_same_stream(tmp_path):
     ids = np.arange(37, dtype="float32")
 

@@ -31,6 +31,7 @@ def stream(ds: MultimodalDataset, epochs: int) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.keras
 @settings(max_examples=60, deadline=None)
 @given(n=sizes, batch_size=batch_sizes, seed=seeds)
 def test_every_sample_appears_exactly_once_per_epoch(n: int, batch_size: int, seed: int) -> None:
@@ -40,6 +41,7 @@ def test_every_sample_appears_exactly_once_per_epoch(n: int, batch_size: int, se
         np.testing.assert_array_equal(np.sort(ids), np.arange(n))
 
 
+@pytest.mark.keras
 @settings(max_examples=60, deadline=None)
 @given(n=sizes, batch_size=batch_sizes, seed=seeds)
 def test_drop_remainder_serves_only_full_batches_and_no_sample_twice(
@@ -59,6 +61,7 @@ def test_drop_remainder_serves_only_full_batches_and_no_sample_twice(
         assert len(np.unique(ids)) == len(ids)
 
 
+@pytest.mark.keras
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(min_value=12, max_value=300), batch_size=batch_sizes, seed=seeds)
 def test_each_epoch_has_a_new_order(n: int, batch_size: int, seed: int) -> None:
@@ -68,6 +71,7 @@ def test_each_epoch_has_a_new_order(n: int, batch_size: int, seed: int) -> None:
     assert not np.array_equal(second, third)
 
 
+@pytest.mark.keras
 @settings(max_examples=40, deadline=None)
 @given(n=sizes, batch_size=batch_sizes, seed=seeds, drop=st.booleans())
 def test_the_stream_is_a_pure_function_of_seed_and_epoch(
@@ -87,6 +91,7 @@ def test_the_stream_is_a_pure_function_of_seed_and_epoch(
     np.testing.assert_array_equal(epoch_ids(fresh), expected[2])
 
 
+@pytest.mark.keras
 def test_a_pickled_copy_in_another_process_serves_the_same_batches() -> None:
     ds = MultimodalDataset(np.arange(100), batch_size=7, seed=3, shuffle=True)
     ds.on_epoch_end()
@@ -95,18 +100,21 @@ def test_a_pickled_copy_in_another_process_serves_the_same_batches() -> None:
     np.testing.assert_array_equal(epoch_ids(copy), epoch_ids(ds))
 
 
+@pytest.mark.keras
 def test_different_seeds_give_different_orders() -> None:
     a = MultimodalDataset(np.arange(50), batch_size=8, seed=1, shuffle=True)
     b = MultimodalDataset(np.arange(50), batch_size=8, seed=2, shuffle=True)
     assert not np.array_equal(epoch_ids(a), epoch_ids(b))
 
 
+@pytest.mark.keras
 def test_without_shuffle_every_epoch_is_in_sample_order() -> None:
     ds = MultimodalDataset(np.arange(20), batch_size=6, shuffle=False)
     for ids in stream(ds, epochs=2):
         np.testing.assert_array_equal(ids, np.arange(20))
 
 
+@pytest.mark.keras
 def test_seed_none_draws_a_seed_and_exposes_it() -> None:
     ds = MultimodalDataset(np.arange(40), batch_size=8, shuffle=True)
     assert isinstance(ds.seed, int)
@@ -121,6 +129,7 @@ def test_the_order_for_a_known_seed_never_changes() -> None:
     np.testing.assert_array_equal(epoch_order(10, 0, 1, True), [9, 1, 3, 8, 7, 6, 0, 4, 2, 5])
 
 
+@pytest.mark.keras
 def test_shuffle_defaults_to_on_for_training_and_off_for_inference():
     assert MultimodalDataset(np.arange(10), np.arange(10)).shuffle is True
     assert MultimodalDataset(np.arange(10)).shuffle is False

@@ -10,6 +10,8 @@ import pytest
 from conftest import N, real_ids, shards
 from multimodal_dataset import MultimodalDataset
 
+pytestmark = pytest.mark.keras
+
 
 @pytest.mark.parametrize("mode", ["pad_remainder", "drop_remainder"])
 @pytest.mark.parametrize("count", [1, 2, 4])
@@ -57,6 +59,7 @@ def test_padding_without_user_weights_adds_weights_of_one():
     np.testing.assert_array_equal(ds[1][2], [1, 1, 1, 0])
 
 
+@pytest.mark.backend
 def test_padding_changes_no_metric_and_no_loss_with_mean_with_sample_weight():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(45, 3)).astype("float32"), rng.integers(0, 2, 45)

@@ -40,6 +40,7 @@ def test_brace_notation_expands_ranges_with_their_padding_and_lists():
     assert expand_braces("{a,b}-{1..2}.tar") == ["a-1.tar", "a-2.tar", "b-1.tar", "b-2.tar"]
 
 
+@pytest.mark.keras
 def test_shards_read_as_the_same_batches_as_a_parquet_table_of_the_same_samples(tmp_path):
     import pyarrow.parquet as pq
 
@@ -72,6 +73,7 @@ def test_the_index_holds_each_members_offset_and_is_read_from_the_cache_after(tm
     assert shard_index(str(path), tmp_path / "cache") == members
 
 
+@pytest.mark.keras
 def test_nested_json_fields_and_image_alternatives_are_columns(tmp_path):
     write_shards(tmp_path / "a", IDS[:10], shards=1, image="jpg")
     write_shards(tmp_path / "b", IDS[10:20], shards=1, image="png")
@@ -92,6 +94,7 @@ def test_nested_json_fields_and_image_alternatives_are_columns(tmp_path):
     assert np.abs(ids_of(train[0])[10:] - IDS[10:20]).max() == 0  # PNGs exact (JPEGs lossy)
 
 
+@pytest.mark.keras
 def test_saved_preprocessing_reads_new_shards_as_the_training_samples_were(tmp_path):
     write_shards(tmp_path / "train", IDS)
     write_shards(tmp_path / "new", [7, 3], shards=1)
@@ -115,6 +118,7 @@ def remove_member(path, member):
             archive.addfile(info, io.BytesIO(data))
 
 
+@pytest.mark.keras
 def test_a_sample_without_a_requested_member_names_its_key_shard_and_member(tmp_path):
     paths = write_shards(tmp_path, IDS)
     remove_member(paths[1], "sample000012.txt")
@@ -139,6 +143,7 @@ def test_a_sample_without_a_requested_member_names_its_key_shard_and_member(tmp_
         train.on_epoch_end()
 
 
+@pytest.mark.keras
 def test_a_sample_without_its_image_is_named_when_its_batch_is_read(tmp_path):
     paths = write_shards(tmp_path, IDS)
     remove_member(paths[2], "sample000025.png")
@@ -150,6 +155,7 @@ def test_a_sample_without_its_image_is_named_when_its_batch_is_read(tmp_path):
         train[0]
 
 
+@pytest.mark.keras
 def test_a_missing_json_field_names_the_member_and_the_field(tmp_path):
     write_shards(tmp_path, IDS)
     with pytest.raises(
@@ -190,6 +196,7 @@ def test_a_compressed_shard_is_refused_with_the_fix(tmp_path):
         from_webdataset(tmp_path / "s.tar.gz", **WDS)
 
 
+@pytest.mark.keras
 def test_a_corrupt_image_member_names_the_shard_and_member(tmp_path):
     write_shards(tmp_path, IDS[:4], shards=1, png=b"not an image")
     train, _ = from_webdataset(tmp_path, **WDS, validation_split=0, batch_size=4)
@@ -242,6 +249,7 @@ def link_shard(path, kind):
         archive.addfile(info, io.BytesIO(b"1"))
 
 
+@pytest.mark.keras
 def test_a_hard_linked_member_reads_the_data_it_links_to(tmp_path):
     link_shard(tmp_path / "s.tar", tarfile.LNKTYPE)
     train, _ = from_webdataset(
@@ -319,6 +327,7 @@ def test_a_gzipped_member_that_inflates_past_the_bound_is_refused_by_name(tmp_pa
         table.column("txt", "text")
 
 
+@pytest.mark.keras
 def test_extensions_match_whatever_their_case(tmp_path):
     write_shards(tmp_path / "upper", IDS[:6], shards=1, image="PNG")
     write_shards(tmp_path / "lower", IDS[:6], shards=1, image="png")

@@ -33,6 +33,7 @@ def table(image_files) -> pd.DataFrame:
     )
 
 
+@pytest.mark.keras
 def test_a_table_dataset_shows_images_captions_numbers_and_class_names(table, tmp_path):
     train, _ = from_table(
         table,
@@ -60,6 +61,7 @@ def test_a_table_dataset_shows_images_captions_numbers_and_class_names(table, tm
     assert sum(len(axis.images) for axis in figure.axes) == 6
 
 
+@pytest.mark.keras
 def test_showing_a_batch_leaves_the_epoch_and_its_stream_untouched():
     x, y = np.random.default_rng(0).random((20, 8, 8, 3), "float32"), np.arange(20)
     ds = MultimodalDataset(x, y, batch_size=4, seed=3)
@@ -74,6 +76,7 @@ def test_showing_a_batch_leaves_the_epoch_and_its_stream_untouched():
     assert not np.array_equal(first[1], ds[0][1])  # a new epoch's order, as without showing
 
 
+@pytest.mark.keras
 def test_the_images_are_shown_after_augmentation(table, tmp_path):
     flip = ImageAugmentation(flip="horizontal", crop_padding=0)
     train, _ = from_table(
@@ -91,6 +94,7 @@ def test_the_images_are_shown_after_augmentation(table, tmp_path):
     np.testing.assert_allclose(np.asarray(shown), train[0][0][0], atol=1e-6)
 
 
+@pytest.mark.keras
 def test_an_inference_dataset_shows_its_inputs_and_says_it_has_no_labels():
     tokens = TextTokens(["one two", "three four five", "six"], length=4)
     ds = MultimodalDataset((tokens, np.ones((3, 2), "float32")), batch_size=2)
@@ -100,6 +104,7 @@ def test_an_inference_dataset_shows_its_inputs_and_says_it_has_no_labels():
     assert "three four five [PAD]*1" in drawn
 
 
+@pytest.mark.keras
 def test_texts_padded_per_batch_are_shown_across_batches_of_different_widths():
     texts = ["a"] * 4 + ["b c d e f g h i j k"] * 4
     tokens = TextTokens(texts, buckets=(2, 16))
@@ -114,6 +119,7 @@ def test_decode_marks_unknown_words_and_counts_the_padding():
     assert tokens.decode(ids) == "the [UNK] sat [PAD]*3"
 
 
+@pytest.mark.keras
 def test_without_matplotlib_the_error_says_how_to_install_it(monkeypatch):
     for module in ("matplotlib", "matplotlib.figure"):
         monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
@@ -122,6 +128,7 @@ def test_without_matplotlib_the_error_says_how_to_install_it(monkeypatch):
         ds.show_batch()
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize("n", [0, -1, 2.5])
 def test_n_must_be_a_positive_number_of_samples(n):
     ds = MultimodalDataset(np.ones((4, 2), "float32"), np.arange(4), batch_size=2)

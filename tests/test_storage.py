@@ -244,6 +244,7 @@ def copy_to_memory(memory, local, url):
             memory.pipe(f"{url}/{path.relative_to(local).as_posix()}", path.read_bytes())
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize("scheme", ["memory", "file"])
 def test_a_csv_at_a_url_reads_its_images_relative_to_it(memory, tmp_path, scheme):
     manifest = make_example(tmp_path / "csv", samples=12, seed=2)
@@ -255,6 +256,7 @@ def test_a_csv_at_a_url_reads_its_images_relative_to_it(memory, tmp_path, scheme
     assert testing.stream_digest(remote) == testing.stream_digest(local)
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize("kind", ["parquet", "feather", "uncompressed arrow"])
 def test_table_files_at_urls_read_as_the_same_files_on_disk(memory, tmp_path, kind):
     table = id_table(range(20))
@@ -271,6 +273,7 @@ def test_table_files_at_urls_read_as_the_same_files_on_disk(memory, tmp_path, ki
     assert testing.stream_digest(remote) == testing.stream_digest(local)
 
 
+@pytest.mark.keras
 def test_shards_and_saved_preprocessing_at_urls_read_as_on_disk(memory, tmp_path):
     write_shards(tmp_path / "wds", np.arange(15), shards=2)
     copy_to_memory(memory, tmp_path / "wds", "memory://wds")
@@ -295,6 +298,7 @@ def test_a_truncated_shard_at_a_url_is_named(memory, tmp_path):
         )
 
 
+@pytest.mark.keras
 def test_image_urls_outside_a_url_root_are_refused():
     paths = ["a.jpg", "../other/b.jpg", "s3://elsewhere/c.jpg"]
     with pytest.raises(SampleError, match=r"'../other/b.jpg' leads outside the root folder"):
@@ -308,6 +312,7 @@ def test_image_urls_outside_a_url_root_are_refused():
     assert sorted(images._outside) == [1, 2]
 
 
+@pytest.mark.keras
 def test_a_pyarrow_table_with_image_urls_reads_them_with_the_storage_options(memory, tmp_path):
     make_example(tmp_path / "csv", samples=6, seed=2)
     copy_to_memory(memory, tmp_path / "csv", "memory://csv")
@@ -349,6 +354,7 @@ def http_folder(tmp_path):
         server.wait(10)
 
 
+@pytest.mark.keras
 def test_a_csv_over_http_reads_its_images_relative_to_it(http_folder):
     folder, url = http_folder
     manifest = make_example(folder / "csv", samples=8, seed=2)
@@ -358,6 +364,7 @@ def test_a_csv_over_http_reads_its_images_relative_to_it(http_folder):
     assert testing.stream_digest(remote) == testing.stream_digest(local)
 
 
+@pytest.mark.keras
 def test_image_cells_without_bytes_fall_back_to_paths_beside_a_remote_table(memory, tmp_path):
     from conftest import id_png
 

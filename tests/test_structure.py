@@ -11,6 +11,8 @@ import pytest
 
 from multimodal_dataset import ArraySpec, MultimodalDataset
 
+pytestmark = pytest.mark.keras
+
 FLOATX = keras.config.floatx()
 
 
@@ -173,6 +175,7 @@ def test_element_spec_names_and_shapes(arrays):
     assert y_spec == ArraySpec((None,), "int32", "targets")
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("make", ["ml_dtypes", "backend"])
 def test_bfloat16_arrays_are_floating_and_fed_as_floatx(make, backend):
     import ml_dtypes  # installed with Keras
@@ -246,6 +249,7 @@ def test_missing_values_of_nullable_pandas_dtypes_are_named_not_fed_as_nan(value
         MultimodalDataset(values, batch_size=3)
 
 
+@pytest.mark.backend
 def test_a_ragged_tensor_is_named_as_ragged_not_as_a_0d_array(backend):
     if backend == "tensorflow":
         import tensorflow as tf

@@ -21,6 +21,7 @@ from multimodal_dataset import (
 )
 
 
+@pytest.mark.keras
 def test_string_labels_become_sorted_class_ids_and_unknown_ones_are_named(example, tmp_path):
     rows = read_rows(example)
     names = {"0": "dog", "1": "cat"}
@@ -41,6 +42,7 @@ def test_a_missing_target_is_never_replaced(example):
         from_table(path, **COLUMNS, on_error="replace")
 
 
+@pytest.mark.keras
 def test_float_targets_are_regression_targets(example):
     rows = read_rows(example)
     for row in rows[1:]:
@@ -65,6 +67,7 @@ def test_one_stray_cell_cannot_make_a_number_column_a_class_column(tmp_path, tar
     assert "target_kind='classes'" in str(info.value)
 
 
+@pytest.mark.keras
 def test_an_explicit_target_kind_decides_and_numeric_class_names_sort_as_numbers(tmp_path):
     path = numbers_table([1, 2, 10, 1, 2, "x"], tmp_path)
     train, _ = from_table(path, numeric="x", target="y", target_kind="classes", validation_split=0)
@@ -102,6 +105,7 @@ def test_integer_targets_beyond_int32_are_an_error_not_a_wrap(tmp_path):
         from_table(path, numeric="x", target="y", validation_split=0)
 
 
+@pytest.mark.keras
 def test_fractional_targets_at_inference_are_an_error_not_a_truncation(tmp_path):
     train, _ = from_table(
         numbers_table([1.0, 2.0, 3.0, 1.0], tmp_path), numeric="x", target="y", validation_split=0

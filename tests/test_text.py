@@ -63,6 +63,7 @@ def test_text_tokens_fit_on_their_texts_and_reuse_a_vocabulary_for_other_texts(t
     assert test.vocabulary == train.vocabulary
 
 
+@pytest.mark.keras
 def test_text_tokens_feed_a_dataset_alongside_arrays():
     tokens = TextTokens(TRAIN, length=4)
     ds = MultimodalDataset((tokens, np.arange(3.0)[:, None]), np.arange(3), batch_size=3)
@@ -168,6 +169,7 @@ def test_texts_longer_than_the_largest_bucket_are_truncated_counted_and_reported
     assert tokens.shape == (3, 8) and "buckets=(4, 8)" in repr(tokens)
 
 
+@pytest.mark.keras
 def test_one_bucket_is_a_fixed_length():
     tokens = TextTokens(["a b c", "a"], buckets=(4,))
     ds = MultimodalDataset(tokens, np.zeros(2), batch_size=1, shuffle=False)

@@ -15,6 +15,8 @@ import pytest
 from multimodal_dataset import MultimodalDataset, Source, WorkerError
 from multimodal_dataset import workers as workers_module
 
+pytestmark = pytest.mark.keras
+
 
 class UnpicklableError(Exception):
     """Needs two arguments, so unpickling it (with one) fails in the main process."""
@@ -94,6 +96,7 @@ def test_a_worker_killed_by_the_os_is_named_with_its_batch_and_the_next_batch_re
         ds.close()
 
 
+@pytest.mark.backend
 def test_fit_after_a_dead_worker_starts_a_fresh_pool(start_method):
     ds = dataset("kill")
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
@@ -128,6 +131,7 @@ def resources():
     )
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_pools_are_released_after_fit_whatever_the_backend_keeps_alive(monkeypatch, mode):
     """TensorFlow keeps every dataset given to fit alive; their pools must not pile up."""
@@ -217,6 +221,7 @@ def settle(condition, deadline_s=10.0):
     return held
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_pools_are_released_after_a_fit_that_raised(monkeypatch, image_files, tmp_path, mode):
     """fit stops at a bad sample without calling on_epoch_end: the pools go all the same."""
@@ -243,6 +248,7 @@ def test_pools_are_released_after_a_fit_that_raised(monkeypatch, image_files, tm
     assert released, sorted(t.name for t in python_threads())
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_a_dataset_nobody_references_releases_its_pools_at_once(backend, mode):
     """A hyper-parameter search builds a dataset per fit and drops it: its pools go with
@@ -271,3 +277,51 @@ def test_a_dataset_nobody_references_releases_its_pools_at_once(backend, mode):
     names = sorted(t.name for t in python_threads())
     children = multiprocessing.active_children()
     assert released, f"{time.monotonic() - start:.1f} s: {names}, {children}"
+
+
+# What a spawned worker imports: only what gathering needs. A worker unpickles the
+# dataset's sources, which imports their modules; the package's __init__ imports its
+# public names on first use, so neither Keras nor a backend comes with them.
+HEAVY = ("keras", "jax", "tensorflow", "torch", "multimodal_dataset.dataset")
+
+
+def spawned_dataset(kind, tmp_path, example, parquet_example):
+    from conftest import COLUMNS, write_shards
+    from multimodal_dataset import from_table, from_webdataset
+
+    processes = {"workers": 2, "use_multiprocessing": True, "batch_size": 8, "seed": 0}
+    if kind == "arrays":
+        ids = np.arange(20)
+        return MultimodalDataset((ids[:, None], ids[:, None] * 2.0), ids, **processes)
+    if kind == "image files, text, numbers":
+        return from_table(example, **COLUMNS, **processes)[0]
+    if kind == "Parquet images":
+        return from_table(parquet_example, **COLUMNS, **processes)[0]
+    write_shards(tmp_path, np.arange(12), shards=2)
+    shards = str(tmp_path / "{00000..00001}.tar")
+    return from_webdataset(
+        shards, image="png", numeric=["json.id"], target="cls", image_size=(2, 2), **processes
+    )[0]
+
+
+@pytest.mark.parametrize(
+    "kind", ["arrays", "image files, text, numbers", "Parquet images", "WebDataset shards"]
+)
+def test_a_spawned_worker_imports_neither_keras_nor_a_backend(
+    kind, tmp_path, example, parquet_example
+):
+    import multiprocessing
+
+    previous = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        ds = spawned_dataset(kind, tmp_path, example, parquet_example)
+        ds[0]  # starts the pool and gathers in it
+        pool = ds._gatherer._get_executor()
+        # eval is a builtin: pickled by name, it imports nothing in the worker.
+        loaded = pool.submit(eval, "sorted(__import__('sys').modules)").result(timeout=60)
+    finally:
+        multiprocessing.set_start_method(previous, force=True)
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert "multimodal_dataset.workers" in loaded
+    assert heavy == []

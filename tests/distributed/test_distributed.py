@@ -13,6 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Trains in subprocesses, where conftest's guard cannot see it: marked by hand.
+pytestmark = pytest.mark.backend
+
 WORKER = Path(__file__).with_name("worker.py")
 SAMPLES, BATCH_SIZE, EPOCHS = 203, 8, 2
 TIME_LIMIT = 240  # seconds; a hung collective fails the test instead of hanging CI

@@ -30,6 +30,7 @@ def test_make_example_as_parquet_writes_shards_with_the_images_inside(tmp_path, 
     assert "Wrote 1500 samples with their JPEG bytes" in capsys.readouterr().out
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("format", ["csv", "parquet", "webdataset"])
 def test_demo_trains_from_a_folder_and_reports_validation_accuracy(tmp_path, capsys, format):
     main(["make-example", str(tmp_path), "--samples", "100", "--format", format])
@@ -41,6 +42,7 @@ def test_demo_trains_from_a_folder_and_reports_validation_accuracy(tmp_path, cap
     assert "validation accuracy:" in out and "chance:" in out
 
 
+@pytest.mark.backend
 def test_demo_without_data_writes_the_example_to_a_temporary_folder(capsys):
     args = ["demo", "--samples", "60", "--epochs", "1", "--verbose", "0", "--batch-size", "16"]
     assert main(args) == 0
@@ -55,6 +57,7 @@ def test_an_unknown_command_exits_with_usage(capsys):
     assert "usage" in capsys.readouterr().err
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize(
     ("options", "text_input"),
     [([], (None, None)), (["--text-length", "12"], (None, 12))],
@@ -80,6 +83,7 @@ def test_the_demo_pads_captions_per_batch_unless_given_a_length(
     assert "validation accuracy:" in capsys.readouterr().out
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_cache_fills_ahead_so_training_decodes_and_tokenizes_nothing(
     tmp_path, capsys, monkeypatch, workers
@@ -116,6 +120,7 @@ def test_cache_fills_ahead_so_training_decodes_and_tokenizes_nothing(
     assert "0 decoded now" in capsys.readouterr().out
 
 
+@pytest.mark.keras
 def test_cache_lists_the_images_it_could_not_decode_and_fails(tmp_path, capsys):
     main(["make-example", str(tmp_path / "data"), "--samples", "20"])
     broken = sorted((tmp_path / "data" / "images").glob("*.jpg"))[3]

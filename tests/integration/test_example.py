@@ -60,12 +60,14 @@ def trained(tmp_path_factory):
     return model, history.history, inputs, labels
 
 
+@pytest.mark.backend
 def test_the_reference_model_learns_from_files_far_above_chance(trained):
     _, history, _, labels = trained
     chance = np.bincount(labels).max() / len(labels)
     assert history["val_accuracy"][-1] > 0.85 > chance + 0.2
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_every_modality_of_the_files_is_needed(trained, modality):
     model, _, inputs, labels = trained

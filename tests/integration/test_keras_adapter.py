@@ -13,6 +13,8 @@ from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
 from multimodal_dataset import MultimodalDataset, Source
 
+pytestmark = pytest.mark.backend
+
 
 def native_iterator(adapter, backend):
     """What the backend's trainer iterates (as Keras's test does)."""

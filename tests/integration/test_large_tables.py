@@ -21,6 +21,8 @@ from conftest import ID_COLUMNS, id_png, id_table
 from multimodal_dataset import from_table
 from multimodal_dataset.testing import anonymous_rss_mib, child_pids
 
+pytestmark = pytest.mark.keras
+
 ROWS, PADDING, ROW_GROUP = 1024, 2 * 2**20, 32  # 2 GiB of image bytes, 64 MiB row groups
 LIMIT_MIB = 200
 

@@ -14,6 +14,8 @@ import pytest
 from conftest import Recorder, RecordIds
 from multimodal_dataset import MultimodalDataset, PartialEpochWarning
 
+pytestmark = pytest.mark.backend
+
 N, BATCH = 40, 4  # 10 batches per epoch
 
 

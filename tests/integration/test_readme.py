@@ -6,6 +6,10 @@ import csv
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.keras
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -17,6 +21,7 @@ def python_blocks(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", match.group(1), re.S)
 
 
+@pytest.mark.backend
 def test_the_ten_line_example_trains_far_above_chance():
     (code,) = python_blocks("Ten lines")
     namespace: dict = {}
@@ -25,6 +30,7 @@ def test_the_ten_line_example_trains_far_above_chance():
     assert history["val_accuracy"][-1] > 0.8
 
 
+@pytest.mark.backend
 def test_the_from_files_example_trains_saves_and_predicts_on_new_rows(tmp_path, monkeypatch):
     train_code, inference_code = python_blocks(
         "From files: a table of image paths, captions and numbers"
@@ -47,6 +53,7 @@ def test_the_from_files_example_trains_saves_and_predicts_on_new_rows(tmp_path, 
     assert namespace["predictions"].shape == (50, 2)
 
 
+@pytest.mark.backend
 def test_the_parquet_and_hugging_face_examples_run_as_written(tmp_path, monkeypatch):
     import datasets
     import pyarrow as pa
@@ -110,6 +117,7 @@ def test_the_remote_storage_example_runs_as_written_against_an_s3_server(s3, tmp
     assert namespace["loaded"].to_dict() == train.preprocessing.to_dict()
 
 
+@pytest.mark.backend
 def test_the_variable_length_text_example_runs_as_written():
     (code,) = python_blocks(
         "Variable-length text: bucketed batches and a shape every backend accepts"

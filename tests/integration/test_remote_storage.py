@@ -55,6 +55,7 @@ def shards_on_s3(remote):
     return "s3://data/wds/{00000..00002}.tar"
 
 
+@pytest.mark.backend
 def test_shards_on_s3_train_each_sample_once_per_epoch_in_every_worker_mode(remote, worker_mode):
     def ids(shards, **kwargs):
         train, _ = from_webdataset(
@@ -75,6 +76,7 @@ def test_shards_on_s3_train_each_sample_once_per_epoch_in_every_worker_mode(remo
     assert [list(e) for e in epochs] == [list(e) for e in local]
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize(
     ("source", "read"),
     [
@@ -92,6 +94,7 @@ def test_the_stream_from_s3_is_the_golden_stream_of_the_same_samples(remote, sou
     assert testing.stream_digest(val, epochs=1) == PARQUET_VALIDATION_DIGEST
 
 
+@pytest.mark.keras
 def test_a_csv_on_s3_reads_its_relative_image_paths_from_beside_it(remote):
     train, val = from_table("s3://data/csv/manifest.csv", **CSV, storage_options=remote["options"])
     local_train, local_val = from_table(str(remote["manifest"]), **CSV)
@@ -99,6 +102,7 @@ def test_a_csv_on_s3_reads_its_relative_image_paths_from_beside_it(remote):
     assert testing.stream_digest(val, 1) == testing.stream_digest(local_val, 1)
 
 
+@pytest.mark.keras
 def test_process_shards_of_s3_shards_split_the_samples_exactly(remote):
     def make_train(**shard):
         kwargs = {"validation_split": 0, "batch_size": 4, "seed": 2}
@@ -110,6 +114,7 @@ def test_process_shards_of_s3_shards_split_the_samples_exactly(remote):
     np.testing.assert_array_equal(np.sort(ids_over_shards(make_train)), np.arange(ROWS))
 
 
+@pytest.mark.keras
 def test_preprocessing_saved_to_s3_reads_s3_shards_as_it_was_fitted(remote):
     options = remote["options"]
     train, _ = from_webdataset(shards_on_s3(remote), **WDS, storage_options=options)
@@ -154,6 +159,7 @@ def test_missing_credentials_name_the_option_to_set(remote, monkeypatch, tmp_pat
         from_webdataset("s3://data/wds/00000.tar", **WDS, storage_options=options)
 
 
+@pytest.mark.keras
 def test_an_image_missing_from_s3_is_named_or_replaced_and_reported(remote, s3, tmp_path):
     manifest = tmp_path / "manifest.csv"
     text = remote["manifest"].read_text().replace("images/00003.jpg", "images/gone.jpg")

@@ -12,6 +12,8 @@ import pytest
 from conftest import ID_COLUMNS, Recorder, RecordIds, id_table, ids_over_shards
 from multimodal_dataset import from_table, testing
 
+pytestmark = pytest.mark.keras
+
 datasets = pytest.importorskip("datasets")
 
 ROWS = 45
@@ -50,6 +52,7 @@ def fit_ids(train, epochs=2):
     return [np.concatenate(batches) for batches in recorder.epochs]
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("kind", ["Parquet shards", "Hugging Face dataset"])
 def test_every_row_of_image_bytes_trains_once_per_epoch_in_every_worker_mode(
     tables, kind, worker_mode

@@ -33,6 +33,7 @@ def trained():
     return model, history.history, val_inputs, y[split:]
 
 
+@pytest.mark.backend
 def test_loss_falls(trained):
     _, history, _, _ = trained
     assert history["loss"][-1] < 0.5 * history["loss"][0]
@@ -43,6 +44,7 @@ def test_validation_accuracy_is_far_above_chance(trained):
     assert history["val_accuracy"][-1] > 0.85  # chance is 0.5
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_each_input_matters(trained, modality):
     model, _, inputs, y = trained
@@ -56,6 +58,7 @@ def test_each_input_matters(trained, modality):
     assert without < full - 0.08, f"zeroing {modality}: {without:.3f} vs {full:.3f}"
 
 
+@pytest.mark.backend
 def test_predict_keeps_sample_order_for_inference_datasets(trained):
     model, _, inputs, _ = trained
     expected = model.predict_on_batch(tuple(inputs[m][:100] for m in MODALITIES))
@@ -91,6 +94,7 @@ def assert_exactly_once(epochs, n, drop_remainder=False):
         assert not np.array_equal(first, second)
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("drop_remainder", [False, True])
 def test_every_sample_reaches_the_training_step_once_per_epoch(worker_mode, drop_remainder):
     epochs = fit_and_record(id_dataset(61, drop_remainder=drop_remainder, **worker_mode), epochs=3)
@@ -116,6 +120,7 @@ class HandWritten(keras.utils.PyDataset):
         self.epoch += 1
 
 
+@pytest.mark.backend
 def test_keras_own_worker_pool_repeats_samples_which_is_why_workers_run_in_the_dataset(backend):
     """A canary: if Keras stops serving stale batches across epochs on JAX and PyTorch,
     this fails, and the dataset's own workers (multimodal_dataset.workers) can hand
@@ -128,6 +133,7 @@ def test_keras_own_worker_pool_repeats_samples_which_is_why_workers_run_in_the_d
         assert min(distinct) < 61
 
 
+@pytest.mark.backend
 def test_sample_weights_reach_the_loss():
     x = np.ones((32, 1), dtype="float32")
     y = np.ones((32, 1), dtype="float32")
@@ -140,6 +146,7 @@ def test_sample_weights_reach_the_loss():
     assert weighted == pytest.approx(3 * plain)
 
 
+@pytest.mark.keras
 def test_the_batch_stream_is_identical_on_every_backend():
     """The digest of two epochs of batches is a golden value that every backend's test
     session must reproduce."""
@@ -151,6 +158,7 @@ def test_the_batch_stream_is_identical_on_every_backend():
 STREAM_DIGEST = "d692d7460fd5df581d8add21e2e3d935cc8f209b4ccd4a0e3b6f96c6af8b0eb5"
 
 
+@pytest.mark.backend
 def test_the_same_seed_trains_on_the_same_stream_with_fits_default_shuffle():
     """Keras 3.15 and older reorder batch requests with Python's unseeded random under
     fit(shuffle=True); the dataset serves its own order whatever Keras asks for."""
@@ -174,12 +182,14 @@ def test_the_same_seed_trains_on_the_same_stream_with_fits_default_shuffle():
     assert streams[0][0] == [i for batch in expected for i in batch]
 
 
+@pytest.mark.keras
 def test_outside_keras_epochs_a_batch_index_is_the_batch_asked_for():
     ds = id_dataset(61)
     np.testing.assert_array_equal(ds[5][1], ds.batch_indices(5))
     np.testing.assert_array_equal(ds[2][1], ds.batch_indices(2))
 
 
+@pytest.mark.backend
 def test_replacements_are_reported_once_per_training_epoch_not_for_keras_build_reads(
     image_files, tmp_path
 ):
@@ -204,6 +214,7 @@ def test_replacements_are_reported_once_per_training_epoch_not_for_keras_build_r
     ]
 
 
+@pytest.mark.backend
 def test_a_sample_error_during_fit_reaches_the_caller(image_files, tmp_path, backend):
     """On TensorFlow, Keras reads the dataset inside tf.data, which re-raises what the
     dataset raised as tf.errors.InvalidArgumentError with the message kept (documented)."""

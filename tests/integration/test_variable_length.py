@@ -13,6 +13,8 @@ import pytest
 
 from multimodal_dataset import MultimodalDataset, TextTokens, TruncatedTextWarning
 
+pytestmark = pytest.mark.keras
+
 BUCKETS = (4, 8, 16, 32)
 
 
@@ -81,6 +83,7 @@ def test_the_first_two_steps_of_every_shuffled_epoch_differ_in_length(group_by_l
         ds.on_epoch_end()
 
 
+@pytest.mark.backend
 def test_fit_trains_every_epoch_whatever_the_first_two_batches_share(backend):
     # Unshuffled, the first two steps would both be padded to 4: on TensorFlow the
     # signature inferred from them would freeze it and the third batch would fail.
@@ -96,6 +99,7 @@ def test_fit_trains_every_epoch_whatever_the_first_two_batches_share(backend):
     assert len(text_model([]).fit(grouped, epochs=3, verbose=0).history["loss"]) == 3
 
 
+@pytest.mark.backend
 def test_jax_compiles_the_train_step_once_per_bucket_boundary(backend):
     n = 8 * 40 + 3  # a partial last batch
     tokens = TextTokens(texts_of(long_tailed(n, seed=2)), buckets=BUCKETS)
@@ -219,6 +223,7 @@ def truncation_reports(caught):
     return [str(w.message) for w in caught if issubclass(w.category, TruncatedTextWarning)]
 
 
+@pytest.mark.backend
 def test_fit_reports_the_truncated_texts_at_the_end_of_every_epoch_each_once():
     lengths = [3] * 20 + [40, 50, 3, 3]  # samples 20 and 21 exceed the largest bucket
     with pytest.warns(TruncatedTextWarning, match="2 of 24 texts"):

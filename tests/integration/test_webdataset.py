@@ -12,6 +12,8 @@ from test_table_formats import PARQUET_DIGEST, PARQUET_VALIDATION_DIGEST, fit_id
 from conftest import ids_over_shards, write_shards
 from multimodal_dataset import from_table, from_webdataset, make_example, testing
 
+pytestmark = pytest.mark.keras
+
 webdataset = pytest.importorskip("webdataset")
 
 ROWS = 45
@@ -25,6 +27,7 @@ def shards(tmp_path_factory):
     return str(folder / "{00000..00002}.tar")
 
 
+@pytest.mark.backend
 def test_every_sample_of_the_shards_trains_once_per_epoch_in_every_worker_mode(shards, worker_mode):
     def ids(**kwargs):
         train, _ = from_webdataset(
@@ -87,6 +90,7 @@ def test_the_example_shards_are_read_by_the_webdataset_library(tmp_path):
     np.testing.assert_array_equal(train[0][1], [int(s["cls"]) for s in samples])
 
 
+@pytest.mark.backend
 def test_the_example_shards_are_read_by_wids(tmp_path):
     wids = pytest.importorskip("wids")  # wids imports torch: the torch session runs this
     folder = make_example(tmp_path, samples=30, seed=1, format="webdataset")
