@@ -47,6 +47,8 @@ TARGETS = {
     "pipeline_files_vs_keras_pool": (">=", 1.2),
     "pipeline_cache_vs_decoding": (">=", 10.0),
     "pipeline_10_epochs_vs_best_pipeline": (">=", 1.2),
+    "spawn_first_batch_s": ("<", 1.0),
+    "spawn_worker_rss_mib": ("<", 120.0),
 }
 TABLES_OURS = "from_table: Parquet image bytes"
 TABLES_FILES = "ImageFiles (the same JPEGs as files)"
@@ -76,7 +78,7 @@ SHARDS_PEERS = (
 )
 
 
-def ratios(measurements, memory) -> dict[str, Any]:
+def ratios(measurements, memory, startups=()) -> dict[str, Any]:
     """Every ratio, computed round by round (see `spread`), and the untimed figures."""
     out: dict[str, Any] = {}
     for bs in (32, 256):
@@ -116,6 +118,7 @@ def ratios(measurements, memory) -> dict[str, Any]:
         measurements, "waits", WAITS_PREFETCH_4, (WAITS_KERAS_POOL,)
     )
     out.update(_text(measurements))
+    out.update(_startup(startups))
     # End to end (10 epochs of the reference model from JPEG files, workers=2): against a
     # hand-written PyDataset in Keras's own pool of 2 (every backend), the cache against
     # decoding on image reads alone, and against the pipeline a user writes on TensorFlow
@@ -201,6 +204,26 @@ def _text(measurements) -> dict[str, Any]:
         out[f"text_jax_compiled_shapes{suffix}"] = detail(name, "step_shapes", "jax")
     out["text_lowest_possible_padding_5_buckets"] = detail(TEXT_FIVE, "lowest_possible_padding")
     out["text_fixed_padding_fraction"] = detail(TEXT_FIXED, "padding_fraction")
+    return out
+
+
+def _startup(startups) -> dict[str, Any]:
+    """Time to the first batch with 2 spawned workers (the worst backend's median and the
+    range of rounds on any backend) and the largest worker RSS; "eager": the same
+    workers importing the whole package (Keras and the backend), as before #24."""
+    out: dict[str, Any] = {}
+    if not startups:
+        return out
+    for variant, suffix in (("lazy", ""), ("eager", "_eager_imports")):
+        rows = [s[variant] for s in startups]
+        out[f"spawn_first_batch_s{suffix}"] = {
+            "median": max(r["first_batch_s"] for r in rows),
+            "min": min(r["first_batch_min_s"] for r in rows),
+            "max": max(r["first_batch_max_s"] for r in rows),
+            "backend": max(startups, key=lambda s: s[variant]["first_batch_s"])["backend"],
+            "rounds": min(r["rounds"] for r in rows),
+        }
+        out[f"spawn_worker_rss_mib{suffix}"] = max(r["worker_rss_mib"] for r in rows)
     return out
 
 
@@ -351,6 +374,7 @@ def main() -> int:
         return 1
     measurements = [m for p in parts for m in p["measurements"]]
     memory = next((p["memory"] for p in parts if "memory" in p), None)
+    startups = [p["startup"] for p in parts if "startup" in p]
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": parts[0]["machine"] | {"libraries": _libraries(parts)},
@@ -358,7 +382,8 @@ def main() -> int:
         "backends": [p["backend"] for p in parts],
         "measurements": measurements,
         "memory": memory,
-        "ratios": ratios(measurements, memory),
+        "startup": startups,
+        "ratios": ratios(measurements, memory, startups),
     }
     report["targets_met"] = {k: met(k, v) for k, v in report["ratios"].items()}
     write_json(folder / "latest.json", report)

@@ -13,10 +13,32 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import assembly, fit, images, memory, pipeline, remote, shards, tables, text
+from benchmarks import (
+    assembly,
+    fit,
+    images,
+    memory,
+    pipeline,
+    remote,
+    shards,
+    startup,
+    tables,
+    text,
+)
 from benchmarks.common import ROOT, Settings, machine, write_json
 
-GROUPS = ("assembly", "images", "tables", "shards", "remote", "fit", "text", "pipeline", "memory")
+GROUPS = (
+    "assembly",
+    "images",
+    "tables",
+    "shards",
+    "remote",
+    "fit",
+    "text",
+    "pipeline",
+    "memory",
+    "startup",
+)
 
 
 def results_dir(quick: bool) -> Path:
@@ -63,6 +85,9 @@ def main() -> int:
     # Memory does not depend on the backend: measured once, in the JAX session.
     if "memory" in only and args.backend == "jax":
         part["memory"] = memory.run(settings)
+    # Spawned workers' start-up: per backend (what Keras imports depends on it).
+    if "startup" in only:
+        part["startup"] = startup.run(args.backend, settings)
     part["seconds"] = round(time.perf_counter() - start, 1)
     write_json(results_dir(args.quick) / "parts" / f"{args.backend}.json", part)
     print(f"Done in {part['seconds']} s (pid {os.getpid()})")
