@@ -14,31 +14,8 @@ from multimodal_dataset import (
     MultimodalDataset,
     ReplacedSamplesWarning,
     SampleError,
-    Source,
 )
-
-
-class Squares(Source):
-    """Sample i is [i, i*i]; samples in ``bad`` cannot be read."""
-
-    def __init__(self, n, bad=(), on_error="raise", dtype="float32"):
-        self.n, self.bad, self.on_error, self._dtype = n, set(bad), on_error, np.dtype(dtype)
-
-    @property
-    def shape(self):
-        return (self.n, 2)
-
-    @property
-    def dtype(self):
-        return self._dtype
-
-    def gather(self, indices, context):
-        out = np.stack([indices, indices**2], axis=1).astype("float32")
-        for k, i in enumerate(indices):
-            if int(i) in self.bad:
-                out[k] = 0
-                self.bad_sample(context, int(i), f"square {int(i)} is unreadable")
-        return out
+from worker_sources import Squares
 
 
 @pytest.mark.keras

@@ -4,7 +4,6 @@ batch, a broken pool is replaced, and pools do not outlive their use on any back
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 
@@ -14,39 +13,9 @@ import pytest
 
 from multimodal_dataset import MultimodalDataset, Source, WorkerError
 from multimodal_dataset import workers as workers_module
+from worker_sources import Failing
 
 pytestmark = pytest.mark.keras
-
-
-class UnpicklableError(Exception):
-    """Needs two arguments, so unpickling it (with one) fails in the main process."""
-
-    def __init__(self, sample, reason):
-        super().__init__(f"sample {sample}: {reason}")
-
-
-class Failing(Source):
-    """Ids 0..n-1; sample ``bad`` raises an unpicklable error or kills its process."""
-
-    def __init__(self, n, bad, how):
-        self.n, self.bad, self.how = n, bad, how
-        self.parent = os.getpid()  # never kill the test process itself
-
-    @property
-    def shape(self):
-        return (self.n, 1)
-
-    @property
-    def dtype(self):
-        return np.dtype("float32")
-
-    def gather(self, indices, context):
-        if self.bad in indices:
-            if self.how == "kill" and os.getpid() != self.parent:
-                os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does
-            if self.how == "unpicklable":
-                raise UnpicklableError(self.bad, "the custom error's message")
-        return indices[:, None].astype(np.float32)
 
 
 def dataset(how):
@@ -67,7 +36,7 @@ def test_an_exception_that_cannot_be_unpickled_reaches_the_caller_with_its_messa
     try:
         with pytest.raises(
             WorkerError,
-            match=r"raised test_workers\.UnpicklableError: sample 5: "
+            match=r"raised worker_sources\.UnpicklableError: sample 5: "
             r"the custom error's message",
         ) as info:
             ds[0]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-from multimodal_dataset import MultimodalDataset, Source
+from multimodal_dataset import MultimodalDataset
+from worker_sources import ThirdBatchRaises
 
 pytestmark = pytest.mark.backend
 
@@ -91,26 +92,9 @@ def test_dict_inputs(backend):
         assert keras.ops.convert_to_numpy(bx["z"]).dtype == keras.config.floatx()
 
 
-class Failing(Source):
-    """Keras's ExceptionPyDataset: the third batch raises."""
-
-    @property
-    def shape(self):
-        return (12, 1)
-
-    @property
-    def dtype(self):
-        return np.dtype("float32")
-
-    def gather(self, indices, context):
-        if 8 in indices:
-            raise ValueError("Expected exception")
-        return np.ones((len(indices), 1), "float32")
-
-
 def test_exception_reported(backend, worker_mode):
     ds = MultimodalDataset(
-        Failing(), np.zeros(12, "float32"), batch_size=4, shuffle=False, **worker_mode
+        ThirdBatchRaises(), np.zeros(12, "float32"), batch_size=4, shuffle=False, **worker_mode
     )
     it = iter(native_iterator(PyDatasetAdapter(ds, shuffle=False), backend))
     expected = ValueError
