@@ -6,8 +6,8 @@ marked ``backend`` or ``keras`` also on the oldest supported Keras and on keras-
 
 - ``backend``: the test computes with a Keras backend: ``fit``, ``evaluate``, ``predict``,
   ``compile``, a layer called, ``keras.ops``, ``keras.random``, ``load_model``, devices of
-  ``keras.distribution``, or the backend's name (``keras.backend.backend()``, or the
-  ``backend`` fixture), which a test reads to expect something of that backend.
+  ``keras.distribution``, or the backend's name read by the test (``keras.backend.backend()``
+  or the ``backend`` fixture), which it reads to expect something of that backend.
 - ``keras``: the test uses Keras's own Python code, whose behaviour depends on the Keras
   version, but no backend: it builds a ``keras.utils.PyDataset`` (every
   ``MultimodalDataset``), reads ``keras.config``, uses ``keras.tree``, ``keras.utils``,
@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -56,6 +58,23 @@ def _wrapped(kind: str, name: str, function: Callable[..., Any]) -> Callable[...
         return function(*args, **kwargs)
 
     wrapper._marks_kind = kind  # type: ignore[attr-defined]
+    return wrapper
+
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _backend_name(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """The backend's name: a test that reads it expects something of that backend (a
+    backend use); the package reads it for what Keras does (a Keras use)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1).f_code.co_filename
+        _record(BACKEND if caller.startswith(TESTS) else KERAS, name)
+        return function(*args, **kwargs)
+
+    wrapper._marks_kind = BACKEND  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -117,8 +136,9 @@ def install() -> None:
     _wrap_functions(keras.random, BACKEND)
     for module in (keras.saving, keras.models):
         _wrap_attribute(module, "load_model", BACKEND, "load_model")
-    _wrap_attribute(keras.backend, "backend", BACKEND, "keras.backend.backend")
-    _wrap_attribute(keras.config, "backend", BACKEND, "keras.config.backend")
+    for module in (keras.backend, keras.config):
+        if not getattr(module.backend, "_marks_kind", None):
+            module.backend = _backend_name(module.backend, f"{module.__name__}.backend")
     _wrap_attribute(keras.distribution, "list_devices", BACKEND, "keras.distribution devices")
     for cls in ("DeviceMesh", "DataParallel", "ModelParallel"):
         owner = getattr(keras.distribution, cls, None)
@@ -134,11 +154,23 @@ def install() -> None:
     _wrap_attribute(keras, "version", KERAS, "keras.version")
 
 
+def _clear_package_caches() -> None:
+    """Empties the package's cached functions (``functools.cache``: which Keras version,
+    whether it reads ahead), so that every test that needs one calls Keras again and is
+    seen, not only the first test of the run to need it."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("multimodal_dataset") and module is not None:
+            for value in vars(module).values():
+                if callable(getattr(value, "cache_clear", None)) and hasattr(value, "cache_info"):
+                    value.cache_clear()
+
+
 class Recording:
     """What Keras entry points were called between `start` and `stop`, by kind."""
 
     def start(self) -> None:
         global _current
+        _clear_package_caches()
         with _lock:
             _current = {}
 

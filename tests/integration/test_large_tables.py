@@ -1,10 +1,14 @@
-"""A table whose image column is ~2 GiB is trained from without loading it: anonymous
-memory (heap, not the file-backed pages of memory maps) grows by less than 200 MiB, from
-reading the Parquet file to the end of an epoch, with workers in threads and in processes.
+"""A table whose image column is 512 MiB is trained from without loading it: anonymous
+memory (heap, not the file-backed pages of memory maps) grows by less than a tenth of the
+column (50 MiB), from reading the Parquet file to the end of an epoch, with workers in
+threads and in processes. Loading the column would add all 512 MiB; measured growth is
+3-5 MiB (13-20 MiB over a 2 GiB column, which this test used with a 200 MiB bound: the
+same tenth, at a quarter of the time; the benchmarks' memory group measures an epoch of
+a 2 GiB memory map).
 
-Each image is a small PNG followed by 2 MiB of padding (decoders stop at the image's end),
+Each image is a small PNG followed by 512 KiB of padding (decoders stop at the image's end),
 so the column is large while decoding stays cheap; the padding is zeros, so the Parquet
-file itself is small (its column is compressed) while the column is 2 GiB once read.
+file itself is small (its column is compressed) while the column is 512 MiB once read.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from multimodal_dataset.testing import anonymous_rss_mib, child_pids
 
 pytestmark = pytest.mark.keras
 
-ROWS, PADDING, ROW_GROUP = 1024, 2 * 2**20, 32  # 2 GiB of image bytes, 64 MiB row groups
-LIMIT_MIB = 200
+ROWS, PADDING, ROW_GROUP = 1024, 2**19, 32  # 512 MiB of image bytes, 16 MiB row groups
+LIMIT_MIB = 50
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def big_parquet(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode", ["threads", "processes"])
-def test_an_epoch_over_a_2_gib_image_column_grows_anonymous_memory_by_under_200_mib(
+def test_an_epoch_over_a_512_mib_image_column_grows_anonymous_memory_by_under_50_mib(
     big_parquet, tmp_path, mode
 ):
     kwargs = {"workers": 2, "use_multiprocessing": mode == "processes"}
@@ -88,7 +92,7 @@ def test_an_epoch_over_a_2_gib_image_column_grows_anonymous_memory_by_under_200_
     growth = peak - before + child_growth
     print(
         f"{mode}: anonymous memory grew by {peak - before:.0f} MiB in the main process and "
-        f"{child_growth:.0f} MiB in {len(children)} workers over a 2 GiB image column"
+        f"{child_growth:.0f} MiB in {len(children)} workers over a 512 MiB image column"
     )
     assert mode == "threads" or children, "no worker process was seen"
     assert growth < LIMIT_MIB, f"anonymous memory grew by {growth:.0f} MiB"
