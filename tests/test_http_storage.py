@@ -80,7 +80,8 @@ def test_an_object_replaced_by_another_of_the_same_size_is_never_paired_with_sta
     assert consistent(second) and consistent(first)
 
 
-def test_a_server_that_never_answers_a_get_times_out_and_names_the_url(server):
+def test_a_server_that_never_answers_a_get_times_out_and_names_the_url(server, monkeypatch):
+    monkeypatch.setattr("multimodal_dataset.storage.BACKOFF_S", 0.001)  # the timeouts count
     folder, url, set_quirks = server
     (folder / "a.bin").write_bytes(b"x" * 100)
     set_quirks(hang_get=True)
