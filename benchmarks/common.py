@@ -215,3 +215,24 @@ def machine() -> dict[str, Any]:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def in_fresh_process(module: str, function: str, *args: object) -> Any:
+    """``benchmarks.<module>.<function>(*args)`` (string arguments) run in a fresh Python
+    process, so that nothing an earlier benchmark imported or allocated counts; returns
+    the JSON it prints."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import json, sys; from benchmarks import {module}; "
+        f"print(json.dumps({module}.{function}(*sys.argv[1:])))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT.parent,  # the repository: `benchmarks` imports
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])

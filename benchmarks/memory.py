@@ -4,14 +4,9 @@ and the kernel reclaims them under pressure; anonymous memory is what the loader
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 
-from benchmarks.common import DATA, IMAGE_SHAPE, Settings
+from benchmarks.common import DATA, IMAGE_SHAPE, Settings, in_fresh_process
 
 BATCH_SIZE = 256
 
@@ -33,13 +28,13 @@ def big_npy(size_bytes: int):
     return path, rows
 
 
-def measure_epoch(path: str, rows: int) -> dict:
+def measure_epoch(path: str, rows: int | str) -> dict:
     """Iterates one epoch and returns the growth of anonymous RSS (run in a fresh process,
     so that memory freed by earlier benchmarks cannot hide what the epoch allocates)."""
     from multimodal_dataset import MultimodalDataset
     from multimodal_dataset.testing import anonymous_rss_mib
 
-    ds = MultimodalDataset(path, np.arange(rows), batch_size=BATCH_SIZE, seed=0)
+    ds = MultimodalDataset(path, np.arange(int(rows)), batch_size=BATCH_SIZE, seed=0)
     before = peak = anonymous_rss_mib()
     for i in range(len(ds)):
         x, y = ds[i]
@@ -51,18 +46,7 @@ def measure_epoch(path: str, rows: int) -> dict:
 
 def run(settings: Settings) -> dict:
     path, rows = big_npy(settings.memmap_bytes)
-    code = (
-        "import json, sys; from benchmarks import memory; "
-        "print(json.dumps(memory.measure_epoch(sys.argv[1], int(sys.argv[2]))))"
-    )
-    output = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(rows)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],  # the repository: `benchmarks` imports
-    ).stdout
-    result = json.loads(output.strip().splitlines()[-1])
+    result = in_fresh_process("memory", "measure_epoch", path, rows)
     size_mb = path.stat().st_size / 2**20
     print(
         f"  memory    memory-mapped epoch of {size_mb:,.0f} MiB: "

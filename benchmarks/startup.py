@@ -11,17 +11,14 @@ Measured in a fresh process per backend (the backend decides what Keras imports)
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DATA, Settings
+from benchmarks.common import DATA, Settings, in_fresh_process
 from multimodal_dataset.sources.protocol import Source
 
 WORKERS = 2
@@ -62,7 +59,7 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def measure(manifest: str, rounds: int) -> dict:
+def measure(manifest: str, rounds: int | str) -> dict:
     """Fresh datasets of the example's JPEG files and numbers: per variant, the seconds to
     the first batch (median and range over ``rounds``) and each worker's RSS after it."""
     import csv
@@ -70,6 +67,7 @@ def measure(manifest: str, rounds: int) -> dict:
     from multimodal_dataset import ImageFiles, MultimodalDataset
     from multimodal_dataset.example import NUMERIC_COLUMNS
 
+    rounds = int(rounds)
     multiprocessing.set_start_method("spawn", force=True)
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -112,19 +110,7 @@ def run(backend: str, settings: Settings) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         done.write_text(str(make_example(folder, samples=256, seed=0)))
     manifest = done.read_text()
-    code = (
-        "import json, sys; from benchmarks import startup; "
-        "print(json.dumps(startup.measure(sys.argv[1], int(sys.argv[2]))))"
-    )
-    rounds = 2 if settings.quick else 5
-    output = subprocess.run(
-        [sys.executable, "-c", code, str(manifest), str(rounds)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],  # the repository: `benchmarks` imports
-    ).stdout
-    result = json.loads(output.strip().splitlines()[-1])
+    result = in_fresh_process("startup", "measure", manifest, 2 if settings.quick else 5)
     lazy, eager = result["lazy"], result["eager"]
     print(
         f"  startup   {WORKERS} spawned workers, first batch: {lazy['first_batch_s']:.2f} s "
