@@ -24,6 +24,7 @@ from multimodal_dataset import (
     MultimodalDataset,
 )
 from multimodal_dataset.sources.image_decoding import ImageDecoder
+from worker_sources import fill_image_cache
 
 
 @pytest.fixture
@@ -131,19 +132,14 @@ def test_image_bytes_are_cached_by_their_content(image_files, tmp_path, decodes)
 # ------------------------------------------------------------- several processes
 
 
-def fill(paths, cache, order, barrier):
-    barrier.wait()  # every process starts filling at once
-    source = images(paths, cache)
-    for start in range(0, len(order), 3):
-        gather(source, indices=order[start : start + 3])
-
-
 def test_processes_filling_one_cache_together_leave_it_whole_and_correct(image_files, tmp_path):
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(3)
     orders = [np.random.default_rng(k).permutation(12) for k in range(3)]
     processes = [
-        context.Process(target=fill, args=(image_files, tmp_path / "cache", order, barrier))
+        context.Process(
+            target=fill_image_cache, args=(image_files, tmp_path / "cache", order, barrier)
+        )
         for order in orders
     ]
     for process in processes:

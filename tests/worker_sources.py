@@ -1,7 +1,8 @@
-"""Sources that tests run in worker processes. A spawned worker imports the module that
-defines a source to unpickle it, so they live here, next to nothing but numpy and the
-source protocol: a worker for them starts in a fraction of a second, without Keras or a
-backend, as a worker for the package's own sources does."""
+"""Sources and functions that tests run in spawned processes. A spawned process imports
+the module that defines what it unpickles, so they live here, next to nothing but numpy
+and the package: such a process starts in a fraction of a second, without Keras or a
+backend (which every test module importing conftest brings), as a worker for the
+package's own sources does."""
 
 from __future__ import annotations
 
@@ -82,3 +83,14 @@ class ThirdBatchRaises(Source):
         if 8 in indices:
             raise ValueError("Expected exception")
         return np.ones((len(indices), 1), "float32")
+
+
+def fill_image_cache(paths, cache, order, barrier):
+    """A process filling an 8x8 uint8 image cache in the given order, three at a time,
+    once every other process is ready."""
+    from multimodal_dataset import GatherContext, ImageFiles
+
+    barrier.wait()  # every process starts filling at once
+    source = ImageFiles(paths, (8, 8), dtype="uint8", cache=cache)
+    for start in range(0, len(order), 3):
+        source.gather(np.asarray(order[start : start + 3]), GatherContext())
