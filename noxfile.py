@@ -1,14 +1,15 @@
 """The test matrix: each test where it can fail, on TensorFlow, JAX and PyTorch and on every
 Keras version claimed, each in its own venv.
 
-`nox` runs lint, the test sessions (the whole suite on JAX, the tests that compute with a
-backend on TensorFlow and PyTorch too), the distributed (JAX multi-device and
-multi-process) tests, the tests that use Keras and the distributed tests on the oldest
-supported Keras and on keras-nightly (JAX), and the packaging check (build the wheel,
-check it, install it in a clean venv and run the README's ten-line example); `nox -s demo`
-trains the reference model; `nox -s bench` runs the benchmarks in each backend's venv and
-merges them into benchmarks/results/ (`nox -s bench -- --quick` is the seconds-long smoke
-run CI does).
+`nox` runs lint, the test sessions (the whole suite and the distributed (JAX
+multi-device and multi-process) tests on JAX, the tests that compute with a backend on
+TensorFlow and PyTorch too), the tests that use Keras and the distributed tests on the
+oldest supported Keras and on keras-nightly (JAX), and the packaging check (build the
+wheel, check it, install it in a clean venv and run the README's ten-line example);
+`nox -s demo` trains the reference model; `nox -s bench` runs the benchmarks in each
+backend's venv and merges them into benchmarks/results/ (`nox -s bench -- --quick` is the
+seconds-long smoke run CI does). The demo, benchmarks and portability check run in the
+test sessions' venvs (`backend_python`).
 Sessions use virtualenv + pip (uv does not see this machine's local wheel cache).
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["lint", "tests", "distributed", "keras_versions", "package"]
+nox.options.sessions = ["lint", "tests", "keras_versions", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
@@ -58,16 +59,45 @@ KERAS_TESTS = ["-m", "backend or keras"]
 @nox.session
 @nox.parametrize("backend", list(BACKENDS))
 def tests(session: nox.Session, backend: str) -> None:
-    """The whole suite on JAX; the backend-marked tests on TensorFlow and PyTorch."""
+    """The whole suite and the distributed tests on JAX; the backend-marked tests on
+    TensorFlow and PyTorch."""
     install_backend(session, backend)
     session.run("python", "-m", "pytest", *WHAT_RUNS[backend], *session.posargs)
+    if backend == "jax":
+        session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
 
 
-@nox.session
+# The benchmarks, the demo, the portability check and `distributed` run in the tests'
+# virtualenv of their backend instead of installing TensorFlow, JAX or PyTorch again (a
+# minute or more each on CI): nox itself creates it, with the tests' installs, once per
+# nox run (`--install-only` runs a session's installs and nothing else).
+_prepared: set[str] = set()
+
+
+def backend_python(session: nox.Session, backend: str, *extra: str) -> str:
+    """The Python of the ``tests(backend=...)`` virtualenv, installed and up to date, with
+    ``extra`` packages added; the session's environment set for ``backend``."""
+    if backend not in _prepared:
+        tests_session = f"tests(backend='{backend}')"
+        session.run(
+            sys.executable, "-m", "nox", "-s", tests_session, "--install-only", external=True
+        )
+        _prepared.add(backend)
+    python = str(ROOT / ".nox" / f"tests-backend-{backend}" / "bin" / "python")
+    if extra:
+        session.run(python, "-m", "pip", "install", "-q", *extra, external=True)
+    session.env["KERAS_BACKEND"] = backend
+    session.env.setdefault("PYTHONHASHSEED", "0")
+    session.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return python
+
+
+@nox.session(venv_backend="none")
 def distributed(session: nox.Session) -> None:
-    """Multi-device (4 CPU devices) and two-process training with keras.distribution on JAX."""
-    install_backend(session, "jax")
-    session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
+    """Multi-device (4 CPU devices) and two-process training with keras.distribution on JAX
+    (`tests(backend='jax')` runs them too)."""
+    python = backend_python(session, "jax")
+    session.run(python, "-m", "pytest", "tests/distributed", *session.posargs, external=True)
 
 
 # The Keras versions the package claims (pyproject.toml: keras>=3.8), besides the current
@@ -170,12 +200,12 @@ def lint(session: nox.Session) -> None:
     session.run("lint-imports")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 @nox.parametrize("backend", ["jax", "tensorflow", "torch"])
 def demo(session: nox.Session, backend: str) -> None:
     """Trains the reference model and prints validation accuracy."""
-    install_backend(session, backend)
-    session.run("python", "-m", "multimodal_dataset", "demo", *session.posargs)
+    python = backend_python(session, backend)
+    session.run(python, "-m", "multimodal_dataset", "demo", *session.posargs, external=True)
 
 
 # Each backend's venv also gets the loaders it is compared with: tf.data and Keras's
@@ -184,14 +214,12 @@ def demo(session: nox.Session, backend: str) -> None:
 BENCH_PEERS = {"tensorflow": ["grain"], "jax": ["grain"], "torch": []}
 
 
-@nox.session
+@nox.session(venv_backend="none")
 @nox.parametrize("backend", list(BACKENDS))
 def bench(session: nox.Session, backend: str) -> None:
     """Benchmarks one backend; then bench_report merges every backend's results."""
-    install_backend(session, backend)
-    if BENCH_PEERS[backend]:
-        session.install(*BENCH_PEERS[backend])
-    session.run("python", "-m", "benchmarks", "--backend", backend, *session.posargs)
+    python = backend_python(session, backend, *BENCH_PEERS[backend])
+    session.run(python, "-m", "benchmarks", "--backend", backend, *session.posargs, external=True)
     session.notify("bench_report", session.posargs)
 
 
@@ -215,27 +243,28 @@ def portability(session: nox.Session) -> None:
     session.notify("portability_report", session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 @nox.parametrize("backend", list(BACKENDS))
 def portability_train(session: nox.Session, backend: str) -> None:
-    install_backend(session, backend)
-    session.run("python", "-m", "portability", "train", *session.posargs)
+    python = backend_python(session, backend)
+    session.run(python, "-m", "portability", "train", *session.posargs, external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 @nox.parametrize("backend", list(BACKENDS))
 def portability_check(session: nox.Session, backend: str) -> None:
-    install_backend(session, backend)
-    session.run("python", "-m", "portability", "check", *session.posargs)
+    python = backend_python(session, backend)
+    session.run(python, "-m", "portability", "check", *session.posargs, external=True)
     if backend == "jax":
         # Keras's numpy backend (inference only) imports jax and scipy for some ops.
         session.run(
-            "python",
+            python,
             "-m",
             "portability",
             "check",
             *session.posargs,
             env={"KERAS_BACKEND": "numpy"},
+            external=True,
         )
 
 
