@@ -49,7 +49,7 @@ class Settings:
     @classmethod
     def make(cls, quick: bool) -> Settings:
         if quick:
-            return cls(True, 512, 2, 64, 64 * 2**20, 1, 2)
+            return cls(True, 512, 2, 64, 64 * 2**20, 1, 1)
         return cls(False, 8192, 7, 2000, 2 * 2**30, 2, 5)
 
 

@@ -41,6 +41,19 @@ GROUPS = (
 )
 
 
+# The groups that measure rates, in the order they run.
+RATES = {
+    "assembly": assembly,
+    "images": images,
+    "tables": tables,
+    "shards": shards,
+    "remote": remote,
+    "fit": fit,
+    "text": text,
+    "pipeline": pipeline,
+}
+
+
 def results_dir(quick: bool) -> Path:
     return ROOT / "results" / ("quick" if quick else "")
 
@@ -60,22 +73,12 @@ def main() -> int:
     print(f"Benchmarks on {args.backend} ({'quick' if args.quick else 'full'} run)", flush=True)
     start = time.perf_counter()
     measurements = []
-    if "assembly" in only:
-        measurements += assembly.run(args.backend, settings)
-    if "images" in only:
-        measurements += images.run(args.backend, settings)
-    if "tables" in only:
-        measurements += tables.run(args.backend, settings)
-    if "shards" in only:
-        measurements += shards.run(args.backend, settings)
-    if "remote" in only:
-        measurements += remote.run(args.backend, settings)
-    if "fit" in only:
-        measurements += fit.run(args.backend, settings)
-    if "text" in only:
-        measurements += text.run(args.backend, settings)
-    if "pipeline" in only:
-        measurements += pipeline.run(args.backend, settings)
+    seconds: dict[str, float] = {}
+    for name, group in RATES.items():
+        if name in only:
+            began = time.perf_counter()
+            measurements += group.run(args.backend, settings)
+            seconds[name] = round(time.perf_counter() - began, 1)
     part = {
         "backend": args.backend,
         "machine": machine(),
@@ -84,13 +87,19 @@ def main() -> int:
     }
     # Memory does not depend on the backend: measured once, in the JAX session.
     if "memory" in only and args.backend == "jax":
+        began = time.perf_counter()
         part["memory"] = memory.run(settings)
+        seconds["memory"] = round(time.perf_counter() - began, 1)
     # Spawned workers' start-up: per backend (what Keras imports depends on it).
     if "startup" in only:
+        began = time.perf_counter()
         part["startup"] = startup.run(args.backend, settings)
+        seconds["startup"] = round(time.perf_counter() - began, 1)
+    part["group_seconds"] = seconds
     part["seconds"] = round(time.perf_counter() - start, 1)
     write_json(results_dir(args.quick) / "parts" / f"{args.backend}.json", part)
-    print(f"Done in {part['seconds']} s (pid {os.getpid()})")
+    groups = ", ".join(f"{name} {s:g} s" for name, s in seconds.items())
+    print(f"Done in {part['seconds']} s ({groups}; pid {os.getpid()})")
     return 0
 
 

@@ -110,7 +110,7 @@ def run(backend: str, settings: Settings) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         done.write_text(str(make_example(folder, samples=256, seed=0)))
     manifest = done.read_text()
-    result = in_fresh_process("startup", "measure", manifest, 2 if settings.quick else 5)
+    result = in_fresh_process("startup", "measure", manifest, 1 if settings.quick else 5)
     lazy, eager = result["lazy"], result["eager"]
     print(
         f"  startup   {WORKERS} spawned workers, first batch: {lazy['first_batch_s']:.2f} s "
