@@ -15,6 +15,7 @@ Sessions use virtualenv + pip (uv does not see this machine's local wheel cache)
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tomllib
@@ -40,8 +41,12 @@ BACKENDS = {
 
 
 # Installs skip compiling every module to bytecode (TensorFlow alone: 93 s -> 58 s on CI's
-# machine); Python compiles what is imported, once, on first import.
+# machine); Python compiles what is imported, once, on first import, and writes it: the
+# sessions' processes may write bytecode even where the environment says not to
+# (PYTHONDONTWRITEBYTECODE, set on CI's machine), or every process, worker and subprocess
+# would compile TensorFlow, JAX or PyTorch from source again (the suite ran 30% slower).
 NO_COMPILE = "--no-compile"
+os.environ["PYTHONDONTWRITEBYTECODE"] = ""  # empty: unset, for Python
 
 
 def install_backend(session: nox.Session, backend: str) -> None:

@@ -181,6 +181,22 @@ def test_a_batch_requested_while_the_pools_are_released_waits_for_the_release(pr
     ds.close()
 
 
+def our_threads(before=frozenset()):
+    """The package's threads (every pool it starts names them multimodal_dataset*) not in
+    ``before``: other libraries' threads, started in the background by an earlier
+    test (an fsspec event loop's default executor, say), come and go as they please, and
+    an earlier test's pools may still be in their keep-alive."""
+    return sorted(
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("multimodal_dataset") and t not in before
+    )
+
+
+def threads_now():
+    return frozenset(threading.enumerate())
+
+
 def settle(condition, deadline_s=10.0):
     """Polls ``condition`` until it holds or the deadline passes (a loaded machine runs
     timers and thread exits late); returns its last value."""
@@ -198,7 +214,7 @@ def test_pools_are_released_after_a_fit_that_raised(monkeypatch, image_files, tm
 
     monkeypatch.setattr(workers_module, "KEEP_ALIVE_S", 0.05)
     kwargs = {"workers": 3} if mode == "threads" else {"workers": 2, "use_multiprocessing": True}
-    baseline = len(python_threads())
+    before = threads_now()
     paths = list(image_files)
     paths[11] = tmp_path / "missing.png"  # the last batch: fit has started training
     ds = MultimodalDataset(
@@ -213,8 +229,7 @@ def test_pools_are_released_after_a_fit_that_raised(monkeypatch, image_files, tm
     import multiprocessing
 
     assert settle(lambda: not multiprocessing.active_children()), "worker processes left"
-    released = settle(lambda: len(python_threads()) <= baseline + 1)
-    assert released, sorted(t.name for t in python_threads())
+    assert settle(lambda: our_threads(before) == []), our_threads(before)
 
 
 @pytest.mark.backend
@@ -229,7 +244,7 @@ def test_a_dataset_nobody_references_releases_its_pools_at_once(backend, mode):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
     x, y = np.ones((64, 2), "float32"), np.zeros(64, "float32")
-    baseline = len(python_threads())
+    before = threads_now()
     start = time.monotonic()
     for _ in range(6):
         model.fit(MultimodalDataset(x, y, batch_size=8, **kwargs), epochs=2, verbose=0)
@@ -240,10 +255,10 @@ def test_a_dataset_nobody_references_releases_its_pools_at_once(backend, mode):
     deadline_s = 1.0 if backend != "tensorflow" else workers_module.KEEP_ALIVE_S + 5
     assert deadline_s < workers_module.KEEP_ALIVE_S or backend == "tensorflow"
     released = settle(
-        lambda: len(python_threads()) <= baseline + 1 and not multiprocessing.active_children(),
+        lambda: our_threads(before) == [] and not multiprocessing.active_children(),
         deadline_s=deadline_s,
     )
-    names = sorted(t.name for t in python_threads())
+    names = our_threads(before)
     children = multiprocessing.active_children()
     assert released, f"{time.monotonic() - start:.1f} s: {names}, {children}"
 
