@@ -15,7 +15,6 @@ Sessions use virtualenv + pip (uv does not see this machine's local wheel cache)
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import tomllib
@@ -40,17 +39,8 @@ BACKENDS = {
 }
 
 
-# Installs skip compiling every module to bytecode (TensorFlow alone: 93 s -> 58 s on CI's
-# machine); Python compiles what is imported, once, on first import, and writes it: the
-# sessions' processes may write bytecode even where the environment says not to
-# (PYTHONDONTWRITEBYTECODE, set on CI's machine), or every process, worker and subprocess
-# would compile TensorFlow, JAX or PyTorch from source again (the suite ran 30% slower).
-NO_COMPILE = "--no-compile"
-os.environ["PYTHONDONTWRITEBYTECODE"] = ""  # empty: unset, for Python
-
-
 def install_backend(session: nox.Session, backend: str) -> None:
-    session.install(NO_COMPILE, *BACKENDS[backend])
+    session.install(*BACKENDS[backend])
     session.env["KERAS_BACKEND"] = backend
     session.env.setdefault("PYTHONHASHSEED", "0")
     # Keep TensorFlow's C++ logging to warnings and above.
@@ -95,7 +85,7 @@ def backend_python(session: nox.Session, backend: str, *extra: str) -> str:
         _prepared.add(backend)
     python = str(ROOT / ".nox" / f"tests-backend-{backend}" / "bin" / "python")
     if extra:
-        session.run(python, "-m", "pip", "install", "-q", NO_COMPILE, *extra, external=True)
+        session.run(python, "-m", "pip", "install", "-q", *extra, external=True)
     session.env["KERAS_BACKEND"] = backend
     session.env.setdefault("PYTHONHASHSEED", "0")
     session.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -123,12 +113,12 @@ def keras_versions(session: nox.Session, keras: str) -> None:
     """The tests that use Keras (marked backend or keras) and the distributed tests on JAX,
     with the oldest Keras and with nightly."""
     if keras == "oldest":
-        session.install(NO_COMPILE, ".[jax,test]", *OLDEST_KERAS)
+        session.install(".[jax,test]", *OLDEST_KERAS)
     else:
         # keras-nightly is another distribution of the same `keras` package: replace it.
-        session.install(NO_COMPILE, ".[jax,test]")
+        session.install(".[jax,test]")
         session.run("python", "-m", "pip", "uninstall", "-q", "-y", "keras")
-        session.install(NO_COMPILE, "--pre", "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
+        session.install("--pre", "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
     session.env["KERAS_BACKEND"] = "jax"
     session.env.setdefault("PYTHONHASHSEED", "0")
     session.run("python", "-c", "import keras; print('keras', keras.version())")
@@ -150,7 +140,7 @@ def package(session: nox.Session) -> None:
     venv = tmp / "clean-venv"
     session.run(sys.executable, "-m", "venv", "--clear", str(venv), external=True)
     python = str(venv / "bin" / "python")
-    session.run(python, "-m", "pip", "install", "-q", NO_COMPILE, f"{wheel}[jax]", external=True)
+    session.run(python, "-m", "pip", "install", "-q", f"{wheel}[jax]", external=True)
     example = tmp / "ten_lines.py"
     example.write_text(readme_example("Ten lines"))
     session.chdir(tmp)
@@ -202,7 +192,7 @@ def readme_example(heading: str) -> str:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check, mypy, and the import layers (lint-imports)."""
-    session.install(NO_COMPILE, "ruff", "mypy", "numpy", "keras", "import-linter")
+    session.install("ruff", "mypy", "numpy", "keras", "import-linter")
     session.install("--no-deps", "-e", ".")  # lint-imports reads the installed package
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

@@ -86,11 +86,11 @@ def model(vocabulary: int):
     )
 
 
-def train(feed, vocabulary: int) -> list[float]:
-    """Each epoch's seconds of 10 epochs of the reference model on ``feed``."""
+def train(feed, vocabulary: int, epochs: int = EPOCHS) -> list[float]:
+    """Each epoch's seconds of ``epochs`` epochs of the reference model on ``feed``."""
     times = EpochTimes()
     # Every feed shuffles itself (Keras's shuffle would only warn for tf.data and torch).
-    model(vocabulary).fit(feed, epochs=EPOCHS, verbose=0, callbacks=[times], shuffle=False)
+    model(vocabulary).fit(feed, epochs=epochs, verbose=0, callbacks=[times], shuffle=False)
     return times.seconds
 
 
@@ -250,19 +250,20 @@ def run(backend: str, settings: Settings) -> list[Measurement]:
     if backend == "torch":
         feeds["torch DataLoader(num_workers=2)"] = lambda: torch_loader(table, reference)
     epochs: dict[str, list[list[float]]] = {name: [] for name in feeds}
+    count_epochs = 2 if settings.quick else EPOCHS  # the smoke run: a first and a later one
     for _ in range(1 if settings.quick else settings.rounds):  # rounds alternate the feeds
         for name, make in feeds.items():
             if make == "fresh cache":
                 with tempfile.TemporaryDirectory() as cache:
-                    epochs[name].append(train(datasets(table, cache), vocabulary))
+                    epochs[name].append(train(datasets(table, cache), vocabulary, count_epochs))
             else:
-                epochs[name].append(train(make(), vocabulary))
+                epochs[name].append(train(make(), vocabulary, count_epochs))
     note = (
-        f"{EPOCHS} epochs of the reference model, {count:,} JPEGs 256x256 -> 64x64 + "
+        f"{count_epochs} epochs of the reference model, {count:,} JPEGs 256x256 -> 64x64 + "
         f"captions + 5 numbers, first epoch (compiling) included"
     )
     for name, rounds in epochs.items():
-        rates = [EPOCHS * count / sum(seconds) for seconds in rounds]
+        rates = [count_epochs * count / sum(seconds) for seconds in rounds]
         result = summarize(name, "pipeline", backend, BATCH_SIZE, rates, note)
         result.details = {
             "first_epoch_s": round(statistics.median(r[0] for r in rounds), 3),

@@ -50,10 +50,8 @@ def test_unmarked_pydataset():
 
 
 @pytest.mark.backend
-def test_marked_fit():
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    model.compile("sgd", "mse")
-    model.fit(np.zeros((4, 1)), np.zeros(4), verbose=0)
+def test_marked_op():
+    keras.ops.add(1, 2)
 
 
 @pytest.mark.keras
