@@ -41,6 +41,11 @@ BACKENDS = {
 
 def install_backend(session: nox.Session, backend: str) -> None:
     session.install(*BACKENDS[backend])
+    backend_env(session, backend)
+
+
+def backend_env(session: nox.Session, backend: str) -> None:
+    """The environment every session that runs Keras sets."""
     session.env["KERAS_BACKEND"] = backend
     session.env.setdefault("PYTHONHASHSEED", "0")
     # Keep TensorFlow's C++ logging to warnings and above.
@@ -86,9 +91,7 @@ def backend_python(session: nox.Session, backend: str, *extra: str) -> str:
     python = str(ROOT / ".nox" / f"tests-backend-{backend}" / "bin" / "python")
     if extra:
         session.run(python, "-m", "pip", "install", "-q", *extra, external=True)
-    session.env["KERAS_BACKEND"] = backend
-    session.env.setdefault("PYTHONHASHSEED", "0")
-    session.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    backend_env(session, backend)
     return python
 
 
@@ -119,8 +122,7 @@ def keras_versions(session: nox.Session, keras: str) -> None:
         session.install(".[jax,test]")
         session.run("python", "-m", "pip", "uninstall", "-q", "-y", "keras")
         session.install("--pre", "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
-    session.env["KERAS_BACKEND"] = "jax"
-    session.env.setdefault("PYTHONHASHSEED", "0")
+    backend_env(session, "jax")
     session.run("python", "-c", "import keras; print('keras', keras.version())")
     session.run("python", "-m", "pytest", *KERAS_TESTS, *session.posargs)
     session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)

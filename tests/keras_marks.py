@@ -24,7 +24,7 @@ import functools
 import inspect
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -48,37 +48,31 @@ def _record(kind: str, name: str) -> None:
             current.setdefault(kind, set()).add(name)
 
 
-def _wrapped(kind: str, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+TESTS = str(Path(__file__).resolve().parent)
+
+#: A kind of use, or how to tell it from the caller's file (the backend's name: a test
+#: that reads it expects something of that backend; the package reads it for Keras).
+Kind = str | Callable[[str], str]
+
+
+def backend_if_a_test_reads_it(caller: str) -> str:
+    return BACKEND if caller.startswith(TESTS) else KERAS
+
+
+def _wrapped(kind: Kind, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     if getattr(function, "_marks_kind", None):
         return function
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _record(kind, name)
+        _record(kind if isinstance(kind, str) else kind(sys._getframe(1).f_code.co_filename), name)
         return function(*args, **kwargs)
 
     wrapper._marks_kind = kind  # type: ignore[attr-defined]
     return wrapper
 
 
-TESTS = str(Path(__file__).resolve().parent)
-
-
-def _backend_name(function: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """The backend's name: a test that reads it expects something of that backend (a
-    backend use); the package reads it for what Keras does (a Keras use)."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        caller = sys._getframe(1).f_code.co_filename
-        _record(BACKEND if caller.startswith(TESTS) else KERAS, name)
-        return function(*args, **kwargs)
-
-    wrapper._marks_kind = BACKEND  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _wrap_attribute(owner: Any, attribute: str, kind: str, name: str) -> None:
+def _wrap_attribute(owner: Any, attribute: str, kind: Kind, name: str) -> None:
     function = inspect.getattr_static(owner, attribute, None)
     if function is None:
         return
@@ -89,7 +83,7 @@ def _wrap_attribute(owner: Any, attribute: str, kind: str, name: str) -> None:
     setattr(owner, attribute, wrapped)
 
 
-def _wrap_functions(module: ModuleType, kind: str, skip: Iterable[str] = ()) -> None:
+def _wrap_functions(module: ModuleType, kind: str) -> None:
     """Every public function of ``module`` and of its public submodules (keras.ops.image,
     keras.random...); classes are left alone (wrapping them would break isinstance)."""
     seen: set[int] = set()
@@ -99,7 +93,7 @@ def _wrap_functions(module: ModuleType, kind: str, skip: Iterable[str] = ()) -> 
             return
         seen.add(id(module))
         for attribute in dir(module):
-            if attribute.startswith("_") or f"{prefix}.{attribute}" in skip:
+            if attribute.startswith("_"):
                 continue
             value = getattr(module, attribute)
             if isinstance(value, ModuleType):
@@ -136,9 +130,8 @@ def install() -> None:
     _wrap_functions(keras.random, BACKEND)
     for module in (keras.saving, keras.models):
         _wrap_attribute(module, "load_model", BACKEND, "load_model")
-    for module in (keras.backend, keras.config):
-        if not getattr(module.backend, "_marks_kind", None):
-            module.backend = _backend_name(module.backend, f"{module.__name__}.backend")
+    for module, prefix in ((keras.backend, "keras.backend"), (keras.config, "keras.config")):
+        _wrap_attribute(module, "backend", backend_if_a_test_reads_it, f"{prefix}.backend")
     _wrap_attribute(keras.distribution, "list_devices", BACKEND, "keras.distribution devices")
     for cls in ("DeviceMesh", "DataParallel", "ModelParallel"):
         owner = getattr(keras.distribution, cls, None)
@@ -146,7 +139,7 @@ def install() -> None:
             _wrap_attribute(owner, "__init__", BACKEND, f"keras.distribution.{cls}")
 
     _wrap_attribute(keras.utils.PyDataset, "__init__", KERAS, "keras.utils.PyDataset")
-    _wrap_functions(keras.config, KERAS, skip={"keras.config.backend"})
+    _wrap_functions(keras.config, KERAS)  # keras.config.backend: wrapped above
     _wrap_functions(keras.tree, KERAS)
     _wrap_functions(keras.utils, KERAS)
     for function in ("distribution", "set_distribution"):
