@@ -8,8 +8,8 @@ oldest supported Keras and on keras-nightly (JAX), and the packaging check (buil
 wheel, check it, install it in a clean venv and run the README's ten-line example);
 `nox -s demo` trains the reference model; `nox -s bench` runs the benchmarks in each
 backend's venv and merges them into benchmarks/results/ (`nox -s bench -- --quick` is the
-seconds-long smoke run CI does). The demo, benchmarks and portability check run in the
-test sessions' venvs (`backend_python`).
+seconds-long smoke run CI does). The demo, benchmarks and portability check, and their
+reports, run in the test sessions' venvs (`backend_python`).
 Sessions use virtualenv + pip (uv does not see this machine's local wheel cache).
 """
 
@@ -235,11 +235,12 @@ def bench(session: nox.Session, backend: str) -> None:
     session.notify("bench_report", session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def bench_report(session: nox.Session) -> None:
-    """Writes benchmarks/results/latest.{json,md,png}; `nox -s docs` puts them in the README."""
-    session.install("matplotlib")
-    session.run("python", "-m", "benchmarks.report", *session.posargs)
+    """Writes benchmarks/results/latest.{json,md,png}; `nox -s docs` puts them in the README.
+    (matplotlib and numpy: in the JAX tests' venv.)"""
+    python = backend_python(session, "jax")
+    session.run(python, "-m", "benchmarks.report", *session.posargs, external=True)
 
 
 # The portability check: train in each backend's venv, then load every saved model in each
@@ -280,10 +281,10 @@ def portability_check(session: nox.Session, backend: str) -> None:
         )
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def portability_report(session: nox.Session) -> None:
-    session.install("matplotlib", "numpy")
-    session.run("python", "-m", "portability", "report", *session.posargs)
+    python = backend_python(session, "jax")
+    session.run(python, "-m", "portability", "report", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
