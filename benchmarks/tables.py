@@ -60,7 +60,7 @@ def hugging_face(path: str):
 
 
 def decode_all(cells) -> np.ndarray:
-    from multimodal_dataset.sources.image_decoding import ImageDecoder
+    from multimodal_dataset.sources.images.decoding import ImageDecoder
 
     decoder = ImageDecoder(IMAGE_SIZE, "rgb", "bilinear", False)
     images = np.stack([decoder.decode(cell["bytes"]) for cell in cells])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import multimodal_dataset
-from multimodal_dataset import optional
+from multimodal_dataset._utils import optional
 
 PROMISED = [
     "MultimodalDataset",
@@ -61,8 +61,8 @@ def test_importing_the_package_or_a_source_module_imports_neither_keras_nor_a_ba
     import sys
 
     code = (
-        "import sys; import multimodal_dataset, multimodal_dataset.sources.images, "
-        "multimodal_dataset.tables.shards, multimodal_dataset.workers; "
+        "import sys; import multimodal_dataset, multimodal_dataset.sources.images.files, "
+        "multimodal_dataset.tables.shards, multimodal_dataset.engine.gatherer; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'keras', 'jax', 'tensorflow', 'torch', 'pandas'}))"
     )

@@ -15,14 +15,21 @@ train, val = from_table("manifest.csv", image="image", text="caption",
 
 from typing import TYPE_CHECKING
 
-from multimodal_dataset.lazy import exports
+from multimodal_dataset._utils.lazy import exports
 
 if TYPE_CHECKING:
     from multimodal_dataset import models, synthetic, testing
-    from multimodal_dataset.augmentation import ImageAugmentation
+    from multimodal_dataset.batching.layout import BatchLayout
+    from multimodal_dataset.batching.structure import ArraySpec
     from multimodal_dataset.dataset import MultimodalDataset, PartialEpochWarning
+    from multimodal_dataset.engine.gathering import WorkerError
     from multimodal_dataset.example import make_example
-    from multimodal_dataset.layout import BatchLayout
+    from multimodal_dataset.io.storage_errors import (
+        CredentialsError,
+        MissingBucketError,
+        RetriesExhaustedError,
+        StorageError,
+    )
     from multimodal_dataset.sources import (
         CacheError,
         CacheWarning,
@@ -39,20 +46,13 @@ if TYPE_CHECKING:
         TruncatedTextWarning,
         Vocabulary,
     )
-    from multimodal_dataset.storage import (
-        CredentialsError,
-        MissingBucketError,
-        RetriesExhaustedError,
-        StorageError,
-    )
-    from multimodal_dataset.structure import ArraySpec
+    from multimodal_dataset.sources.images.augmentation import ImageAugmentation
     from multimodal_dataset.tables import (
         TableDataset,
         TablePreprocessing,
         from_table,
         from_webdataset,
     )
-    from multimodal_dataset.workers import WorkerError
 
 __all__ = [
     "ArraySpec",
@@ -90,36 +90,36 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# Imported on first use: see multimodal_dataset.lazy.
+# Imported on first use: see multimodal_dataset._utils.lazy.
 __getattr__, __dir__ = exports(
     __name__,
     {
-        "ArraySpec": "multimodal_dataset.structure",
-        "BatchLayout": "multimodal_dataset.layout",
+        "ArraySpec": "multimodal_dataset.batching.structure",
+        "BatchLayout": "multimodal_dataset.batching.layout",
         "CacheError": "multimodal_dataset.sources",
         "CacheWarning": "multimodal_dataset.sources",
-        "CredentialsError": "multimodal_dataset.storage",
+        "CredentialsError": "multimodal_dataset.io.storage_errors",
         "GatherContext": "multimodal_dataset.sources",
-        "ImageAugmentation": "multimodal_dataset.augmentation",
+        "ImageAugmentation": "multimodal_dataset.sources.images.augmentation",
         "ImageBytes": "multimodal_dataset.sources",
         "ImageFiles": "multimodal_dataset.sources",
-        "MissingBucketError": "multimodal_dataset.storage",
+        "MissingBucketError": "multimodal_dataset.io.storage_errors",
         "MultimodalDataset": "multimodal_dataset.dataset",
         "NumericColumns": "multimodal_dataset.sources",
         "PartialEpochWarning": "multimodal_dataset.dataset",
         "ReplacedSamplesWarning": "multimodal_dataset.sources",
         "Replacement": "multimodal_dataset.sources",
-        "RetriesExhaustedError": "multimodal_dataset.storage",
+        "RetriesExhaustedError": "multimodal_dataset.io.storage_errors",
         "SampleError": "multimodal_dataset.sources",
         "Source": "multimodal_dataset.sources",
         "Standardizer": "multimodal_dataset.sources",
-        "StorageError": "multimodal_dataset.storage",
+        "StorageError": "multimodal_dataset.io.storage_errors",
         "TableDataset": "multimodal_dataset.tables",
         "TablePreprocessing": "multimodal_dataset.tables",
         "TextTokens": "multimodal_dataset.sources",
         "TruncatedTextWarning": "multimodal_dataset.sources",
         "Vocabulary": "multimodal_dataset.sources",
-        "WorkerError": "multimodal_dataset.workers",
+        "WorkerError": "multimodal_dataset.engine.gathering",
         "from_table": "multimodal_dataset.tables",
         "from_webdataset": "multimodal_dataset.tables",
         "make_example": "multimodal_dataset.example",

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.checks import check_choice, check_int
-from multimodal_dataset.optional import optional_import
+from multimodal_dataset._utils.checks import check_choice, check_int
+from multimodal_dataset._utils.optional import optional_import
 
 MANIFEST = "manifest.csv"
 PARQUET_FOLDER = "data"

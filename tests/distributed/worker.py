@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from multimodal_dataset import MultimodalDataset, models, synthetic
-from multimodal_dataset.distribution import keras_shards_py_datasets
+from multimodal_dataset.batching.sharding import keras_shards_py_datasets
 
 SAMPLES = 203  # divides by neither the per-process batch nor the global batch
 BATCH_SIZE = 8  # per process; divisible by the 4 devices of the one-process run

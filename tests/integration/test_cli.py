@@ -89,8 +89,8 @@ def test_cache_fills_ahead_so_training_decodes_and_tokenizes_nothing(
     tmp_path, capsys, monkeypatch, workers
 ):
     from multimodal_dataset import from_table
-    from multimodal_dataset.sources import text as text_module
-    from multimodal_dataset.sources.image_decoding import ImageDecoder
+    from multimodal_dataset.sources.images.decoding import ImageDecoder
+    from multimodal_dataset.sources.text import tokens as text_module
 
     main(["make-example", str(tmp_path / "data"), "--samples", "50"])
     manifest, cache = str(tmp_path / "data" / "manifest.csv"), str(tmp_path / "cache")
@@ -102,7 +102,7 @@ def test_cache_fills_ahead_so_training_decodes_and_tokenizes_nothing(
     assert "validation inputs[0]: 10 images, 10 decoded now" in out
 
     monkeypatch.setattr(ImageDecoder, "decode", lambda self, data: pytest.fail("decoded"))
-    monkeypatch.setattr(text_module, "_tokenize_all", lambda *a: pytest.fail("tokenized"))
+    monkeypatch.setattr(text_module, "tokenize_all", lambda *a: pytest.fail("tokenized"))
     train, val = from_table(
         manifest,
         image="image",

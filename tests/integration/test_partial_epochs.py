@@ -41,9 +41,9 @@ def trained_stream(ds, *fits):
 
 def reads_ahead(backend):
     """Whether Keras reads batches ahead of the training steps on this backend."""
-    from multimodal_dataset.dataset import _keras_reads_ahead
+    from multimodal_dataset.engine.keras_loop import trainer_prefetches
 
-    return backend == "tensorflow" or _keras_reads_ahead()
+    return backend == "tensorflow" or trainer_prefetches()
 
 
 def dataset_order(epochs, **kwargs):

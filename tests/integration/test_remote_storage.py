@@ -21,7 +21,11 @@ from multimodal_dataset import (
     make_example,
     testing,
 )
-from multimodal_dataset.storage import CredentialsError, MissingBucketError, RetriesExhaustedError
+from multimodal_dataset.io.storage_errors import (
+    CredentialsError,
+    MissingBucketError,
+    RetriesExhaustedError,
+)
 
 ROWS = 45
 WDS = {"image": "png", "numeric": ["json.id"], "image_size": (2, 2), "target": "cls"}
@@ -144,7 +148,7 @@ def test_a_glob_that_matches_nothing_on_s3_names_the_pattern(remote):
 
 def test_an_unreachable_store_is_an_error_naming_the_url_and_the_attempts(remote, monkeypatch):
     # The attempts are the point, not their backoff (test_storage times that).
-    monkeypatch.setattr("multimodal_dataset.storage.BACKOFF_S", 0.001)
+    monkeypatch.setattr("multimodal_dataset.io.storage.BACKOFF_S", 0.001)
     unreachable = {**remote["options"], "endpoint_url": "http://127.0.0.1:9"}
     with pytest.raises(RetriesExhaustedError, match=r"'s3://data/wds/00000.tar'.*after 4 attempts"):
         from_webdataset("s3://data/wds/00000.tar", **WDS, storage_options=unreachable)

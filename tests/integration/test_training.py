@@ -123,7 +123,7 @@ class HandWritten(keras.utils.PyDataset):
 @pytest.mark.backend
 def test_keras_own_worker_pool_repeats_samples_which_is_why_workers_run_in_the_dataset(backend):
     """A canary: if Keras stops serving stale batches across epochs on JAX and PyTorch,
-    this fails, and the dataset's own workers (multimodal_dataset.workers) can hand
+    this fails, and the dataset's own workers (multimodal_dataset.engine.gatherer) can hand
     parallelism back to Keras."""
     epochs = fit_and_record(HandWritten(61, workers=3), epochs=2)
     distinct = [len(np.unique(np.concatenate(batches))) for batches in epochs]

@@ -50,7 +50,7 @@ def test_the_stream_from_shards_is_the_golden_stream_of_the_same_samples_in_parq
 def test_a_cached_stream_is_the_golden_stream_and_the_next_run_decodes_nothing(
     shards, tmp_path, monkeypatch
 ):
-    from multimodal_dataset.sources.image_decoding import ImageDecoder
+    from multimodal_dataset.sources.images.decoding import ImageDecoder
 
     train, _ = from_webdataset(shards, **WDS, batch_size=8, cache=tmp_path)
     assert testing.stream_digest(train, epochs=2) == PARQUET_DIGEST

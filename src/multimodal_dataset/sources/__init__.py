@@ -1,18 +1,20 @@
 """Sources: per-sample data that the dataset reads, decodes or computes a batch at a time.
 
-`protocol` defines what a source is (and its errors and replacements); each other module
-is one kind of source. A new source is a new module here and a line below.
+`protocol` defines what a source is (its optional abilities, errors and replacements);
+`arrays` and `numeric` are sources of arrays and numbers, `images/` and `text/` the image
+and text sources with their decoders, tokenizers and caches. A new source is a new
+module here (or in `images/` or `text/`) and a line below.
 """
 
 from typing import TYPE_CHECKING
 
-from multimodal_dataset.lazy import exports
+from multimodal_dataset._utils.lazy import exports
 
 if TYPE_CHECKING:
-    from multimodal_dataset.sources.arrow_column import ArrowColumn
-    from multimodal_dataset.sources.decoded_cache import CacheError, CacheWarning
-    from multimodal_dataset.sources.image_bytes import ImageBytes
-    from multimodal_dataset.sources.images import ImageFiles
+    from multimodal_dataset.io.arrow_column import ArrowColumn
+    from multimodal_dataset.io.cache_files import CacheError, CacheWarning
+    from multimodal_dataset.sources.images.files import ImageFiles
+    from multimodal_dataset.sources.images.from_bytes import ImageBytes
     from multimodal_dataset.sources.numeric import NumericColumns, Standardizer
     from multimodal_dataset.sources.protocol import (
         GatherContext,
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
         SampleError,
         Source,
     )
-    from multimodal_dataset.sources.text import TextTokens, TruncatedTextWarning, Vocabulary
+    from multimodal_dataset.sources.text.tokens import TextTokens, TruncatedTextWarning
+    from multimodal_dataset.sources.text.vocabulary import Vocabulary
 
 __all__ = [
     "ArrowColumn",
@@ -43,16 +46,16 @@ __all__ = [
     "Vocabulary",
 ]
 
-# Imported on first use: see multimodal_dataset.lazy.
+# Imported on first use: see multimodal_dataset._utils.lazy.
 __getattr__, __dir__ = exports(
     __name__,
     {
-        "ArrowColumn": "multimodal_dataset.sources.arrow_column",
-        "CacheError": "multimodal_dataset.sources.decoded_cache",
-        "CacheWarning": "multimodal_dataset.sources.decoded_cache",
+        "ArrowColumn": "multimodal_dataset.io.arrow_column",
+        "CacheError": "multimodal_dataset.io.cache_files",
+        "CacheWarning": "multimodal_dataset.io.cache_files",
         "GatherContext": "multimodal_dataset.sources.protocol",
-        "ImageBytes": "multimodal_dataset.sources.image_bytes",
-        "ImageFiles": "multimodal_dataset.sources.images",
+        "ImageBytes": "multimodal_dataset.sources.images.from_bytes",
+        "ImageFiles": "multimodal_dataset.sources.images.files",
         "NumericColumns": "multimodal_dataset.sources.numeric",
         "PrecomputedSource": "multimodal_dataset.sources.protocol",
         "ReplacedSamplesWarning": "multimodal_dataset.sources.protocol",
@@ -60,8 +63,8 @@ __getattr__, __dir__ = exports(
         "SampleError": "multimodal_dataset.sources.protocol",
         "Source": "multimodal_dataset.sources.protocol",
         "Standardizer": "multimodal_dataset.sources.numeric",
-        "TextTokens": "multimodal_dataset.sources.text",
-        "TruncatedTextWarning": "multimodal_dataset.sources.text",
-        "Vocabulary": "multimodal_dataset.sources.text",
+        "TextTokens": "multimodal_dataset.sources.text.tokens",
+        "TruncatedTextWarning": "multimodal_dataset.sources.text.tokens",
+        "Vocabulary": "multimodal_dataset.sources.text.vocabulary",
     },
 )

@@ -3,7 +3,8 @@ tensors and pandas objects, converted once without copying what need not be copi
 
 A memory map pickles as its path (worker processes reopen the file instead of receiving its
 contents); pandas objects come through ``to_numpy`` with missing values of nullable dtypes
-refused; ragged data is named with the fix instead of numpy's raw message.
+refused; ragged data is named with the fix instead of numpy's raw message. `ArraySource`
+is such an array as a `Source`, so that the dataset gathers every input one way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from multimodal_dataset.sources.protocol import GatherContext, Source
+
+_INT32 = np.iinfo(np.int32)
 
 
 @dataclass(frozen=True)
@@ -143,3 +148,105 @@ def _from_pandas(value: Any, name: str) -> np.ndarray:
         if len(dtypes) == 1:
             return value.to_numpy(dtype=dtypes.pop())  # type: ignore[no-any-return]
     return value.to_numpy()  # type: ignore[no-any-return]
+
+
+class ArraySource(Source):
+    """A user's array (numpy, memory map, converted tensor) as a source: a batch is one
+    vectorized index ``array[indices]``, cast to the dtype the dataset feeds.
+
+    Integer values outside ``int32`` and floats that would become infinite in a narrower
+    float type are errors naming the sample, never wrapped or cast silently. A file-backed
+    memory map pickles as its path (worker processes map the file again).
+
+    Args:
+        array: The array, never copied.
+        name: The dataset field it feeds (``inputs[0]``), named in errors.
+        dtype: The dtype every batch is cast to.
+        check_int32_range: Whether gathered values must be checked to fit in ``int32``.
+        check_overflow: Whether casting to ``dtype`` must be checked for finite values
+            that become infinite.
+    """
+
+    work = "indexing the array"
+
+    def __init__(
+        self,
+        array: Any,
+        name: str,
+        dtype: np.dtype[Any],
+        check_int32_range: bool = False,
+        check_overflow: bool = False,
+    ) -> None:
+        self.array = array
+        self.name = name
+        self._dtype = np.dtype(dtype)
+        self.check_int32_range = check_int32_range
+        self.check_overflow = check_overflow
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._dtype
+
+    def gather(self, indices: np.ndarray, context: GatherContext) -> np.ndarray:
+        batch = np.asarray(self.array[indices])
+        if self.check_int32_range and batch.size:
+            low, high = batch.min(), batch.max()
+            if low < _INT32.min or high > _INT32.max:
+                self._raise_outside_int32(batch, indices, low, high)
+        if batch.dtype == self._dtype:
+            return batch
+        if not self.check_overflow:
+            return batch.astype(self._dtype)
+        with np.errstate(over="ignore"):
+            cast = batch.astype(self._dtype)
+        if cast.size and not np.isfinite(cast).all():
+            self._raise_overflow(batch, cast, indices)
+        return cast
+
+    def _raise_outside_int32(
+        self, batch: np.ndarray, indices: np.ndarray, low: Any, high: Any
+    ) -> None:
+        outside = (batch < _INT32.min) | (batch > _INT32.max)
+        row = int(np.flatnonzero(outside.reshape(len(indices), -1).any(axis=1))[0])
+        raise ValueError(
+            f"{self.name} has value(s) outside the int32 range "
+            f"[{_INT32.min}, {_INT32.max}] (sample {int(indices[row])}, batch min {low}, "
+            f"max {high}). Integer inputs are fed as int32 token ids and are never "
+            "wrapped silently. If these are real numbers rather than ids, convert "
+            "the array to float first (e.g. `arr.astype('float32')`)."
+        )
+
+    def _raise_overflow(self, batch: np.ndarray, cast: np.ndarray, indices: np.ndarray) -> None:
+        overflow = np.isinf(cast) & np.isfinite(batch)
+        if not overflow.any():
+            return  # infinities and NaNs that were in the data are the user's values
+        row = int(np.flatnonzero(overflow.reshape(len(indices), -1).any(axis=1))[0])
+        value = batch.reshape(len(indices), -1)[row][overflow.reshape(len(indices), -1)[row]][0]
+        limit = float(np.finfo(self._dtype).max)
+        wider = (
+            " or feed a wider float type (keras.config.set_floatx('float32') before building "
+            "the dataset)"
+            if self._dtype.itemsize < 4
+            else ""
+        )
+        raise ValueError(
+            f"{self.name}: sample {int(indices[row])} holds {float(value):g}, which is beyond "
+            f"the range of {self._dtype} (largest {limit:.4g}) and would become inf when fed "
+            f"as {self._dtype}. Values are never turned into inf silently. Rescale the input "
+            f"(e.g. standardise it, or take a logarithm){wider}."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickling an np.memmap copies its whole contents; send the file's path instead.
+        array = MappedFile.of(self.array) or self.array
+        return (
+            ArraySource,
+            (array, self.name, self._dtype, self.check_int32_range, self.check_overflow),
+        )
+
+    def __repr__(self) -> str:
+        return f"ArraySource({self.name}: {self.shape} {self.array.dtype} -> {self._dtype})"

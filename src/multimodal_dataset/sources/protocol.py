@@ -18,7 +18,7 @@ import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -66,6 +66,8 @@ class GatherContext:
         width: For a variable-length source (see `Source.buckets`): the length its last
             dimension is padded to in this batch, the same in every shard of a step and
             every worker's chunk; None lets the source choose for its own samples.
+        truncated: The samples of this call that a variable-length source cut to its
+            largest bucket (reported at the end of the epoch, like replacements).
     """
 
     field: str = "source"
@@ -73,6 +75,60 @@ class GatherContext:
     epoch: int = 0
     replaced: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     width: int | None = None
+    truncated: list[int] = dataclasses.field(default_factory=list)
+
+
+@runtime_checkable
+class Bucketed(Protocol):
+    """A variable-length source: its last dimension is padded per batch to one of
+    ``buckets`` (ascending; `Source` declares ``buckets = None`` for fixed shapes), and
+    ``lengths`` gives each sample's own length. `TextTokens(buckets=...)` is one."""
+
+    @property
+    def buckets(self) -> tuple[int, ...] | None: ...
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Cached(Protocol):
+    """A source that keeps decoded samples in a cache (``cache=``) which can be filled
+    ahead of training (`MultimodalDataset.fill_cache`); ``cache`` is None without one."""
+
+    cache: Any
+
+    def uncached(self) -> np.ndarray:
+        """The samples not in the cache yet."""
+        ...
+
+    def fill_cache(self, indices: np.ndarray) -> list[tuple[int, str]]:
+        """Decodes ``indices`` into the cache; ``(sample, problem)`` of those that failed."""
+        ...
+
+
+@runtime_checkable
+class Decodable(Protocol):
+    """A source of token ids that turns a sample's ids back into readable text
+    (`show_batch` draws it)."""
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str: ...
+
+
+@runtime_checkable
+class Standardized(Protocol):
+    """A source of standardised numbers that knows each column's name, mean and standard
+    deviation (``standardizer``; None when not standardised), so `show_batch` can show
+    the original values."""
+
+    standardizer: Any
+
+
+def bucket_boundaries(source: Any) -> tuple[int, ...] | None:
+    """The lengths a `Bucketed` source pads a batch to, when there is more than one (a
+    single boundary is a fixed shape); None otherwise."""
+    buckets = source.buckets if isinstance(source, Bucketed) else None
+    return tuple(buckets) if buckets is not None and len(buckets) > 1 else None
 
 
 def check_on_error(on_error: Any) -> OnError:
@@ -133,7 +189,8 @@ class Source(abc.ABC):
     def lengths(self) -> np.ndarray:
         """Each sample's length along the variable last dimension (at most the largest
         bucket), for a variable-length source."""
-        raise TypeError(f"{type(self).__name__} has no variable-length dimension.")
+        # AttributeError: a fixed-shape source is not `Bucketed` (isinstance checks it).
+        raise AttributeError(f"{type(self).__name__} has no variable-length dimension.")
 
     @property
     @abc.abstractmethod

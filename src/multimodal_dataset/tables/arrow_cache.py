@@ -22,10 +22,11 @@ import time
 from pathlib import PurePosixPath
 from typing import Any
 
-from multimodal_dataset.optional import optional_import
-from multimodal_dataset.sources.arrow_column import open_ipc
-from multimodal_dataset.storage import Storage, is_remote
-from multimodal_dataset.tables.cache import cached_file, write_atomically
+from multimodal_dataset._utils.optional import optional_import
+from multimodal_dataset.io.arrow_column import open_ipc
+from multimodal_dataset.io.cache_folder import cached_file, write_atomically
+from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.io.urls import is_remote
 
 logger = logging.getLogger("multimodal_dataset")
 

@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.optional import optional_import
-from multimodal_dataset.sources.arrow_column import ArrowColumn, check_image_type, open_ipc
-from multimodal_dataset.storage import Storage, StorageError, is_remote, parent
+from multimodal_dataset._utils.optional import optional_import
+from multimodal_dataset.io.arrow_column import ArrowColumn, check_image_type, open_ipc
+from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.io.storage_errors import StorageError
+from multimodal_dataset.io.urls import is_remote, parent
 from multimodal_dataset.tables.arrow_cache import mappable_column_file
 from multimodal_dataset.tables.table import Table
 

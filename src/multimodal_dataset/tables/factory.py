@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.augmentation import ImageAugmentation
-from multimodal_dataset.sources.decoded_cache import CacheValidation
-from multimodal_dataset.sources.image_decoding import ColorMode
+from multimodal_dataset.sources.images.augmentation import ImageAugmentation
+from multimodal_dataset.sources.images.decoded_cache import CacheValidation
+from multimodal_dataset.sources.images.decoding import ColorMode
 from multimodal_dataset.sources.protocol import OnError, check_on_error
-from multimodal_dataset.tables.preprocessing import TablePreprocessing
+from multimodal_dataset.tables.preprocessing import TableDataset, TablePreprocessing
 from multimodal_dataset.tables.reading import read_table
-from multimodal_dataset.tables.table_dataset import TableDataset
 from multimodal_dataset.tables.targets import check_target_kind
 
 _SPLIT_STREAM = 0x5B117  # keeps the split's random stream apart from the shuffle's

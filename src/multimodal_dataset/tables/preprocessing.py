@@ -1,5 +1,6 @@
 """`TablePreprocessing`: what `from_table` fitted on the training rows (vocabulary,
-numeric statistics, target kind and classes) and how it turns a table's rows into sources.
+numeric statistics, target kind and classes) and how it turns a table's rows into sources;
+`TableDataset`, the dataset it makes, which carries it (``ds.preprocessing``).
 
 Save it with the model and load it at inference: new rows are then tokenized,
 standardised and labelled exactly as the training rows were.
@@ -14,19 +15,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from multimodal_dataset.augmentation import ImageAugmentation
-from multimodal_dataset.optional import optional_import
-from multimodal_dataset.persistence import Saveable
-from multimodal_dataset.sources.decoded_cache import CacheValidation
-from multimodal_dataset.sources.image_bytes import ImageBytes
-from multimodal_dataset.sources.image_decoding import ColorMode
-from multimodal_dataset.sources.images import ImageFiles
+from multimodal_dataset._utils.optional import optional_import
+from multimodal_dataset.dataset import MultimodalDataset
+from multimodal_dataset.io.persistence import Saveable
+from multimodal_dataset.sources.images.augmentation import ImageAugmentation
+from multimodal_dataset.sources.images.decoded_cache import CacheValidation
+from multimodal_dataset.sources.images.decoding import ColorMode
+from multimodal_dataset.sources.images.files import ImageFiles
+from multimodal_dataset.sources.images.from_bytes import ImageBytes
 from multimodal_dataset.sources.numeric import NumericColumns, Standardizer
 from multimodal_dataset.sources.protocol import OnError, SampleError, check_on_error
-from multimodal_dataset.sources.text import TextTokens, Vocabulary
+from multimodal_dataset.sources.text.tokens import TextTokens
+from multimodal_dataset.sources.text.vocabulary import Vocabulary
 from multimodal_dataset.tables.reading import read_table
 from multimodal_dataset.tables.table import Table
-from multimodal_dataset.tables.table_dataset import TableDataset
 from multimodal_dataset.tables.targets import encode_targets, fit_target
 
 
@@ -301,3 +303,27 @@ def _path(value: Any) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     return os.fspath(value) if isinstance(value, (str, os.PathLike)) else str(value)
+
+
+class TableDataset(MultimodalDataset):
+    """A `MultimodalDataset` of a table's rows, with the preprocessing that built it.
+
+    Args:
+        inputs, targets: As for `MultimodalDataset`: the sources built from the table.
+        preprocessing: The fitted `TablePreprocessing`.
+        **dataset_kwargs: Passed to `MultimodalDataset`.
+    """
+
+    def __init__(
+        self,
+        inputs: Any,
+        targets: Any = None,
+        *,
+        preprocessing: TablePreprocessing,
+        **dataset_kwargs: Any,
+    ) -> None:
+        super().__init__(inputs, targets, **dataset_kwargs)
+        self.preprocessing = preprocessing
+
+    def _class_names(self) -> list[Any] | None:
+        return self.preprocessing.classes

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.files import check_regular_file
+from multimodal_dataset.io.files import check_regular_file
+from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.io.urls import is_remote, local_path, parent
 from multimodal_dataset.sources.arrays import class_names
-from multimodal_dataset.storage import Storage, is_remote, local_path, parent
 from multimodal_dataset.tables.arrow_tables import ArrowTable, FileTable
 from multimodal_dataset.tables.shards import ShardTable
 from multimodal_dataset.tables.table import MemoryTable, Table

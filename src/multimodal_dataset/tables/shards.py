@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.sources.encoded_images import DEFAULT_MAX_FILE_BYTES, MissingImageError
-from multimodal_dataset.sources.image_bytes import EncodedColumn
-from multimodal_dataset.sources.tar_members import TarMembers
-from multimodal_dataset.storage import Storage, parent
+from multimodal_dataset.io.files import MissingDataError
+from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.io.tar_index import shard_index, split_key
+from multimodal_dataset.io.tar_members import TarMembers
+from multimodal_dataset.io.urls import parent
+from multimodal_dataset.sources.images.encoded import DEFAULT_MAX_FILE_BYTES
+from multimodal_dataset.sources.images.from_bytes import EncodedColumn
 from multimodal_dataset.tables.table import Table
-from multimodal_dataset.tables.tar_index import shard_index, split_key
 
 #: Small members (captions, JSON) are read this many samples at a time.
 _CHUNK_ROWS = 4096
@@ -241,7 +243,7 @@ def _contents(members: TarMembers) -> list[bytes]:
     for start in range(0, len(members), _CHUNK_ROWS):
         rows = list(range(start, min(start + _CHUNK_ROWS, len(members))))
         for row, data in zip(rows, members.get_many(rows), strict=True):
-            if isinstance(data, MissingImageError):
+            if isinstance(data, MissingDataError):
                 data = b""
             elif isinstance(data, Exception):
                 kind = ValueError if isinstance(data, ValueError) else OSError

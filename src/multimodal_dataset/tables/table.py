@@ -15,8 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from multimodal_dataset.sources.image_bytes import EncodedColumn, as_encoded_column
-from multimodal_dataset.storage import Storage
+from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.sources.images.from_bytes import EncodedColumn, as_encoded_column
 
 
 class Table(abc.ABC):

@@ -1,0 +1,98 @@
+"""The order in which an epoch visits the samples: a pure function of ``(seed, epoch)``.
+
+The order of an epoch is computed from nothing but the seed, the epoch number and the
+sample count, so every worker thread or process, every backend and every restarted run
+computes the same batches without sharing any state. Shuffling is per sample (Keras's own
+``fit(shuffle=True)`` only reorders whole batches); ``group_by_length`` regroups a
+shuffled order into steps of similar length.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any
+
+import numpy as np
+
+MAX_SEED = 2**63 - 1
+
+
+def draw_seed() -> int:
+    """Draws a fresh 32-bit seed from the operating system's entropy."""
+    return secrets.randbits(32)
+
+
+def check_seed(seed: Any) -> int:
+    """Returns ``seed`` as an int, or raises if it is not a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            f"seed must be a non-negative integer or None (to draw one); got {seed!r} of "
+            f"type {type(seed).__name__}."
+        )
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"seed must be an integer between 0 and 2**63-1; got seed={seed}.")
+    return int(seed)
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """The order in which an epoch visits the samples.
+
+    Args:
+        num_samples: How many samples the dataset has.
+        seed: The dataset's seed.
+        epoch: The epoch number (0 for the first).
+        shuffle: Whether to shuffle; if False the order is ``0, 1, ..., n-1`` every epoch.
+
+    Returns:
+        A permutation of ``range(num_samples)`` as an ``int64`` array.
+    """
+    if not shuffle:
+        return np.arange(num_samples, dtype=np.int64)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch])))
+    return rng.permutation(num_samples).astype(np.int64, copy=False)
+
+
+#: ``group_by_length`` groups the samples by padded length within windows of this many steps.
+GROUP_WINDOW_STEPS = 32
+
+
+def group_by_length(
+    order: np.ndarray, widths: np.ndarray, step: int, seed: int, epoch: int
+) -> np.ndarray:
+    """``order`` regrouped so that each step holds samples of the same padded length.
+
+    ``widths`` is each sample's padded length (the smallest bucket boundary that holds
+    it). The samples of the last partial step (``len(order) % step`` of them) are the last
+    ones of ``order``, kept as they are (so which samples a ``drop_remainder`` drops is
+    as random as without grouping). The rest is taken in windows of `GROUP_WINDOW_STEPS`
+    steps: each window, with the samples carried over from the one before, is sorted by
+    width (stably, so samples of one width stay in shuffled order), each width's samples
+    are cut into full steps, and the few left over (fewer than a step per width) are
+    carried into the next window; after the last window they fill the last steps, in
+    width order. So nearly every step is padded only to its samples' own boundary.
+    Finally the steps are shuffled. Every sample stays exactly once; the result is a pure
+    function of its arguments.
+    """
+    full = len(order) // step * step
+    window = step * GROUP_WINDOW_STEPS
+    steps: list[np.ndarray] = []
+    carried = order[:0]
+    for start in range(0, full, window):
+        part = np.concatenate([carried, order[start : min(start + window, full)]])
+        part = part[np.argsort(widths[part], kind="stable")]
+        runs = np.split(part, np.flatnonzero(np.diff(widths[part])) + 1)
+        cuts = [len(run) // step * step for run in runs]
+        steps += [run[:cut].reshape(-1, step) for run, cut in zip(runs, cuts, strict=True)]
+        carried = np.concatenate([run[cut:] for run, cut in zip(runs, cuts, strict=True)])
+    steps.append(carried.reshape(-1, step))  # whole steps: every cut is, and so is full
+    grid = np.concatenate(steps)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, 1])))
+    return np.concatenate([grid[rng.permutation(len(grid))].ravel(), order[full:]])
+
+
+def count_batches(num_samples: int, batch_size: int, drop_remainder: bool) -> int:
+    """The number of batches per epoch."""
+    if drop_remainder:
+        return num_samples // batch_size
+    return math.ceil(num_samples / batch_size)

@@ -1,0 +1,267 @@
+"""`Sampler`: which samples make up batch ``i`` of epoch ``e`` for one shard, and how
+each variable-length input is padded in it, answered as one `BatchPlan`."""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+import threading
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from multimodal_dataset._utils.picklable import Picklable
+from multimodal_dataset.batching.first_steps import FirstSteps, vary_first_steps
+from multimodal_dataset.batching.order import count_batches, epoch_order, group_by_length
+from multimodal_dataset.batching.padding import Padding
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """What batch ``position`` of ``epoch`` is, decided before any sample is read.
+
+    Attributes:
+        seed: The dataset's seed (random augmentations draw from it).
+        epoch: The epoch the batch belongs to.
+        position: The batch's index in the epoch.
+        indices: The sample indices, in batch order.
+        widths: Per field, the length a variable-length field is padded to in this batch
+            (None for a fixed-shape field); None when no field varies.
+        real_count: How many samples are real when the rest pads the batch (weight 0);
+            None when every sample is real.
+    """
+
+    seed: int
+    epoch: int
+    position: int
+    indices: np.ndarray
+    widths: tuple[int | None, ...] | None = None
+    real_count: int | None = None
+
+    def width(self, field: int) -> int | None:
+        """The padded length of field ``field`` in this batch (None: its own shape)."""
+        return None if self.widths is None else self.widths[field]
+
+
+class Sampler(Picklable):
+    """Answers `plan`: which samples make up batch ``i`` of epoch ``e`` for one shard, and
+    how each variable-length field is padded in it.
+
+    Every shard reads the same global order, a pure function of ``(seed, epoch)``: global
+    step ``s`` covers positions ``[s * G, (s + 1) * G)`` of that order, where ``G`` is
+    ``batch_size * shard_count``, and shard ``i`` takes the ``i``-th ``batch_size`` of them.
+    So one process (shard ``(0, 1)``, batch ``G``) and ``count`` processes (batch ``G /
+    count`` each) see the same samples in each step, and every shard takes the same number
+    of steps:
+
+    - ``drop_remainder``: only full global steps (the same tail of the order is dropped
+      everywhere);
+    - ``pad``: the last global step is filled up with samples from the start of the order,
+      which the dataset gives weight 0 (a plan's ``real_count`` says how many are real);
+    - neither: the last batch may be partial, which several shards only allow when the
+      samples fill whole global steps.
+
+    Holds only plain numbers, so it pickles small; the order of the current epoch is
+    cached and recomputed on demand in any process.
+
+    Args:
+        num_samples: How many samples the dataset has.
+        batch_size: Samples per batch of this shard.
+        shuffle: Whether each epoch visits the samples in a new random order.
+        seed: The seed the order is derived from.
+        drop_remainder: Whether a last, partial global step is dropped.
+        shard_index: This shard, in ``[0, shard_count)``.
+        shard_count: How many shards split each global step.
+        pad: Whether the last global step is padded to full size.
+        serve_all_shards: Serve every shard's batches, interleaved: batch ``j`` is batch
+            ``j // shard_count`` of shard ``j % shard_count``. For Keras's own sharding
+            (Keras 3.16+), which gives process ``i`` the batches ``i, i + count, ...``:
+            each process then reads exactly its shard.
+        padding: The variable-length fields, whose padded length each step gets from
+            `widths` (see ``padding``).
+        group_lengths: Per sample, the padded length to group by (`group_by_length`), or
+            None.
+
+    Raises:
+        ValueError: For a shard outside ``[0, count)``, more shards than batches, or
+            shards that would take different numbers of steps.
+    """
+
+    TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
+        "_cache": lambda: None,
+        "_lock": threading.Lock,
+    }
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        drop_remainder: bool,
+        shard_index: int = 0,
+        shard_count: int = 1,
+        pad: bool = False,
+        serve_all_shards: bool = False,
+        padding: Padding | None = None,
+        group_lengths: np.ndarray | None = None,
+    ) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_remainder = drop_remainder
+        self.shard_index, self.shard_count = check_shard((shard_index, shard_count))
+        self.pad = pad and not drop_remainder
+        global_batch = batch_size * self.shard_count
+        self.num_batches = count_batches(num_samples, global_batch, drop_remainder)
+        if self.shard_count > 1:
+            batches = count_batches(num_samples, batch_size, drop_remainder)
+            if self.shard_count > batches:
+                raise ValueError(
+                    f"shard=({shard_index}, {shard_count}) splits each step into "
+                    f"{shard_count} shards, but the {num_samples} samples make only "
+                    f"{batches} batch{'es' if batches != 1 else ''} of {batch_size}: some "
+                    "shards would have no data. Use fewer processes or a smaller batch_size."
+                )
+            if not (drop_remainder or self.pad) and num_samples % global_batch:
+                raise ValueError(
+                    f"{num_samples} samples do not fill whole steps of {shard_count} shards x "
+                    f"batch_size {batch_size} = {global_batch}: the last step would give the "
+                    "shards batches of different sizes, and SPMD training would wait forever. "
+                    "Pass drop_remainder=True (drop the last "
+                    f"{num_samples % global_batch} samples of each epoch, the same ones on "
+                    "every shard) or pad_remainder=True (fill the last step with zero-weight "
+                    "samples)."
+                )
+        if self.num_batches == 0:
+            shards = f" x {shard_count} shards" if shard_count > 1 else ""
+            raise ValueError(
+                f"drop_remainder=True with {num_samples} samples and batch_size={batch_size}"
+                f"{shards} leaves no full batch. Use a batch_size of at most "
+                f"{num_samples // shard_count}, or drop_remainder=False"
+                f"{' with pad_remainder=True' if shard_count > 1 else ''}."
+            )
+        self.serve_all_shards = serve_all_shards
+        if serve_all_shards:
+            self.num_batches *= self.shard_count
+        self.padding = padding if padding else None
+        self.group_lengths = group_lengths
+        self._cache: tuple[int, np.ndarray, FirstSteps] | None = None
+        self._lock = threading.Lock()
+
+    def plan(self, epoch: int, position: int) -> BatchPlan:
+        """Batch ``position`` of ``epoch`` (``0 <= position < num_batches``): its samples,
+        the padded length of each variable-length field, and how many samples are real."""
+        return BatchPlan(
+            self.seed,
+            epoch,
+            position,
+            self._indices(epoch, position),
+            self._widths(epoch, position),
+            self._real_count(position) if self.pad else None,
+        )
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The (cached) global sample order of ``epoch``."""
+        return self._epoch_plan(epoch)[1]
+
+    def _epoch_plan(self, epoch: int) -> tuple[int, np.ndarray, FirstSteps]:
+        cache = self._cache
+        if cache is not None and cache[0] == epoch:
+            return cache
+        with self._lock:
+            cache = self._cache
+            if cache is None or cache[0] != epoch:
+                order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle)
+                step = self.batch_size * self.shard_count
+                if self.group_lengths is not None and self.shuffle:
+                    order = group_by_length(order, self.group_lengths, step, self.seed, epoch)
+                plan = FirstSteps()
+                if self.padding is not None:
+                    order, plan = vary_first_steps(order, step, self.padding, self.shuffle)
+                cache = self._cache = (epoch, order, plan)
+        return cache
+
+    def _widths(self, epoch: int, index: int) -> tuple[int | None, ...] | None:
+        """Per field, the length batch ``index`` of ``epoch`` is padded to (None for a
+        fixed-shape field), decided from every sample of its global step; None when no
+        field is variable."""
+        if self.padding is None:
+            return None
+        _, order, plan = self._epoch_plan(epoch)
+        step = index // self.shard_count if self.serve_all_shards else index
+        size = self.batch_size * self.shard_count
+        start = step * size
+        full = start + size <= self.num_samples
+        samples = order[start : start + size]
+        widths = list(self.padding.widths(samples, full))
+        for k in plan.largest:
+            widths[k] = self.padding.largest(k)
+        if step == 1:
+            for k, width in plan.second.items():
+                widths[k] = width
+        return tuple(widths)
+
+    def check_index(self, index: Any) -> int:
+        """``index`` as a batch index in ``[0, num_batches)`` (negative ones count back).
+
+        Raises:
+            TypeError: For a non-integer.
+            IndexError: Outside ``[-num_batches, num_batches)``, so iteration stops.
+        """
+        try:
+            index = operator.index(index)
+        except TypeError:
+            raise TypeError(
+                f"Batch indices must be integers; got {index!r} of type {type(index).__name__}."
+            ) from None
+        num_batches = self.num_batches
+        if index < 0:
+            index += num_batches
+        if not 0 <= index < num_batches:
+            raise IndexError(
+                f"Batch index {index} is out of range: this dataset has {num_batches} batches "
+                f"per epoch (valid indices are 0 to {num_batches - 1})."
+            )
+        return int(index)
+
+    def start(self, index: int) -> int:
+        """The position in the global order where this shard's batch ``index`` starts."""
+        if self.serve_all_shards:
+            return index * self.batch_size
+        return (index * self.shard_count + self.shard_index) * self.batch_size
+
+    def _indices(self, epoch: int, index: int) -> np.ndarray:
+        """The sample indices of batch ``index`` of ``epoch`` (``0 <= index < num_batches``)."""
+        start = self.start(index)
+        order = self.order(epoch)
+        if self.pad and start + self.batch_size > self.num_samples:
+            # Positions past the end wrap around to the start of the order.
+            positions = np.arange(start, start + self.batch_size) % self.num_samples
+            return order[positions]
+        return order[start : start + self.batch_size]
+
+    def _real_count(self, index: int) -> int:
+        """How many samples of batch ``index`` are real (the rest is padding)."""
+        return max(0, min(self.batch_size, self.num_samples - self.start(index)))
+
+
+def check_shard(shard: Any) -> tuple[int, int]:
+    """Returns ``(index, count)``, or raises if it is not a valid shard."""
+    try:
+        if any(isinstance(v, (bool, np.bool_)) for v in shard):
+            raise TypeError
+        index, count = (operator.index(v) for v in shard)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"shard must be a pair of integers (index, count), e.g. (0, 4) for the first of "
+            f"four processes; got {shard!r}."
+        ) from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(
+            f"shard=({index}, {count}) is out of range: the index must be in [0, count) and "
+            f"count at least 1. Process i of n reads shard=(i, n)."
+        )
+    return index, count

@@ -1,0 +1,1 @@
+"""Producing batches: gathering in worker threads or processes, prefetching, cache filling."""

@@ -1,0 +1,117 @@
+"""`fill_caches`: decode every image of a dataset into its cache ahead of training, with
+every core (``ds.fill_cache()`` and ``multimodal-dataset cache``).
+
+Each worker process receives the image source once (pickled, as for the dataset's own
+worker processes) and decodes chunks of samples in index order (files in table order
+read sequentially) with one decoding thread, so ``workers`` processes use ``workers``
+cores. Records are written into the shared memory-mapped files (see ``decoded_cache``);
+token ids are cached when the text source is built, so there is nothing to fill for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from multimodal_dataset.batching.structure import Field
+from multimodal_dataset.sources.protocol import Cached
+
+#: Samples per task: large enough to amortize a task, small enough to balance the cores.
+CHUNK = 128
+#: With ``workers=None``, processes are started only for at least this many images per
+#: core: starting one (a fresh interpreter importing the library) costs about as much as
+#: decoding a thousand small JPEGs, and fewer are decoded as fast by this process's
+#: decoding threads, which use every core too (Pillow releases the GIL).
+PER_PROCESS = 1000
+
+# In worker processes: the source being filled, set once by the pool initializer.
+_SOURCE: Any = None
+
+
+def _init(source: Any) -> None:
+    global _SOURCE
+    source.num_threads = 1  # one core per process
+    _SOURCE = source
+
+
+def _fill(indices: np.ndarray) -> list[tuple[int, str]]:
+    failed: list[tuple[int, str]] = _SOURCE.fill_cache(indices)
+    return failed
+
+
+@dataclasses.dataclass
+class FillReport:
+    """What filling one field's cache did.
+
+    Attributes:
+        field: The dataset field (``"inputs[0]"``).
+        samples: How many samples the source has.
+        already: How many were cached before.
+        seconds: How long filling took.
+        failed: ``(sample, what was wrong)`` of the images that could not be decoded
+            (left out of the cache; training reports them by its ``on_error``).
+    """
+
+    field: str
+    samples: int
+    already: int
+    seconds: float
+    failed: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+    def __str__(self) -> str:
+        decoded = self.samples - self.already - len(self.failed)
+        rate = decoded / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"{self.field}: {self.samples:,} images, {decoded:,} decoded now ({rate:,.0f}/s), "
+            f"{self.already:,} already cached"
+        )
+        if self.failed:
+            why = self.failed[0][1]
+            text += f"; {len(self.failed)} could not be decoded (the first: {why})"
+        return text
+
+
+def fill_caches(fields: Sequence[Field], workers: int | None = None) -> list[FillReport]:
+    """Decodes into its cache every image not cached yet, of every field with a cache.
+
+    Args:
+        fields: The dataset's fields.
+        workers: Processes to decode in; 1 decodes in this process's decoding threads;
+            None uses a process per core when there are enough images to repay starting
+            them (see `PER_PROCESS`), else this process's threads.
+    """
+    cores = os.cpu_count() or 1
+    reports = []
+    for f in fields:
+        if not isinstance(f.array, Cached) or f.array.cache is None:
+            continue
+        source, start = f.array, time.perf_counter()
+        pending = source.uncached()
+        chunks = np.array_split(pending, max(1, -(-len(pending) // CHUNK)))
+        failed: list[tuple[int, str]] = []
+        if not len(pending):
+            pass
+        elif (workers or (cores if len(pending) >= PER_PROCESS * cores else 1)) < 2:
+            for chunk in chunks:
+                failed += source.fill_cache(chunk)
+        else:
+            context = multiprocessing.get_context("spawn")  # safe beside any backend's threads
+            with ProcessPoolExecutor(
+                min(workers or cores, len(chunks)),
+                mp_context=context,
+                initializer=_init,
+                initargs=(source,),
+            ) as pool:
+                for part in pool.map(_fill, chunks):
+                    failed += part
+        seconds = time.perf_counter() - start
+        already = len(source) - len(pending)
+        reports.append(FillReport(f.name, len(source), already, seconds, failed))
+    return reports

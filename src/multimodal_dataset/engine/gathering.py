@@ -1,0 +1,114 @@
+"""Gathering one batch's samples from every field, in the calling thread or in a worker
+process: the arrays, what the sources reported, and each field's seconds (`Gathered`).
+
+In a worker process the fields come once, through the pool's initializer; an exception
+that would not survive the way back (it does not pickle) is sent as a `WorkerError` with
+its type, message and traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import time
+import traceback
+from collections.abc import Sequence
+
+import numpy as np
+
+from multimodal_dataset.batching.structure import Field
+from multimodal_dataset.sources.protocol import GatherContext, Replacement
+
+
+@dataclasses.dataclass
+class Gathered:
+    """What gathering a batch (or a worker's share of it) gave.
+
+    Attributes:
+        arrays: One array per field, the samples in batch order.
+        replaced: The samples sources replaced (``on_error="replace"``).
+        truncated: ``(field, samples)`` for each field whose source cut texts to its
+            largest bucket in this batch.
+        seconds: The seconds each field took (summed over the workers sharing the batch).
+    """
+
+    arrays: list[np.ndarray]
+    replaced: list[Replacement]
+    truncated: list[tuple[str, list[int]]]
+    seconds: list[float]
+
+    @classmethod
+    def joined(cls, parts: Sequence[Gathered]) -> Gathered:
+        """The parts of one batch, gathered by several workers, in batch order."""
+        arrays = [np.concatenate(a) for a in zip(*(p.arrays for p in parts), strict=True)]
+        seconds = [sum(s) for s in zip(*(p.seconds for p in parts), strict=True)]
+        truncated: dict[str, list[int]] = {}
+        for part in parts:
+            for name, samples in part.truncated:
+                truncated.setdefault(name, []).extend(samples)
+        replaced = [r for p in parts for r in p.replaced]
+        return cls(arrays, replaced, list(truncated.items()), seconds)
+
+
+class WorkerError(RuntimeError):
+    """A worker process died, or raised an exception that could not be sent back intact."""
+
+
+# In worker processes: the fields to gather from, set once by the pool initializer.
+_PROCESS_FIELDS: tuple[Field, ...] = ()
+
+
+def init_process(fields: tuple[Field, ...]) -> None:
+    global _PROCESS_FIELDS
+    _PROCESS_FIELDS = fields
+
+
+def gather_fields(
+    fields: Sequence[Field],
+    seed: int,
+    epoch: int,
+    indices: np.ndarray,
+    widths: Sequence[int | None] | None = None,
+) -> Gathered:
+    """One array per field, holding the samples ``indices`` in that order, with what the
+    sources reported (replaced samples, truncated texts) and each field's gathering time;
+    ``widths`` gives each variable-length field's padded length (see ``padding``)."""
+    arrays, replaced, truncated, seconds = [], [], [], []
+    clock = time.perf_counter
+    for k, field in enumerate(fields):
+        start = clock()
+        width = widths[k] if widths is not None else None
+        context = GatherContext(field.name, seed, epoch, width=width)
+        arrays.append(field.gather(indices, context))
+        seconds.append(clock() - start)
+        replaced += [Replacement(epoch, s, field.name, r) for s, r in context.replaced]
+        if context.truncated:
+            truncated.append((field.name, context.truncated))
+    return Gathered(arrays, replaced, truncated, seconds)
+
+
+def gather_in_process(
+    seed: int, epoch: int, widths: Sequence[int | None] | None, indices: np.ndarray
+) -> Gathered:
+    try:
+        return gather_fields(_PROCESS_FIELDS, seed, epoch, indices, widths)
+    except Exception as error:
+        raise sendable(error) from None
+
+
+def sendable(error: Exception) -> Exception:
+    """``error`` if it survives pickling (how it reaches the parent), else a `WorkerError`
+    with its type, message and traceback: an exception that cannot be unpickled would
+    break the whole pool and lose the message."""
+    try:
+        copy = pickle.loads(pickle.dumps(error))
+        if type(copy) is type(error) and str(copy) == str(error):
+            return error
+    except Exception:
+        pass
+    kind = f"{type(error).__module__}.{type(error).__qualname__}"
+    trace = "".join(traceback.format_exception(error)).rstrip()
+    return WorkerError(
+        f"A worker process raised {kind}: {error}\n(The exception could not be sent to the "
+        f"main process as it is, because it does not pickle.)\n\nWorker traceback:\n{trace}"
+    )

@@ -1,0 +1,1 @@
+"""Image sources: encoded files or table bytes, decoded, resized, augmented, cached."""

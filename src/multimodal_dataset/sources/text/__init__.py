@@ -1,0 +1,1 @@
+"""Text sources: vocabulary, subword tokenizers, token ids, the token cache."""
