@@ -52,6 +52,10 @@ RATES = {
     "text": text,
     "pipeline": pipeline,
 }
+#: Rate groups whose figures do not depend on the backend (batches stay numpy, no model):
+#: the smoke run (``--quick``) measures them once, in the JAX venv, as the memory group
+#: always is; a full run measures them on every backend.
+BACKEND_FREE = {"remote"}
 
 
 def results_dir(quick: bool) -> Path:
@@ -75,7 +79,8 @@ def main() -> int:
     measurements = []
     seconds: dict[str, float] = {}
     for name, group in RATES.items():
-        if name in only:
+        once = settings.quick and name in BACKEND_FREE and args.backend != "jax"
+        if name in only and not once:
             began = time.perf_counter()
             measurements += group.run(args.backend, settings)
             seconds[name] = round(time.perf_counter() - began, 1)
