@@ -100,7 +100,7 @@ def columns(table: Path, reference):
     with open(table) as file:
         paths = [str(table.parent / row["image"]) for row in csv.DictReader(file)]
     _, text, numbers = (f.array for f in reference.layout.inputs.fields)
-    labels = np.asarray(reference.layout.targets.fields[0].array)
+    labels = np.asarray(reference.layout.targets.fields[0].array.array)  # an ArraySource
     return paths, text.ids, numbers.values, labels
 
 

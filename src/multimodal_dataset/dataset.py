@@ -21,6 +21,7 @@ from multimodal_dataset.diagnostics.truncation import TruncationLog
 from multimodal_dataset.engine.filling import FillReport, fill_caches
 from multimodal_dataset.engine.gatherer import Gatherer
 from multimodal_dataset.engine.keras_loop import called_by_keras_reset, reads_ahead
+from multimodal_dataset.engine.parallelism import Parallelism, ParallelismReport
 from multimodal_dataset.engine.prefetcher import Prefetcher
 from multimodal_dataset.engine.producer import ProducedBatch, Producer
 
@@ -117,6 +118,10 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             epoch did not serve is dropped at its end. None (the default): 2 when an input
             is a `Source` (files to read, images to decode), else 0 (arrays in memory are
             gathered in microseconds, less than handing a batch to a thread costs).
+        threads_per_worker: Decoding threads in each process that gathers, shared by its
+            image sources (Pillow and simplejpeg decode in parallel). None (the default):
+            the machine's cores, at most 8, divided among worker processes. See
+            `describe_parallelism` for everything a configuration starts.
 
     Raises:
         ValueError: For arrays of unequal length, no samples, 0-d arrays, a batch size
@@ -142,6 +147,7 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         max_queue_size: int = 10,
         group_by_length: bool | int | str = False,
         prefetch: int | None = None,
+        threads_per_worker: int | None = None,
     ) -> None:
         # Keras's own worker pool serves stale batches across epochs (engine/gatherer.py),
         # so Keras iterates this dataset in its main thread and the workers run here.
@@ -165,14 +171,15 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         self._replacements = ReplacementLog()
         self._truncations = TruncationLog(fields)
         self._stats = StatsLog(fields)
-        self._gatherer = Gatherer(self._layout.fields, workers, use_multiprocessing)
         if prefetch is None:  # in-memory arrays are gathered in microseconds: not worth it
             prefetch = 0 if all(f.in_memory for f in fields) else PREFETCH
-        prefetch = check_int(prefetch, "prefetch", minimum=0, what="batches produced ahead")
+        self._parallelism = Parallelism.make(
+            workers, use_multiprocessing, threads_per_worker, prefetch
+        )
+        self._gatherer = Gatherer(fields, self._parallelism)
+        prefetch = self._parallelism.prefetch
         self._producer = Producer(self._layout, self._gatherer)
         self._prefetcher = Prefetcher(self._producer, prefetch) if prefetch else None
-        if self._prefetcher is not None:
-            self._gatherer.close_with(self._prefetcher.close)
 
     # ----------------------------------------------------------------- PyDataset protocol
 
@@ -296,7 +303,7 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             that could not be decoded.
         """
         with self._gatherer.serving():  # no release of the sources meanwhile
-            return fill_caches(self._layout.fields, workers)
+            return fill_caches(self._layout.fields, workers, self._gatherer.decoding)
 
     @property
     def num_workers(self) -> int:
@@ -307,6 +314,17 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
     def use_processes(self) -> bool:
         """Whether the workers are processes (the ``use_multiprocessing`` argument)."""
         return self._gatherer.use_multiprocessing
+
+    def describe_parallelism(self) -> ParallelismReport:
+        """The threads and processes this dataset starts, and what each is for (print it).
+
+        Every pool is the dataset's: ``workers`` threads or processes share each batch;
+        each process that gathers has ``threads_per_worker`` decoding threads that its
+        image sources share; a remote store's source keeps its requests in flight in
+        threads of its own; ``prefetch`` threads produce the next batches. The release
+        timer stops them all when no batch follows an epoch.
+        """
+        return self._parallelism.describe(self._layout.fields)
 
     def _serve(self, plan: BatchPlan) -> ProducedBatch:
         with self._gatherer.serving():  # not while the pools are being released

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from multimodal_dataset.batching.structure import Field
+from multimodal_dataset.engine.gathering import DecodingThreads
 from multimodal_dataset.sources.protocol import Cached
 
 #: Samples per task: large enough to amortize a task, small enough to balance the cores.
@@ -78,7 +79,9 @@ class FillReport:
         return text
 
 
-def fill_caches(fields: Sequence[Field], workers: int | None = None) -> list[FillReport]:
+def fill_caches(
+    fields: Sequence[Field], workers: int | None = None, decoding: DecodingThreads | None = None
+) -> list[FillReport]:
     """Decodes into its cache every image not cached yet, of every field with a cache.
 
     Args:
@@ -100,7 +103,9 @@ def fill_caches(fields: Sequence[Field], workers: int | None = None) -> list[Fil
             pass
         elif (workers or (cores if len(pending) >= PER_PROCESS * cores else 1)) < 2:
             for chunk in chunks:
-                failed += source.fill_cache(chunk)
+                executor = decoding.executor() if decoding is not None else None
+                threads = decoding.threads if decoding is not None else 1
+                failed += source.fill_cache(chunk, executor, threads)
         else:
             context = multiprocessing.get_context("spawn")  # safe beside any backend's threads
             with ProcessPoolExecutor(

@@ -36,46 +36,52 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from multimodal_dataset._utils.checks import check_int
 from multimodal_dataset._utils.picklable import Picklable
 from multimodal_dataset.batching.sampler import BatchPlan
 from multimodal_dataset.batching.structure import Field
 from multimodal_dataset.engine.gathering import (
+    DecodingThreads,
     Gathered,
     WorkerError,
     gather_fields,
     gather_in_process,
     init_process,
 )
+from multimodal_dataset.engine.parallelism import Parallelism
 
 #: Seconds an idle pool is kept after an epoch ends, for the next epoch to reuse.
 KEEP_ALIVE_S = 2.0
 
 
 class Gatherer(Picklable):
-    """Gathers the arrays of a batch inline, in threads, or in processes.
+    """Gathers the arrays of a batch inline, in threads, or in processes, and owns every
+    pool a dataset starts (see `Parallelism`): the workers, the decoding threads its
+    sources share, and the prefetch threads. `close` (or the release timer) stops them
+    all, and the sources' own threads with them.
 
     Args:
         fields: Every array of the dataset (inputs, targets, weights), in batch order.
-        workers: How many threads or processes gather one batch's samples in parallel;
-            1 gathers inline in the calling thread.
-        use_multiprocessing: Use processes (started with the default multiprocessing start
-            method, fork or spawn) instead of threads.
+        parallelism: How many workers (threads or processes, started with the default
+            multiprocessing start method), decoding threads and prefetch threads.
     """
 
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
         "_executor": lambda: None,
+        "_prefetch": lambda: None,
         "_timer": lambda: None,
         "_lock": threading.Lock,
         "_releasing": threading.Lock,
         "_pid": os.getpid,
     }
 
-    def __init__(self, fields: Sequence[Field], workers: int, use_multiprocessing: bool) -> None:
+    def __init__(self, fields: Sequence[Field], parallelism: Parallelism) -> None:
         self.fields = tuple(fields)
-        self.workers = check_int(workers, "workers")
-        self.use_multiprocessing = bool(use_multiprocessing)
+        self.parallelism = parallelism
+        self.workers = parallelism.workers
+        self.use_multiprocessing = parallelism.use_processes
+        self.decoding = DecodingThreads(parallelism.threads_per_worker)
         self._executor: Executor | None = None
+        self._prefetch: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         # Held while a batch is served (`serving`) and while the release timer closes the
         # pools and sources: the two exclude each other, so a batch never reads from a
@@ -86,19 +92,22 @@ class Gatherer(Picklable):
         # locks, maybe held by a thread that does not exist there) and must not touch them.
         self._pid = os.getpid()
         self._uses = 0  # counts gathers, so a release timer knows if the pool was used
-        self._also_close: list[Callable[[], None]] = []
         # Whether anything holds threads or processes (a pool, or sources' own threads).
-        self._releasable = self.parallel or not all(f.in_memory for f in self.fields)
-
-    def close_with(self, close: Callable[[], None]) -> None:
-        """Also calls ``close`` whenever the pools are released (a dataset's prefetch
-        thread, released with them after each epoch)."""
-        self._also_close.append(close)
-        self._releasable = True
+        self._releasable = (
+            self.parallel or parallelism.prefetch > 0 or not all(f.in_memory for f in fields)
+        )
 
     @property
     def parallel(self) -> bool:
-        return self.workers > 1 or self.use_multiprocessing
+        return self.parallelism.parallel
+
+    def prefetch_executor(self) -> ThreadPoolExecutor:
+        """The prefetch threads (`Prefetcher` submits to them), started on first use."""
+        with self._lock:
+            if self._prefetch is None:
+                depth = max(1, self.parallelism.prefetch)
+                self._prefetch = ThreadPoolExecutor(depth, "multimodal_dataset_prefetch")
+            return self._prefetch
 
     def gather(self, plan: BatchPlan) -> Gathered:
         """One array per field, holding the plan's samples in batch order, what sources
@@ -113,6 +122,7 @@ class Gatherer(Picklable):
         indices, seed, epoch, widths = plan.indices, plan.seed, plan.epoch, plan.widths
         if not self._releasable:  # plain arrays inline: no pool, nothing to release
             return gather_fields(self.fields, seed, epoch, indices, widths)
+        decoding = self.decoding
         with self._lock:
             self._uses += 1
             if self._timer is not None:
@@ -120,13 +130,15 @@ class Gatherer(Picklable):
                 self._timer = None
             executor = self._get_executor() if self.parallel and len(indices) > 1 else None
         if executor is None:
-            return gather_fields(self.fields, seed, epoch, indices, widths)
+            return gather_fields(self.fields, seed, epoch, indices, widths, decoding)
         chunks = [c for c in np.array_split(indices, min(self.workers, len(indices))) if len(c)]
         task: Callable[[np.ndarray], Gathered]
         if self.use_multiprocessing:
             task = functools.partial(gather_in_process, seed, epoch, widths)
         else:
-            task = functools.partial(gather_fields, self.fields, seed, epoch, widths=widths)
+            task = functools.partial(
+                gather_fields, self.fields, seed, epoch, widths=widths, decoding=decoding
+            )
 
         try:
             parts = list(executor.map(task, chunks))
@@ -191,54 +203,56 @@ class Gatherer(Picklable):
                     self.workers,
                     mp_context=multiprocessing.get_context(),
                     initializer=init_process,
-                    initargs=(self.fields,),
+                    initargs=(self.fields, self.parallelism.threads_per_worker),
                 )
             else:
                 self._executor = ThreadPoolExecutor(self.workers, "multimodal_dataset")
             _live.add(self)
         return self._executor
 
-    def _take_executor(self) -> Executor | None:
-        """The pool, no longer this gatherer's, and no release timer pending."""
+    def _take_pools(self) -> list[Executor]:
+        """The prefetch and worker pools, no longer this gatherer's (in the order they are
+        stopped: a prefetched batch may be gathering in the workers), and no release timer
+        pending."""
         with self._lock:
-            executor, self._executor = self._executor, None
+            pools = [p for p in (self._prefetch, self._executor) if p is not None]
+            self._prefetch = self._executor = None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-        return executor
+        return pools
 
     def abandon(self) -> None:
         """Releases everything without waiting (the dataset is being freed). Nothing in a
         process that only inherited this gatherer (a forked worker collecting garbage)."""
         if getattr(self, "_pid", None) != os.getpid():
             return
-        executor = self._take_executor()
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        for pool in self._take_pools():
+            pool.shutdown(wait=False, cancel_futures=True)
         if self._releasable and not sys.is_finalizing():  # no new work at shutdown
             with contextlib.suppress(Exception):  # e.g. freed in a thread it would join
-                self._close_rest()
+                self.decoding.close(wait=False)
+                self._close_sources()
 
-    def _close_rest(self) -> None:
-        for close in self._also_close:
-            close()
+    def _close_sources(self) -> None:
         for field in self.fields:
             field.array.close()
 
     def close(self) -> None:
-        """Stops the worker threads or processes and the sources' threads (they restart
-        on the next batch)."""
-        executor = self._take_executor()
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-        self._close_rest()
+        """Stops every pool (prefetch, workers, decoding) and the sources' own threads
+        (they all restart on the next batch)."""
+        for pool in self._take_pools():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.decoding.close()
+        self._close_sources()
 
     def __del__(self) -> None:
         if getattr(self, "_pid", None) != os.getpid():
             return
-        executor = getattr(self, "_executor", None)
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        for name in ("_prefetch", "_executor"):
+            pool = getattr(self, name, None)
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _release_if_unused(gatherer: weakref.ref[Gatherer], uses: int) -> None:

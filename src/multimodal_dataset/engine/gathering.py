@@ -9,13 +9,18 @@ its type, message and traceback.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
+import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
 
 import numpy as np
 
+from multimodal_dataset._utils.picklable import Picklable
 from multimodal_dataset.batching.structure import Field
 from multimodal_dataset.sources.protocol import GatherContext, Replacement
 
@@ -54,13 +59,55 @@ class WorkerError(RuntimeError):
     """A worker process died, or raised an exception that could not be sent back intact."""
 
 
-# In worker processes: the fields to gather from, set once by the pool initializer.
+class DecodingThreads(Picklable):
+    """The decoding threads of one process, shared by its sources (started on first
+    use; a forked or unpickled copy starts its own in its process).
+
+    Args:
+        threads: How many.
+    """
+
+    TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
+        "_pool": lambda: None,
+        "_lock": threading.Lock,
+    }
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        self._lock = threading.Lock()
+
+    def executor(self) -> ThreadPoolExecutor | None:
+        """The pool (None with a single thread: decode in the calling one)."""
+        if self.threads < 2:
+            return None
+        pool = self._pool
+        if pool is not None and pool[0] == os.getpid():
+            return pool[1]
+        with self._lock:
+            if self._pool is None or self._pool[0] != os.getpid():
+                executor = ThreadPoolExecutor(self.threads, "multimodal_dataset_decode")
+                self._pool = (os.getpid(), executor)
+            return self._pool[1]
+
+    def close(self, wait: bool = True) -> None:
+        """Stops the threads (they start again when needed)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and pool[0] == os.getpid():
+            pool[1].shutdown(wait=wait)
+
+
+# In worker processes: the fields to gather from and the process's decoding threads, set
+# once by the pool initializer.
 _PROCESS_FIELDS: tuple[Field, ...] = ()
+_PROCESS_DECODING = DecodingThreads(1)
 
 
-def init_process(fields: tuple[Field, ...]) -> None:
-    global _PROCESS_FIELDS
+def init_process(fields: tuple[Field, ...], threads: int) -> None:
+    global _PROCESS_FIELDS, _PROCESS_DECODING
     _PROCESS_FIELDS = fields
+    _PROCESS_DECODING = DecodingThreads(threads)
 
 
 def gather_fields(
@@ -69,16 +116,20 @@ def gather_fields(
     epoch: int,
     indices: np.ndarray,
     widths: Sequence[int | None] | None = None,
+    decoding: DecodingThreads | None = None,
 ) -> Gathered:
     """One array per field, holding the samples ``indices`` in that order, with what the
     sources reported (replaced samples, truncated texts) and each field's gathering time;
-    ``widths`` gives each variable-length field's padded length (see ``padding``)."""
+    ``widths`` gives each variable-length field's padded length (see ``padding``), and
+    ``decoding`` the threads the sources that decode share."""
     arrays, replaced, truncated, seconds = [], [], [], []
     clock = time.perf_counter
     for k, field in enumerate(fields):
         start = clock()
         width = widths[k] if widths is not None else None
         context = GatherContext(field.name, seed, epoch, width=width)
+        if decoding is not None and field.array.decodes_in_threads:
+            context.executor, context.threads = decoding.executor(), decoding.threads
         arrays.append(field.gather(indices, context))
         seconds.append(clock() - start)
         replaced += [Replacement(epoch, s, field.name, r) for s, r in context.replaced]
@@ -91,7 +142,7 @@ def gather_in_process(
     seed: int, epoch: int, widths: Sequence[int | None] | None, indices: np.ndarray
 ) -> Gathered:
     try:
-        return gather_fields(_PROCESS_FIELDS, seed, epoch, indices, widths)
+        return gather_fields(_PROCESS_FIELDS, seed, epoch, indices, widths, _PROCESS_DECODING)
     except Exception as error:
         raise sendable(error) from None
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from typing import Any, ClassVar
 
 from multimodal_dataset._utils.picklable import Picklable
@@ -30,17 +30,18 @@ class Prefetcher(Picklable):
     overlaps its waits instead of queueing them.
 
     It wraps the dataset's `Producer` (which holds the layout and the gatherer, not the
-    dataset): a dataset nobody references is freed (and its pools released) at once.
+    dataset): a dataset nobody references is freed (and its pools released) at once. Its
+    threads are the gatherer's (`Gatherer.prefetch_executor`), stopped with every other
+    pool; a batch whose production was cancelled that way is produced when it is served.
 
     Args:
         producer: What turns a plan into a batch.
         depth: How many batches to produce ahead (memory: ``depth`` batches at most).
     """
 
-    # Pickled with its dataset (worker processes): no thread, no batches in flight.
+    # Pickled with its dataset (worker processes): no batches in flight.
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
         "_pending": dict,
-        "_executor": lambda: None,
         "_lock": threading.Lock,
     }
 
@@ -48,7 +49,6 @@ class Prefetcher(Picklable):
         self.producer = producer
         self.depth = depth
         self._pending: dict[tuple[int, int], Future[ProducedBatch]] = {}
-        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def get(self, plan: BatchPlan, upcoming: Iterable[BatchPlan]) -> ProducedBatch:
@@ -60,15 +60,19 @@ class Prefetcher(Picklable):
             Exception: Whatever producing the batch raised.
         """
         produce = self.producer.produce
+        pool = self.producer.gatherer.prefetch_executor
         with self._lock:
             future = self._pending.pop((plan.epoch, plan.position), None)
             for later in itertools.islice(upcoming, self.depth):
                 key = (later.epoch, later.position)
                 if key not in self._pending:
-                    self._pending[key] = self._pool().submit(produce, later)
-        if future is None:
-            return produce(plan)
-        return future.result()
+                    self._pending[key] = pool().submit(produce, later)
+        if future is not None:
+            try:
+                return future.result()
+            except CancelledError:  # its pool was released meanwhile
+                pass
+        return produce(plan)
 
     def discard(self) -> None:
         """Drops every batch not served (the end of an epoch)."""
@@ -77,20 +81,7 @@ class Prefetcher(Picklable):
         for future in pending.values():
             future.cancel()
 
-    def close(self) -> None:
-        """Drops the pending batches and stops the threads (they restart when needed)."""
-        self.discard()
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-
     @property
     def pending(self) -> int:
         """How many batches are being (or have been) produced and not served."""
         return len(self._pending)
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.depth, "multimodal_dataset_prefetch")
-        return self._executor

@@ -207,13 +207,19 @@ class Storage(Picklable):
             return [one(0)]
         return list(self._pool().map(one, range(len(paths))))
 
+    @property
+    def threads(self) -> int:
+        """The threads that keep this storage's requests in flight, in each process that
+        reads through it."""
+        return min(self.max_requests, 32)
+
     def _pool(self) -> ThreadPoolExecutor:
         pid = os.getpid()
         with self._lock:
             pool = self._pools.get(pid)
             if pool is None:
                 pool = self._pools[pid] = ThreadPoolExecutor(
-                    min(self.max_requests, 32), "multimodal_dataset_storage"
+                    self.threads, "multimodal_dataset_storage"
                 )
             return pool
 

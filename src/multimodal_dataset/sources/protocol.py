@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -68,6 +69,9 @@ class GatherContext:
             every worker's chunk; None lets the source choose for its own samples.
         truncated: The samples of this call that a variable-length source cut to its
             largest bucket (reported at the end of the epoch, like replacements).
+        executor: The decoding threads of the process that gathers, shared by its
+            sources (see `Source.decodes_in_threads`); None: decode in the calling thread.
+        threads: How many threads ``executor`` has.
     """
 
     field: str = "source"
@@ -76,6 +80,8 @@ class GatherContext:
     replaced: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     width: int | None = None
     truncated: list[int] = dataclasses.field(default_factory=list)
+    executor: Executor | None = None
+    threads: int = 1
 
 
 @runtime_checkable
@@ -102,8 +108,11 @@ class Cached(Protocol):
         """The samples not in the cache yet."""
         ...
 
-    def fill_cache(self, indices: np.ndarray) -> list[tuple[int, str]]:
-        """Decodes ``indices`` into the cache; ``(sample, problem)`` of those that failed."""
+    def fill_cache(
+        self, indices: np.ndarray, executor: Executor | None = None, threads: int = 1
+    ) -> list[tuple[int, str]]:
+        """Decodes ``indices`` into the cache (in ``executor``'s ``threads`` threads);
+        ``(sample, problem)`` of those that failed."""
         ...
 
 
@@ -174,6 +183,14 @@ class Source(abc.ABC):
     buckets: tuple[int, ...] | None = None
     #: What gathering a batch does, for the input-pipeline report (`monitoring`).
     work: str = "reading"
+    #: Whether gathering decodes in the dataset's decoding threads (the context's
+    #: ``executor``): the dataset then starts them (``threads_per_worker``).
+    decodes_in_threads: bool = False
+
+    def io_threads(self) -> int:
+        """Threads the source starts itself in each process that gathers (a remote
+        store's requests in flight), for `MultimodalDataset.describe_parallelism`."""
+        return 0
 
     def speedup_hint(self) -> str | None:
         """What would make gathering faster (an argument to try), for the input-pipeline

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import abc
 import os
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from multimodal_dataset._utils.checks import check_choice, check_int
 from multimodal_dataset._utils.picklable import Picklable
+from multimodal_dataset.io.storage import Storage
 from multimodal_dataset.sources.images.decoded_cache import (
     CACHE_VALIDATIONS,
     CacheValidation,
@@ -56,9 +56,11 @@ class EncodedImages(Source, Picklable):
     """
 
     work = "image decoding"
+    decodes_in_threads = True
+    #: Where a subclass reads remote images through (set by it), and whether it does.
+    storage: Storage | None = None
+    _remote: bool = False
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
-        "_pool": lambda: None,
-        "_lock": threading.Lock,
         "_keys": lambda: None,  # identities are taken again in each process
     }
 
@@ -101,14 +103,9 @@ class EncodedImages(Source, Picklable):
             )
         self.augment = augment
         self.on_error = check_on_error(on_error)
-        if num_threads is None:
-            num_threads = min(8, os.cpu_count() or 1)
-        self.num_threads = check_int(num_threads, "num_threads")
+        self.num_threads = None if num_threads is None else check_int(num_threads, "num_threads")
         self.rows = check_rows(rows, count, type(self).__name__)
         self.column = column
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
-        self._lock = threading.Lock()
         self._keys: np.ndarray | None = None
         self.cache = (
             None
@@ -145,6 +142,9 @@ class EncodedImages(Source, Picklable):
         """
         return b"bytes\0" + self.read(sample)
 
+    def io_threads(self) -> int:
+        return self.storage.threads if self.storage is not None and self._remote else 0
+
     def speedup_hint(self) -> str | None:
         if self.cache is None:
             return "cache='DIR' (each image decoded once, then read from disk)"
@@ -173,7 +173,11 @@ class EncodedImages(Source, Picklable):
         """Reads and decodes the images of ``indices`` in parallel into one batch (with a
         cache: only those not cached yet, which are then cached)."""
         batch = self._decoded(
-            indices, lambda sample, why: self.bad_sample(context, sample, why), context.epoch
+            indices,
+            lambda sample, why: self.bad_sample(context, sample, why),
+            context.epoch,
+            context.executor,
+            context.threads,
         )
         if self.augment is not None:
             batch = self.augment.apply(batch, indices, context.seed, context.epoch)
@@ -182,10 +186,13 @@ class EncodedImages(Source, Picklable):
         scaled: np.ndarray = np.multiply(batch, self._dtype.type(1 / 255), dtype=self._dtype)
         return scaled
 
-    def fill_cache(self, indices: np.ndarray) -> list[tuple[int, str]]:
+    def fill_cache(
+        self, indices: np.ndarray, executor: Executor | None = None, threads: int = 1
+    ) -> list[tuple[int, str]]:
         """Decodes into the cache the images of ``indices`` it does not hold yet (no
-        augmentation, no scaling); returns ``(sample, what was wrong)`` for each image
-        that could not be decoded, whatever ``on_error`` says.
+        augmentation, no scaling), in ``executor``'s ``threads`` threads (None: in this
+        one); returns ``(sample, what was wrong)`` for each image that could not be
+        decoded, whatever ``on_error`` says.
 
         Raises:
             ValueError: If the source has no cache.
@@ -193,7 +200,13 @@ class EncodedImages(Source, Picklable):
         if self.cache is None:
             raise ValueError(f"{type(self).__name__} has no cache to fill: pass cache='DIR'.")
         failed: list[tuple[int, str]] = []
-        self._decoded(np.asarray(indices), lambda sample, why: failed.append((sample, why)))
+        self._decoded(
+            np.asarray(indices),
+            lambda sample, why: failed.append((sample, why)),
+            None,
+            executor,
+            threads,
+        )
         return failed
 
     def uncached(self) -> np.ndarray:
@@ -209,11 +222,17 @@ class EncodedImages(Source, Picklable):
         return uncached
 
     def _decoded(
-        self, indices: np.ndarray, bad: Callable[[int, str], None], epoch: int | None = None
+        self,
+        indices: np.ndarray,
+        bad: Callable[[int, str], None],
+        epoch: int | None,
+        executor: Executor | None,
+        threads: int,
     ) -> np.ndarray:
         """The ``uint8`` images of ``indices``: cached ones copied, the others read and
-        decoded in the threads (then cached); ``bad(sample, why)`` is called for each
-        image that cannot be read or decoded, left zero."""
+        decoded in ``executor``'s threads, each taking a share of the batch (then
+        cached); ``bad(sample, why)`` is called for each image that cannot be read or
+        decoded, left zero."""
         batch = np.zeros((len(indices), *self.shape[1:]), dtype=np.uint8)
         cache, keys = self.cache, None
         pending = list(range(len(indices)))
@@ -240,14 +259,16 @@ class EncodedImages(Source, Picklable):
                 if cache is not None and keys is not None and keys[k]:
                     cache.store(sample, int(keys[k]), batch[k])
 
-        threads = min(self.num_threads, len(pending))
-        if threads < 2:
+        if executor is None:
+            threads = 1
+        threads = min(threads if self.num_threads is None else self.num_threads, len(pending))
+        if executor is None or threads < 2:
             load(range(len(pending)))
         else:
             # One contiguous share of the batch per thread (one task each, not one per
             # image); list() re-raises the first error of any thread in the caller's thread.
             shares = [range(t, len(pending), threads) for t in range(threads)]
-            list(self._executor().map(load, shares))
+            list(executor.map(load, shares))
         if cache is not None:
             cache.report_damaged()
         return batch
@@ -305,21 +326,6 @@ class EncodedImages(Source, Picklable):
     def explain(self, error: Exception, sample: int) -> str:
         """What went wrong with ``sample``'s image, naming it, for a `SampleError`."""
         return explain(error, self.where(sample))
-
-    def close(self) -> None:
-        """Stops the decoding threads; they restart on the next batch."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None and self._pool_pid == os.getpid():
-            pool.shutdown(wait=True)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            # A forked worker process inherits the pool object but none of its threads.
-            if self._pool is None or self._pool_pid != os.getpid():
-                self._pool = ThreadPoolExecutor(self.num_threads, "multimodal_dataset_images")
-                self._pool_pid = os.getpid()
-            return self._pool
 
 
 def check_size(size: Any) -> tuple[int, int]:

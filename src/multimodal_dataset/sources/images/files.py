@@ -38,7 +38,8 @@ class ImageFiles(EncodedImages):
     resized with antialiasing (optionally after a centre crop to the target aspect
     ratio), and scaled to ``[0, 1]`` as ``keras.config.floatx()``, or kept as ``uint8``
     0-255 on request (for a model that rescales itself). Only the files of the requested
-    batch are read. A batch's files are decoded in ``num_threads`` parallel threads.
+    batch are read. A batch's files are decoded in parallel, in the dataset's decoding
+    threads (``MultimodalDataset(threads_per_worker=...)``).
 
     Example:
 
@@ -62,7 +63,8 @@ class ImageFiles(EncodedImages):
             the epoch and the sample index. Use it for training data only.
         on_error: ``"raise"`` to stop at a missing, corrupt or truncated file with a
             `SampleError`, or ``"replace"`` to use an all-zero image and report it.
-        num_threads: Threads decoding one batch; default ``min(8, os.cpu_count())``.
+        num_threads: At most this many of the dataset's decoding threads decode one batch
+            (each takes a share of it); None (the default) uses all of them.
         rows: Table row of each sample, named in error messages (set by `from_table`).
         column: Table column of the paths, named in error messages.
         allow_outside_root: With ``root`` set, paths must stay inside it: absolute paths
