@@ -193,10 +193,12 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         start = time.perf_counter()
         position = self._sampler.check_index(index)
         sampler, cursor = self._sampler, self._cursor
-        in_order = cursor.serving_in_order
-        if cursor.in_epoch and cursor.read_whole:  # read whole: the next epoch begins
-            self._finish_epoch()
-        position = cursor.serve(position, reads_ahead() if cursor.in_epoch else False)
+        in_epoch = in_order = cursor.in_epoch
+        if in_epoch:
+            if cursor.read_whole:  # read whole: the next epoch begins
+                self._finish_epoch()
+            in_order = cursor.in_order
+            position = cursor.serve(position, reads_ahead())
         plan = sampler.plan(cursor.epoch, position)
         try:
             with self._gatherer.serving():  # not while the pools are being released
@@ -217,9 +219,8 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         if produced.truncated:
             self._truncations.record(produced.truncated)
         cursor.served_batch(position)
-        self._stats.record(
-            start, len(plan.indices), produced.seconds, cursor.step, produced.produce_s
-        )
+        step = cursor.served - 1 if in_epoch else None  # its place in the Keras epoch
+        self._stats.record(start, len(plan.indices), produced.seconds, step, produced.produce_s)
         return produced.batch
 
     def on_epoch_begin(self) -> None:

@@ -46,35 +46,24 @@ class EpochCursor:
         ``on_epoch_end`` finishes it)."""
         return self.served >= self.batches
 
-    @property
-    def serving_in_order(self) -> bool:
-        """Whether the next request is served in the dataset's order (inside a Keras epoch)."""
-        return self.in_epoch and self.in_order
-
     def begin(self) -> None:
         """A Keras epoch begins: it continues the dataset's epoch where the last one stopped."""
         self.in_epoch = True
         self.begun_at = self.served
 
     def serve(self, position: int, read_ahead: bool) -> int:
-        """The batch to serve for a request of ``position`` (call `advance` first when
-        `read_whole` inside a Keras epoch); ``read_ahead`` says whether the request comes
+        """Inside a Keras epoch, the batch to serve for a request of ``position`` (call
+        `advance` first when `read_whole`); ``read_ahead`` says whether the request comes
         from a thread that reads ahead of the training steps."""
-        if self.in_epoch:
-            if self.in_order:
-                position = self.served
-            self.served += 1
-            self.read_ahead = self.read_ahead or read_ahead
+        if self.in_order:
+            position = self.served
+        self.served += 1
+        self.read_ahead = self.read_ahead or read_ahead
         return position
 
     def served_batch(self, position: int) -> None:
         """Notes that batch ``position`` was read."""
         self.position = max(self.position, position + 1)
-
-    @property
-    def step(self) -> int | None:
-        """The index of the last batch served in the Keras epoch's order (None outside one)."""
-        return self.served - 1 if self.in_epoch else None
 
     def rewind(self) -> bool:
         """Keras starts ``fit``, ``evaluate`` or ``predict``: the batches it read since its

@@ -154,14 +154,18 @@ class Sampler(Picklable):
     def plan(self, epoch: int, position: int) -> BatchPlan:
         """Batch ``position`` of ``epoch`` (``0 <= position < num_batches``): its samples,
         the padded length of each variable-length field, and how many samples are real."""
-        return BatchPlan(
-            self.seed,
-            epoch,
-            position,
-            self._indices(epoch, position),
-            self._widths(epoch, position),
-            self._real_count(position) if self.pad else None,
+        # On the hot path: filled in directly (a frozen dataclass's __init__ sets each
+        # field through object.__setattr__, a microsecond per batch); still immutable.
+        plan = object.__new__(BatchPlan)
+        plan.__dict__.update(
+            seed=self.seed,
+            epoch=epoch,
+            position=position,
+            indices=self._indices(epoch, position),
+            widths=self._widths(epoch, position),
+            real_count=self._real_count(position) if self.pad else None,
         )
+        return plan
 
     def order(self, epoch: int) -> np.ndarray:
         """The (cached) global sample order of ``epoch``."""

@@ -25,7 +25,7 @@ from multimodal_dataset.batching.structure import Field
 from multimodal_dataset.sources.protocol import GatherContext, Replacement
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Gathered:
     """What gathering a batch (or a worker's share of it) gave.
 
@@ -110,6 +110,10 @@ def init_process(fields: tuple[Field, ...], threads: int) -> None:
     _PROCESS_DECODING = DecodingThreads(threads)
 
 
+#: The context of the sources that read none (`Source.reads_context` False).
+_UNREAD = GatherContext()
+
+
 def gather_fields(
     fields: Sequence[Field],
     seed: int,
@@ -126,13 +130,19 @@ def gather_fields(
     clock = time.perf_counter
     for k, field in enumerate(fields):
         start = clock()
+        source = field.array
+        if not (source.reads_context or field.checked):  # an ArraySource (the hot path)
+            arrays.append(source.gather(indices, _UNREAD))
+            seconds.append(clock() - start)
+            continue
         width = widths[k] if widths is not None else None
         context = GatherContext(field.name, seed, epoch, width=width)
-        if decoding is not None and field.array.decodes_in_threads:
+        if decoding is not None and source.decodes_in_threads:
             context.executor, context.threads = decoding.executor(), decoding.threads
         arrays.append(field.gather(indices, context))
         seconds.append(clock() - start)
-        replaced += [Replacement(epoch, s, field.name, r) for s, r in context.replaced]
+        if context.replaced:
+            replaced += [Replacement(epoch, s, field.name, r) for s, r in context.replaced]
         if context.truncated:
             truncated.append((field.name, context.truncated))
     return Gathered(arrays, replaced, truncated, seconds)

@@ -22,7 +22,7 @@ from multimodal_dataset.engine.gatherer import Gatherer
 from multimodal_dataset.sources.protocol import Replacement
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class ProducedBatch:
     """A batch as Keras receives it, with what producing it found and took.
 

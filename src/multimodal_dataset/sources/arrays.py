@@ -168,6 +168,7 @@ class ArraySource(Source):
     """
 
     work = "indexing the array"
+    reads_context = False
 
     def __init__(
         self,

@@ -186,6 +186,9 @@ class Source(abc.ABC):
     #: Whether gathering decodes in the dataset's decoding threads (the context's
     #: ``executor``): the dataset then starts them (``threads_per_worker``).
     decodes_in_threads: bool = False
+    #: Whether `gather` reads or writes its context (the seed, the epoch, the width,
+    #: what it reports); a source that never does (`ArraySource`) is given a shared one.
+    reads_context: bool = True
 
     def io_threads(self) -> int:
         """Threads the source starts itself in each process that gathers (a remote
