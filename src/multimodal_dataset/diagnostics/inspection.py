@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from multimodal_dataset.batching.cursor import EpochCursor
     from multimodal_dataset.batching.layout import BatchLayout
     from multimodal_dataset.batching.sampler import BatchPlan, Sampler
+    from multimodal_dataset.engine.parallelism import Parallelism
     from multimodal_dataset.engine.producer import ProducedBatch
     from multimodal_dataset.sources.protocol import Replacement
 
@@ -34,6 +35,7 @@ class Inspection:
     _sampler: Sampler
     _cursor: EpochCursor
     _stats: StatsLog
+    _parallelism: Parallelism
     _replacements: ReplacementLog
 
     def _serve(self, plan: BatchPlan) -> ProducedBatch:
@@ -76,7 +78,8 @@ class Inspection:
         ds.stats[-1]["wait_fraction"]
         ```
         """
-        return InputMonitor(self, verbose=verbose)
+        workers = self._parallelism.workers
+        return InputMonitor(self._stats, type(self).__name__, workers, verbose=verbose)
 
     def show_batch(self, n: int = 16, path: str | os.PathLike[str] | None = None) -> Any:
         """Draws ``n`` samples as the model receives them, to catch a wrong label, a bad

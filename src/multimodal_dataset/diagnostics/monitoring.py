@@ -131,19 +131,28 @@ class StatsLog:
 
 
 class InputMonitor(keras.callbacks.Callback):  # type: ignore[misc]
-    """Measures how long each training epoch waited for this dataset's batches; see
-    `MultimodalDataset.monitor`."""
+    """Measures how long each training epoch waited for a dataset's batches; see
+    `MultimodalDataset.monitor`.
 
-    def __init__(self, dataset: Any, *, verbose: bool = True, workers: int | None = None) -> None:
+    Args:
+        log: The dataset's `StatsLog` (what it recorded of every batch it served).
+        name: The dataset's name, for the printed line.
+        workers: How many workers the dataset gathers with (a hint suggests more).
+        verbose: Whether to print one line per epoch.
+    """
+
+    def __init__(self, log: StatsLog, name: str, workers: int, *, verbose: bool = True) -> None:
         super().__init__()
-        self._dataset = dataset
+        self._log = log
+        self._name = name
+        self._workers = workers
         self.verbose = verbose
-        self._cpus = workers or min(8, os.cpu_count() or 1)
+        self._cpus = min(8, os.cpu_count() or 1)
         self._thread = 0
         self._epoch_start = 0.0
         self._begins: list[float] = []
         self._last_end = 0.0
-        self._seen = len(dataset._stats.records)
+        self._seen = len(log.records)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._thread = threading.get_ident()
@@ -157,7 +166,7 @@ class InputMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._last_end = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        log: StatsLog = self._dataset._stats
+        log = self._log
         if len(log.records) <= self._seen or not self._begins:
             return  # the dataset served no epoch (steps_per_epoch cut it short)
         self._seen = len(log.records)
@@ -172,9 +181,9 @@ class InputMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             input_bound=wait_s / train_s >= INPUT_BOUND,
             read_in_training_thread=all(t == self._thread for t, *_ in log.timeline),
         )
-        record["summary"] = summarize(record, log, self._dataset, self._cpus)
+        record["summary"] = summarize(record, log, self._workers, self._cpus)
         if self.verbose:
-            print(f"{self._dataset.__class__.__name__}: {record['summary']}", file=sys.stdout)
+            print(f"{self._name}: {record['summary']}", file=sys.stdout)
 
     def _waited(self, timeline: Sequence[tuple[int, int, float, float]]) -> float:
         """Seconds the training loop waited for batches (see the module docstring)."""
@@ -190,7 +199,7 @@ class InputMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         return waited
 
 
-def summarize(record: dict[str, Any], log: StatsLog, dataset: Any, cpus: int) -> str:
+def summarize(record: dict[str, Any], log: StatsLog, workers: int, cpus: int) -> str:
     """One line: whether the epoch was input-bound, what took the time, what to try."""
     share = f"{record['wait_fraction']:.0%} of training time waiting for data"
     slowest = log.slowest_field(record)
@@ -209,7 +218,7 @@ def summarize(record: dict[str, Any], log: StatsLog, dataset: Any, cpus: int) ->
         hint = field.array.speedup_hint()
         if hint:
             tries.append(hint)
-    if dataset.num_workers < 2 and cpus > 1:
+    if workers < 2 and cpus > 1:
         tries.insert(0, f"workers={cpus}")
     if tries:
         parts.append("try " + " or ".join(tries))
