@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from multimodal_dataset import models, synthetic, testing
     from multimodal_dataset.batching.layout import BatchLayout
     from multimodal_dataset.batching.structure import ArraySpec
-    from multimodal_dataset.dataset import MultimodalDataset, PartialEpochWarning
+    from multimodal_dataset.dataset import MultimodalDataset
     from multimodal_dataset.engine.gathering import WorkerError
+    from multimodal_dataset.engine.keras_loop import PartialEpochWarning
     from multimodal_dataset.example import make_example
     from multimodal_dataset.io.storage_errors import (
         CredentialsError,
@@ -106,7 +107,7 @@ __getattr__, __dir__ = exports(
         "MissingBucketError": "multimodal_dataset.io.storage_errors",
         "MultimodalDataset": "multimodal_dataset.dataset",
         "NumericColumns": "multimodal_dataset.sources",
-        "PartialEpochWarning": "multimodal_dataset.dataset",
+        "PartialEpochWarning": "multimodal_dataset.engine.keras_loop",
         "ReplacedSamplesWarning": "multimodal_dataset.sources",
         "Replacement": "multimodal_dataset.sources",
         "RetriesExhaustedError": "multimodal_dataset.io.storage_errors",

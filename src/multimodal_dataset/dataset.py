@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -20,7 +19,11 @@ from multimodal_dataset.diagnostics.replacements import ReplacementLog
 from multimodal_dataset.diagnostics.truncation import TruncationLog
 from multimodal_dataset.engine.filling import FillReport, fill_caches
 from multimodal_dataset.engine.gatherer import Gatherer
-from multimodal_dataset.engine.keras_loop import called_by_keras_reset, reads_ahead
+from multimodal_dataset.engine.keras_loop import (
+    called_by_keras_reset,
+    reads_ahead,
+    warn_read_ahead_lost,
+)
 from multimodal_dataset.engine.parallelism import Parallelism, ParallelismReport
 from multimodal_dataset.engine.prefetcher import Prefetcher
 from multimodal_dataset.engine.producer import ProducedBatch, Producer
@@ -30,11 +33,6 @@ PREFETCH = 2
 
 if TYPE_CHECKING:
     pass
-
-
-class PartialEpochWarning(UserWarning):
-    """A Keras call started in the middle of an epoch whose read-ahead batches (tf.data
-    on TensorFlow) were not all trained on; see `MultimodalDataset.on_epoch_end`."""
 
 
 class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # type: ignore[misc]
@@ -122,6 +120,8 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             image sources (Pillow and simplejpeg decode in parallel). None (the default):
             the machine's cores, at most 8, divided among worker processes. See
             `describe_parallelism` for everything a configuration starts.
+        io_requests: Storage requests in flight in each process that gathers, shared by
+            the sources that read remote storage. None (the default): 64.
 
     Raises:
         ValueError: For arrays of unequal length, no samples, 0-d arrays, a batch size
@@ -148,6 +148,7 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         group_by_length: bool | int | str = False,
         prefetch: int | None = None,
         threads_per_worker: int | None = None,
+        io_requests: int | None = None,
     ) -> None:
         # Keras's own worker pool serves stale batches across epochs (engine/gatherer.py),
         # so Keras iterates this dataset in its main thread and the workers run here.
@@ -174,7 +175,7 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         if prefetch is None:  # in-memory arrays are gathered in microseconds: not worth it
             prefetch = 0 if all(f.in_memory for f in fields) else PREFETCH
         self._parallelism = Parallelism.make(
-            workers, use_multiprocessing, threads_per_worker, prefetch
+            workers, use_multiprocessing, threads_per_worker, prefetch, io_requests
         )
         self._gatherer = Gatherer(fields, self._parallelism)
         prefetch = self._parallelism.prefetch
@@ -262,27 +263,12 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             # infer the signature) are no training: not counted, and served again.
             self._stats.rewind()
             if cursor.rewind():
-                self._warn_read_ahead_lost()
+                warn_read_ahead_lost(self.epoch, cursor.served, self.process_batches)
         elif not cursor.in_epoch or cursor.read_whole:
             self._finish_epoch()
         self._stats.mark()
         cursor.end()
         self._gatherer.release_soon()
-
-    def _warn_read_ahead_lost(self) -> None:
-        warnings.warn(
-            f"MultimodalDataset: a new fit, evaluate or predict starts in the middle of epoch "
-            f"{self.epoch} ({self._cursor.served} of its {self.process_batches} batches read; the "
-            "last one's steps_per_epoch was below len(ds)). Keras read those batches "
-            "ahead of the training steps (tf.data on TensorFlow, a prefetch queue on JAX "
-            "with Keras before 3.9), so some of them were never trained on; the epoch "
-            "continues after them. To train on every "
-            "sample exactly once per epoch, run the epochs in one call, "
-            "fit(epochs=..., steps_per_epoch=...), or start each call at an epoch boundary "
-            "(ds.set_state(dict(ds.get_state(), epoch=ds.epoch + 1, position=0))).",
-            PartialEpochWarning,
-            stacklevel=3,
-        )
 
     def _finish_epoch(self) -> None:
         """Reports the epoch that was read and moves to the next one's order."""
@@ -304,7 +290,7 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             that could not be decoded.
         """
         with self._gatherer.serving():  # no release of the sources meanwhile
-            return fill_caches(self._layout.fields, workers, self._gatherer.decoding)
+            return fill_caches(self._layout.fields, workers, self._gatherer.shared.decoding)
 
     @property
     def num_workers(self) -> int:
@@ -320,10 +306,10 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         """The threads and processes this dataset starts, and what each is for (print it).
 
         Every pool is the dataset's: ``workers`` threads or processes share each batch;
-        each process that gathers has ``threads_per_worker`` decoding threads that its
-        image sources share; a remote store's source keeps its requests in flight in
-        threads of its own; ``prefetch`` threads produce the next batches. The release
-        timer stops them all when no batch follows an epoch.
+        each process that gathers has ``threads_per_worker`` decoding threads and
+        ``io_requests`` storage requests in flight that its sources share; ``prefetch``
+        threads produce the next batches. The release timer stops them all when no batch
+        follows an epoch.
         """
         return self._parallelism.describe(self._layout.fields)
 

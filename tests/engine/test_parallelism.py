@@ -86,3 +86,29 @@ def test_threads_per_worker_defaults_to_the_cores_divided_among_worker_processes
 def test_a_threads_per_worker_that_is_not_a_positive_integer_is_refused(bad):
     with pytest.raises((TypeError, ValueError), match="threads_per_worker"):
         Parallelism.make(1, False, bad, 0)
+
+
+@pytest.mark.keras
+def test_remote_reads_go_through_the_datasets_request_threads(image_files):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    urls = []
+    for path in image_files:
+        urls.append(f"memory://parallelism/{path.name}")
+        memory.pipe(urls[-1], path.read_bytes())
+    before = frozenset(threading.enumerate())
+    images = ImageFiles(urls, size=(8, 8))
+    ds = MultimodalDataset(images, np.arange(len(urls)), batch_size=6, io_requests=3)
+    report = ds.describe_parallelism()
+    assert "3 storage requests in flight" in str(report)
+    names = set()
+    for i in range(len(ds)):
+        ds[i]
+        names.update(ours_alive(before))
+    ds.close()
+    # The dataset's io threads carried the requests (memory:// has no event loop), not a
+    # pool of the source's storage.
+    assert any(name.startswith("multimodal_dataset_io") for name in names)
+    assert not any(name.startswith("multimodal_dataset_storage") for name in names)
+    assert len({n for n in names if n.startswith("multimodal_dataset_io")}) <= 3

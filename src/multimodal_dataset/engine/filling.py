@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from multimodal_dataset.batching.structure import Field
-from multimodal_dataset.engine.gathering import DecodingThreads
+from multimodal_dataset.engine.gathering import ProcessThreads
 from multimodal_dataset.sources.protocol import Cached
 
 #: Samples per task: large enough to amortize a task, small enough to balance the cores.
@@ -80,7 +80,7 @@ class FillReport:
 
 
 def fill_caches(
-    fields: Sequence[Field], workers: int | None = None, decoding: DecodingThreads | None = None
+    fields: Sequence[Field], workers: int | None = None, decoding: ProcessThreads | None = None
 ) -> list[FillReport]:
     """Decodes into its cache every image not cached yet, of every field with a cache.
 

@@ -40,8 +40,8 @@ from multimodal_dataset._utils.picklable import Picklable
 from multimodal_dataset.batching.sampler import BatchPlan
 from multimodal_dataset.batching.structure import Field
 from multimodal_dataset.engine.gathering import (
-    DecodingThreads,
     Gathered,
+    SharedThreads,
     WorkerError,
     gather_fields,
     gather_in_process,
@@ -79,7 +79,7 @@ class Gatherer(Picklable):
         self.parallelism = parallelism
         self.workers = parallelism.workers
         self.use_multiprocessing = parallelism.use_processes
-        self.decoding = DecodingThreads(parallelism.threads_per_worker)
+        self.shared = SharedThreads.make(parallelism.threads_per_worker, parallelism.io_requests)
         self._executor: Executor | None = None
         self._prefetch: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -122,7 +122,7 @@ class Gatherer(Picklable):
         indices, seed, epoch, widths = plan.indices, plan.seed, plan.epoch, plan.widths
         if not self._releasable:  # plain arrays inline: no pool, nothing to release
             return gather_fields(self.fields, seed, epoch, indices, widths)
-        decoding = self.decoding
+        shared = self.shared
         with self._lock:
             self._uses += 1
             if self._timer is not None:
@@ -130,14 +130,14 @@ class Gatherer(Picklable):
                 self._timer = None
             executor = self._get_executor() if self.parallel and len(indices) > 1 else None
         if executor is None:
-            return gather_fields(self.fields, seed, epoch, indices, widths, decoding)
+            return gather_fields(self.fields, seed, epoch, indices, widths, shared)
         chunks = [c for c in np.array_split(indices, min(self.workers, len(indices))) if len(c)]
         task: Callable[[np.ndarray], Gathered]
         if self.use_multiprocessing:
             task = functools.partial(gather_in_process, seed, epoch, widths)
         else:
             task = functools.partial(
-                gather_fields, self.fields, seed, epoch, widths=widths, decoding=decoding
+                gather_fields, self.fields, seed, epoch, widths=widths, shared=shared
             )
 
         try:
@@ -203,7 +203,11 @@ class Gatherer(Picklable):
                     self.workers,
                     mp_context=multiprocessing.get_context(),
                     initializer=init_process,
-                    initargs=(self.fields, self.parallelism.threads_per_worker),
+                    initargs=(
+                        self.fields,
+                        self.parallelism.threads_per_worker,
+                        self.parallelism.io_requests,
+                    ),
                 )
             else:
                 self._executor = ThreadPoolExecutor(self.workers, "multimodal_dataset")
@@ -231,7 +235,7 @@ class Gatherer(Picklable):
             pool.shutdown(wait=False, cancel_futures=True)
         if self._releasable and not sys.is_finalizing():  # no new work at shutdown
             with contextlib.suppress(Exception):  # e.g. freed in a thread it would join
-                self.decoding.close(wait=False)
+                self.shared.close(wait=False)
                 self._close_sources()
 
     def _close_sources(self) -> None:
@@ -243,7 +247,7 @@ class Gatherer(Picklable):
         (they all restart on the next batch)."""
         for pool in self._take_pools():
             pool.shutdown(wait=True, cancel_futures=True)
-        self.decoding.close()
+        self.shared.close()
         self._close_sources()
 
     def __del__(self) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from multimodal_dataset._utils.picklable import Picklable
 from multimodal_dataset.batching.structure import Field
+from multimodal_dataset.io.storage import Requests
 from multimodal_dataset.sources.protocol import GatherContext, Replacement
 
 
@@ -59,12 +60,14 @@ class WorkerError(RuntimeError):
     """A worker process died, or raised an exception that could not be sent back intact."""
 
 
-class DecodingThreads(Picklable):
-    """The decoding threads of one process, shared by its sources (started on first
-    use; a forked or unpickled copy starts its own in its process).
+class ProcessThreads(Picklable):
+    """A pool of threads of one process, shared by its sources (started on first use; a
+    forked or unpickled copy starts its own in its process): the decoding threads, the
+    threads that carry storage requests.
 
     Args:
         threads: How many.
+        purpose: Names the threads (``multimodal_dataset_<purpose>_N``).
     """
 
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
@@ -72,8 +75,9 @@ class DecodingThreads(Picklable):
         "_lock": threading.Lock,
     }
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, purpose: str = "decode") -> None:
         self.threads = threads
+        self.purpose = purpose
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         self._lock = threading.Lock()
 
@@ -86,7 +90,7 @@ class DecodingThreads(Picklable):
             return pool[1]
         with self._lock:
             if self._pool is None or self._pool[0] != os.getpid():
-                executor = ThreadPoolExecutor(self.threads, "multimodal_dataset_decode")
+                executor = ThreadPoolExecutor(self.threads, f"multimodal_dataset_{self.purpose}")
                 self._pool = (os.getpid(), executor)
             return self._pool[1]
 
@@ -98,16 +102,42 @@ class DecodingThreads(Picklable):
             pool[1].shutdown(wait=wait)
 
 
-# In worker processes: the fields to gather from and the process's decoding threads, set
+@dataclasses.dataclass(frozen=True)
+class SharedThreads:
+    """What the sources of one process share: decoding threads, and the storage
+    requests in flight with the threads that carry them (see `Parallelism`)."""
+
+    decoding: ProcessThreads
+    io: ProcessThreads
+    requests_in_flight: int
+
+    @classmethod
+    def make(cls, threads: int, requests: int) -> SharedThreads:
+        io = ProcessThreads(min(requests, MAX_IO_THREADS), "io")
+        return cls(ProcessThreads(threads), io, requests)
+
+    def requests(self) -> Requests:
+        return Requests(self.io.executor(), self.requests_in_flight)
+
+    def close(self, wait: bool = True) -> None:
+        self.decoding.close(wait)
+        self.io.close(wait)
+
+
+#: Threads carrying one process's storage requests at most (file systems without an
+#: event loop of their own; S3, GCS and HTTP keep their requests in fsspec's loop).
+MAX_IO_THREADS = 32
+
+# In worker processes: the fields to gather from and the process's shared threads, set
 # once by the pool initializer.
 _PROCESS_FIELDS: tuple[Field, ...] = ()
-_PROCESS_DECODING = DecodingThreads(1)
+_PROCESS_SHARED = SharedThreads.make(1, 1)
 
 
-def init_process(fields: tuple[Field, ...], threads: int) -> None:
-    global _PROCESS_FIELDS, _PROCESS_DECODING
+def init_process(fields: tuple[Field, ...], threads: int, requests: int) -> None:
+    global _PROCESS_FIELDS, _PROCESS_SHARED
     _PROCESS_FIELDS = fields
-    _PROCESS_DECODING = DecodingThreads(threads)
+    _PROCESS_SHARED = SharedThreads.make(threads, requests)
 
 
 #: The context of the sources that read none (`Source.reads_context` False).
@@ -120,12 +150,12 @@ def gather_fields(
     epoch: int,
     indices: np.ndarray,
     widths: Sequence[int | None] | None = None,
-    decoding: DecodingThreads | None = None,
+    shared: SharedThreads | None = None,
 ) -> Gathered:
     """One array per field, holding the samples ``indices`` in that order, with what the
     sources reported (replaced samples, truncated texts) and each field's gathering time;
     ``widths`` gives each variable-length field's padded length (see ``padding``), and
-    ``decoding`` the threads the sources that decode share."""
+    ``shared`` the threads the sources share (decoding, storage requests)."""
     arrays, replaced, truncated, seconds = [], [], [], []
     clock = time.perf_counter
     for k, field in enumerate(fields):
@@ -137,8 +167,14 @@ def gather_fields(
             continue
         width = widths[k] if widths is not None else None
         context = GatherContext(field.name, seed, epoch, width=width)
-        if decoding is not None and source.decodes_in_threads:
-            context.executor, context.threads = decoding.executor(), decoding.threads
+        if shared is not None:
+            if source.decodes_in_threads:
+                context.executor, context.threads = (
+                    shared.decoding.executor(),
+                    shared.decoding.threads,
+                )
+            if source.reads_remotely():
+                context.requests = shared.requests()
         arrays.append(field.gather(indices, context))
         seconds.append(clock() - start)
         if context.replaced:
@@ -152,7 +188,7 @@ def gather_in_process(
     seed: int, epoch: int, widths: Sequence[int | None] | None, indices: np.ndarray
 ) -> Gathered:
     try:
-        return gather_fields(_PROCESS_FIELDS, seed, epoch, indices, widths, _PROCESS_DECODING)
+        return gather_fields(_PROCESS_FIELDS, seed, epoch, indices, widths, _PROCESS_SHARED)
     except Exception as error:
         raise sendable(error) from None
 

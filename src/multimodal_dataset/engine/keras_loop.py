@@ -9,6 +9,7 @@ import functools
 import sys
 import threading
 import types
+import warnings
 
 import keras
 
@@ -43,3 +44,25 @@ def called_by_keras_reset(depth: int = 2) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+class PartialEpochWarning(UserWarning):
+    """A Keras call started in the middle of an epoch whose read-ahead batches (tf.data
+    on TensorFlow) were not all trained on; see `MultimodalDataset.on_epoch_end`."""
+
+
+def warn_read_ahead_lost(epoch: int, served: int, batches: int) -> None:
+    """Warns that ``fit``/``evaluate``/``predict`` starts in the middle of ``epoch``
+    after Keras read ``served`` of its ``batches`` ahead of the training steps."""
+    warnings.warn(
+        f"MultimodalDataset: a new fit, evaluate or predict starts in the middle of epoch "
+        f"{epoch} ({served} of its {batches} batches read; the last one's steps_per_epoch "
+        "was below len(ds)). Keras read those batches ahead of the training steps (tf.data "
+        "on TensorFlow, a prefetch queue on JAX with Keras before 3.9), so some of them "
+        "were never trained on; the epoch continues after them. To train on every sample "
+        "exactly once per epoch, run the epochs in one call, fit(epochs=..., "
+        "steps_per_epoch=...), or start each call at an epoch boundary "
+        "(ds.set_state(dict(ds.get_state(), epoch=ds.epoch + 1, position=0))).",
+        PartialEpochWarning,
+        stacklevel=3,
+    )

@@ -1,9 +1,9 @@
 """`Parallelism`: every thread and process a dataset starts, decided in one place.
 
 A dataset gathers each batch inline, or split over ``workers`` threads or processes. Every
-process that gathers has one pool of decoding threads that all its image sources share
-(they receive it in the gather context); a source reading a remote store keeps its
-requests in flight in threads of its own; each prefetched batch is produced in a thread.
+process that gathers has one pool of decoding threads and one pool for storage requests,
+shared by all its sources (they receive them in the gather context: a source owns no
+pool); each prefetched batch is produced in a thread.
 `Parallelism.describe` adds them up, so that ``workers=8`` processes with 8 decoding
 threads each is visibly 72 threads, not a surprise. The `Gatherer` owns every one of these
 pools and releases them together.
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 from multimodal_dataset._utils.checks import check_int
 from multimodal_dataset.batching.structure import Field
+from multimodal_dataset.engine.gathering import MAX_IO_THREADS
+from multimodal_dataset.io.storage import MAX_REQUESTS
 
 #: Decoding threads per gathering process at most, by default (Pillow and simplejpeg
 #: release the GIL: more than this rarely pays on one machine).
@@ -32,6 +34,10 @@ class Parallelism:
         use_processes: Whether the workers are processes.
         threads_per_worker: Decoding threads in each process that gathers, shared by
             its image sources.
+        io_requests: Storage requests in flight in each process that gathers, shared by
+            its remote sources (carried by up to `MAX_IO_THREADS` threads on a file
+            system without an event loop of its own; S3, GCS and HTTP keep them in
+            fsspec's loop).
         prefetch: Batches produced ahead, each in its own thread.
     """
 
@@ -39,6 +45,7 @@ class Parallelism:
     use_processes: bool = False
     threads_per_worker: int = 1
     prefetch: int = 0
+    io_requests: int = MAX_REQUESTS
 
     @classmethod
     def make(
@@ -47,6 +54,7 @@ class Parallelism:
         use_processes: bool,
         threads_per_worker: int | None,
         prefetch: int,
+        io_requests: int | None = None,
     ) -> Parallelism:
         """Checks the arguments; ``threads_per_worker=None`` takes the machine's cores
         (at most `MAX_DEFAULT_THREADS`), divided among worker processes.
@@ -62,7 +70,9 @@ class Parallelism:
             threads_per_worker = max(1, min(MAX_DEFAULT_THREADS, share))
         threads = check_int(threads_per_worker, "threads_per_worker", what="decoding threads")
         prefetch = check_int(prefetch, "prefetch", minimum=0, what="batches produced ahead")
-        return cls(workers, bool(use_processes), threads, prefetch)
+        io = MAX_REQUESTS if io_requests is None else io_requests
+        io = check_int(io, "io_requests", what="storage requests in flight")
+        return cls(workers, bool(use_processes), threads, prefetch, io)
 
     @property
     def parallel(self) -> bool:
@@ -72,7 +82,7 @@ class Parallelism:
     def describe(self, fields: Sequence[Field]) -> ParallelismReport:
         """The threads and processes a dataset of ``fields`` starts at most, by purpose."""
         decodes = any(f.array.decodes_in_threads for f in fields)
-        io = sum(f.array.io_threads() for f in fields)
+        remote = any(f.array.reads_remotely() for f in fields)
         processes = self.workers if self.use_processes else 0
         lines = []
         threads = 0
@@ -90,9 +100,14 @@ class Parallelism:
             threads += self.threads_per_worker * gathering
             where = f"in each of {gathering} processes" if processes else "shared"
             lines.append(f"{self.threads_per_worker} decoding threads {where} (threads_per_worker)")
-        if io:
-            threads += io * gathering
-            lines.append(f"{io} storage request threads per gathering process")
+        if remote:
+            io_threads = min(self.io_requests, MAX_IO_THREADS)
+            threads += io_threads * gathering
+            lines.append(
+                f"{self.io_requests} storage requests in flight per gathering process "
+                f"(io_requests), carried by up to {io_threads} threads on a file system "
+                "without its own event loop"
+            )
         if self.prefetch:
             threads += self.prefetch
             lines.append(f"{self.prefetch} prefetch threads (prefetch)")

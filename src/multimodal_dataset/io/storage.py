@@ -19,11 +19,12 @@ that the count in the message is the count made.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from multimodal_dataset._utils.picklable import Picklable
@@ -46,6 +47,17 @@ RETRIES = 3
 BACKOFF_S = 0.2
 
 _BUCKET_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "memory", "az", "abfs", "abfss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Requests:
+    """How a batch's reads run, given by whoever owns the threads (the dataset's
+    `Gatherer`): at most ``in_flight`` requests at once, in ``executor``'s threads for a
+    file system without its own event loop (S3, GCS and HTTP keep theirs in fsspec's
+    loop). None of them: the storage's own pool, `MAX_REQUESTS` in flight."""
+
+    executor: Executor | None = None
+    in_flight: int = MAX_REQUESTS
 
 
 class Storage(Picklable):
@@ -119,10 +131,13 @@ class Storage(Picklable):
             raise result
         return result
 
-    def read_many(self, urls: Sequence[str], max_bytes: int) -> list[bytes | Exception]:
-        """The bytes of each of ``urls``, read concurrently; a failure is returned in its
-        place (never raised), already worded (see `read`)."""
-        results = self.read_ranges(urls, [0] * len(urls), [max_bytes + 1] * len(urls))
+    def read_many(
+        self, urls: Sequence[str], max_bytes: int, requests: Requests | None = None
+    ) -> list[bytes | Exception]:
+        """The bytes of each of ``urls``, read concurrently (as ``requests`` says); a
+        failure is returned in its place (never raised), already worded (see `read`)."""
+        ends = [max_bytes + 1] * len(urls)
+        results = self.read_ranges(urls, [0] * len(urls), ends, requests)
         for i, result in enumerate(results):
             if isinstance(result, bytes) and len(result) > max_bytes:
                 results[i] = FileTooLargeError(
@@ -132,17 +147,25 @@ class Storage(Picklable):
         return results
 
     def read_ranges(
-        self, urls: Sequence[str], starts: Sequence[int], ends: Sequence[int]
+        self,
+        urls: Sequence[str],
+        starts: Sequence[int],
+        ends: Sequence[int],
+        requests: Requests | None = None,
     ) -> list[bytes | Exception]:
         """Bytes ``starts[i]:ends[i]`` of each of ``urls`` (fewer at the object's end),
-        read concurrently with retries; a failure is returned in its place."""
+        read concurrently (as ``requests`` says) with retries; a failure is returned in
+        its place."""
         results: list[bytes | Exception] = [b""] * len(urls)
         todo = list(range(len(urls)))
         attempt = 0
         while todo:
             attempt += 1
             got = self._fetch(
-                [urls[i] for i in todo], [starts[i] for i in todo], [ends[i] for i in todo]
+                [urls[i] for i in todo],
+                [starts[i] for i in todo],
+                [ends[i] for i in todo],
+                requests,
             )
             again = []
             for i, value in zip(todo, got, strict=True):
@@ -168,9 +191,11 @@ class Storage(Picklable):
         return results
 
     def _fetch(
-        self, urls: list[str], starts: list[int], ends: list[int]
+        self, urls: list[str], starts: list[int], ends: list[int], requests: Requests | None
     ) -> list[bytes | BaseException]:
         """One attempt at every range, grouped by file system."""
+        in_flight = self.max_requests if requests is None else requests.in_flight
+        pool = None if requests is None else requests.executor
         out: list[bytes | BaseException] = [b""] * len(urls)
         groups: dict[str, list[int]] = {}
         for i, url in enumerate(urls):
@@ -183,10 +208,10 @@ class Storage(Picklable):
             try:
                 if getattr(system, "async_impl", False):
                     got = system.cat_ranges(
-                        paths, first, last, batch_size=self.max_requests, on_error="return"
+                        paths, first, last, batch_size=in_flight, on_error="return"
                     )
                 else:
-                    got = self._threaded(system, paths, first, last)
+                    got = self._threaded(system, paths, first, last, pool)
             except Exception as error:  # the whole call failed (e.g. no credentials)
                 got = [error] * len(members)
             for i, value in zip(members, got, strict=True):
@@ -194,7 +219,12 @@ class Storage(Picklable):
         return out
 
     def _threaded(
-        self, system: Any, paths: list[str], starts: list[int], ends: list[int]
+        self,
+        system: Any,
+        paths: list[str],
+        starts: list[int],
+        ends: list[int],
+        pool: Executor | None,
     ) -> list[bytes | BaseException]:
         def one(k: int) -> bytes | BaseException:
             try:
@@ -205,7 +235,7 @@ class Storage(Picklable):
 
         if len(paths) == 1:
             return [one(0)]
-        return list(self._pool().map(one, range(len(paths))))
+        return list((pool or self._pool()).map(one, range(len(paths))))
 
     @property
     def threads(self) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 
 from multimodal_dataset._utils.picklable import Picklable
 from multimodal_dataset.io.files import MissingDataError, open_regular_file
-from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.io.storage import Requests, Storage
 from multimodal_dataset.io.urls import is_remote
 
 
@@ -91,7 +91,9 @@ class TarMembers(Picklable):
             raise result
         return result, None
 
-    def get_many(self, rows: Sequence[int]) -> list[bytes | Exception]:
+    def get_many(
+        self, rows: Sequence[int], requests: Requests | None = None
+    ) -> list[bytes | Exception]:
         """The bytes of the members of ``rows`` (from remote shards: read concurrently),
         each failure in its place: a missing member, one over ``max_bytes``, a shard that
         ends too soon, or an error reading it (naming the URL)."""
@@ -115,6 +117,7 @@ class TarMembers(Picklable):
                 [self.shards[int(self.shard[r])] for r in rows_wanted],
                 starts,
                 [start + int(self.sizes[r]) for start, r in zip(starts, rows_wanted, strict=True)],
+                requests,
             )
             for i, row, data in zip(wanted, rows_wanted, fetched, strict=True):
                 results[i] = data if isinstance(data, Exception) else self._checked(row, data)

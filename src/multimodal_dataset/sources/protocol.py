@@ -23,6 +23,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from multimodal_dataset.io.storage import Requests
+
 OnError = Literal["raise", "replace"]
 
 
@@ -72,6 +74,9 @@ class GatherContext:
         executor: The decoding threads of the process that gathers, shared by its
             sources (see `Source.decodes_in_threads`); None: decode in the calling thread.
         threads: How many threads ``executor`` has.
+        requests: For a source that reads remote storage (`Source.reads_remotely`): the
+            requests in flight and the threads that carry them, the dataset's; None: the
+            source's storage's own.
     """
 
     field: str = "source"
@@ -82,6 +87,7 @@ class GatherContext:
     truncated: list[int] = dataclasses.field(default_factory=list)
     executor: Executor | None = None
     threads: int = 1
+    requests: Requests | None = None
 
 
 @runtime_checkable
@@ -190,10 +196,10 @@ class Source(abc.ABC):
     #: what it reports); a source that never does (`ArraySource`) is given a shared one.
     reads_context: bool = True
 
-    def io_threads(self) -> int:
-        """Threads the source starts itself in each process that gathers (a remote
-        store's requests in flight), for `MultimodalDataset.describe_parallelism`."""
-        return 0
+    def reads_remotely(self) -> bool:
+        """Whether gathering reads remote storage (and so uses the context's
+        ``requests``), for `MultimodalDataset.describe_parallelism`."""
+        return False
 
     def speedup_hint(self) -> str | None:
         """What would make gathering faster (an argument to try), for the input-pipeline

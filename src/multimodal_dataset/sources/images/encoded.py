@@ -19,7 +19,7 @@ import numpy as np
 
 from multimodal_dataset._utils.checks import check_choice, check_int
 from multimodal_dataset._utils.picklable import Picklable
-from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.io.storage import Requests, Storage
 from multimodal_dataset.sources.images.decoded_cache import (
     CACHE_VALIDATIONS,
     CacheValidation,
@@ -123,7 +123,9 @@ class EncodedImages(Source, Picklable):
             OSError, ValueError: When they cannot be read; `explain` words the message.
         """
 
-    def read_many(self, samples: Sequence[int]) -> list[bytes | Exception] | None:
+    def read_many(
+        self, samples: Sequence[int], requests: Requests | None = None
+    ) -> list[bytes | Exception] | None:
         """The encoded bytes of many samples fetched together, each failure in its place,
         for storage where a request's latency dominates (remote storage); None (the
         default) reads each sample with `read` in the decoding threads."""
@@ -142,8 +144,8 @@ class EncodedImages(Source, Picklable):
         """
         return b"bytes\0" + self.read(sample)
 
-    def io_threads(self) -> int:
-        return self.storage.threads if self.storage is not None and self._remote else 0
+    def reads_remotely(self) -> bool:
+        return self._remote
 
     def speedup_hint(self) -> str | None:
         if self.cache is None:
@@ -178,6 +180,7 @@ class EncodedImages(Source, Picklable):
             context.epoch,
             context.executor,
             context.threads,
+            context.requests,
         )
         if self.augment is not None:
             batch = self.augment.apply(batch, indices, context.seed, context.epoch)
@@ -228,6 +231,7 @@ class EncodedImages(Source, Picklable):
         epoch: int | None,
         executor: Executor | None,
         threads: int,
+        requests: Requests | None = None,
     ) -> np.ndarray:
         """The ``uint8`` images of ``indices``: cached ones copied, the others read and
         decoded in ``executor``'s threads, each taking a share of the batch (then
@@ -239,7 +243,7 @@ class EncodedImages(Source, Picklable):
         if cache is not None:
             keys = self._cache_keys(indices, epoch)
             pending = np.flatnonzero(~cache.fetch(indices, keys, batch)).tolist()
-        fetched = self.read_many([int(indices[k]) for k in pending]) if pending else None
+        fetched = self.read_many([int(indices[k]) for k in pending], requests) if pending else None
 
         def load(positions: range) -> None:
             for j in positions:

@@ -18,7 +18,7 @@ import numpy as np
 
 from multimodal_dataset._utils.checks import check_int
 from multimodal_dataset.io.files import OutsideRootError, read_regular_file
-from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.io.storage import Requests, Storage
 from multimodal_dataset.io.urls import absolute, inside, is_remote, join, local_path
 from multimodal_dataset.sources.images.decoded_cache import CacheValidation
 from multimodal_dataset.sources.images.decoding import ColorMode
@@ -171,7 +171,9 @@ class ImageFiles(EncodedImages):
             return (self.storage or Storage()).read(path, self.max_file_bytes)
         return read_regular_file(path, self.max_file_bytes)
 
-    def read_many(self, samples: Sequence[int]) -> list[bytes | Exception] | None:
+    def read_many(
+        self, samples: Sequence[int], requests: Requests | None = None
+    ) -> list[bytes | Exception] | None:
         """A batch's remote files, fetched together (see ``storage``)."""
         if not self._remote:
             return None
@@ -179,7 +181,8 @@ class ImageFiles(EncodedImages):
             i for i, s in enumerate(samples) if s not in self._outside and is_remote(self.paths[s])
         ]
         storage = self.storage or Storage()
-        fetched = storage.read_many([self.paths[samples[i]] for i in remote], self.max_file_bytes)
+        urls = [self.paths[samples[i]] for i in remote]
+        fetched = storage.read_many(urls, self.max_file_bytes, requests)
         results: list[bytes | Exception] = [b""] * len(samples)
         for i, data in zip(remote, fetched, strict=True):
             results[i] = data

@@ -19,7 +19,7 @@ from multimodal_dataset._utils.checks import check_int
 from multimodal_dataset._utils.optional import optional_import
 from multimodal_dataset.io.arrow_column import ArrowColumn
 from multimodal_dataset.io.files import MissingDataError, OutsideRootError, read_regular_file
-from multimodal_dataset.io.storage import Storage
+from multimodal_dataset.io.storage import Requests, Storage
 from multimodal_dataset.io.storage_errors import MissingBucketError
 from multimodal_dataset.io.urls import absolute, inside, is_remote, join, local_path
 from multimodal_dataset.sources.arrays import class_names
@@ -164,12 +164,15 @@ class ImageBytes(EncodedImages):
         found = self._locate(sample)
         return found if isinstance(found, bytes) else self._read_path(found)
 
-    def read_many(self, samples: Sequence[int]) -> list[bytes | Exception] | None:
+    def read_many(
+        self, samples: Sequence[int], requests: Requests | None = None
+    ) -> list[bytes | Exception] | None:
         """Remote members and remote path fallbacks of a batch, fetched together."""
         if not self._remote:
             return None
         if getattr(self.values, "remote", False) and hasattr(self.values, "get_many"):
-            fetched: list[bytes | Exception] = self.values.get_many([self._row(s) for s in samples])
+            rows = [self._row(s) for s in samples]
+            fetched: list[bytes | Exception] = self.values.get_many(rows, requests)
             return [_no_bytes("empty") if data == b"" else data for data in fetched]
         found: list[bytes | str | Exception] = []
         for sample in samples:
@@ -179,7 +182,7 @@ class ImageBytes(EncodedImages):
                 found.append(error)
         urls = [i for i, f in enumerate(found) if isinstance(f, str) and is_remote(f)]
         storage = self.storage or Storage()
-        fetched = storage.read_many([str(found[i]) for i in urls], self.max_file_bytes)
+        fetched = storage.read_many([str(found[i]) for i in urls], self.max_file_bytes, requests)
         for i, data in zip(urls, fetched, strict=True):
             found[i] = self._missing_path(str(found[i])) if _is_missing(data) else data
         results: list[bytes | Exception] = []
