@@ -113,7 +113,10 @@ def real_step_epoch(load_s, prefetch):
         Slow(load_s), np.zeros(SAMPLES, "float32"), batch_size=BATCH, prefetch=prefetch
     )
     seen = Seen()
-    m.fit(ds, epochs=3, verbose=0, callbacks=[seen])
+    # The fastest of four epochs after the first: one epoch is about 0.1 s, and a
+    # moment's load on a shared machine (a CI run missed the bound by 2% with the best
+    # of two) must not decide the comparison.
+    m.fit(ds, epochs=5, verbose=0, callbacks=[seen])
     ds.close()
     return min(seen.times[1:])
 
