@@ -22,7 +22,7 @@ import numpy as np
 
 from multimodal_dataset._utils.picklable import Picklable
 from multimodal_dataset.batching.structure import Field
-from multimodal_dataset.io.storage import Requests
+from multimodal_dataset.io.storage import MAX_IO_THREADS, Requests
 from multimodal_dataset.sources.protocol import GatherContext, Replacement
 
 
@@ -123,10 +123,6 @@ class SharedThreads:
         self.decoding.close(wait)
         self.io.close(wait)
 
-
-#: Threads carrying one process's storage requests at most (file systems without an
-#: event loop of their own; S3, GCS and HTTP keep their requests in fsspec's loop).
-MAX_IO_THREADS = 32
 
 # In worker processes: the fields to gather from and the process's shared threads, set
 # once by the pool initializer.

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 from multimodal_dataset._utils.checks import check_int
 from multimodal_dataset.batching.structure import Field
-from multimodal_dataset.engine.gathering import MAX_IO_THREADS
-from multimodal_dataset.io.storage import MAX_REQUESTS
+from multimodal_dataset.io.storage import MAX_IO_THREADS, MAX_REQUESTS
 
 #: Decoding threads per gathering process at most, by default (Pillow and simplejpeg
 #: release the GIL: more than this rarely pays on one machine).

@@ -41,6 +41,9 @@ from multimodal_dataset.io.urls import is_url, protocol_of
 
 #: Requests in flight at once, per batch.
 MAX_REQUESTS = 64
+#: Threads carrying one process's requests at most, on a file system without an event
+#: loop of its own (S3, GCS and HTTP keep their requests in fsspec's loop).
+MAX_IO_THREADS = 32
 #: Retries of a transient failure (so ``1 + RETRIES`` attempts), waiting
 #: ``BACKOFF_S * 2**k`` seconds before retry ``k``.
 RETRIES = 3
@@ -241,7 +244,7 @@ class Storage(Picklable):
     def threads(self) -> int:
         """The threads that keep this storage's requests in flight, in each process that
         reads through it."""
-        return min(self.max_requests, 32)
+        return min(self.max_requests, MAX_IO_THREADS)
 
     def _pool(self) -> ThreadPoolExecutor:
         pid = os.getpid()
