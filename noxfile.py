@@ -4,8 +4,10 @@ Keras version claimed, each in its own venv.
 `nox` runs lint, the test sessions (the whole suite and the distributed (JAX
 multi-device and multi-process) tests on JAX, the tests that compute with a backend on
 TensorFlow and PyTorch too), the tests that use Keras and the distributed tests on the
-oldest supported Keras and on keras-nightly (JAX), and the packaging check (build the
-wheel, check it, install it in a clean venv and run the README's ten-line example);
+oldest supported Keras and on keras-nightly (JAX), the packaging check (build the
+wheel, check it, install it in a clean venv and run the README's ten-line example), and
+the documentation site (`nox -s docs`: built with warnings as errors, looked at in
+headless Chromium);
 `nox -s demo` trains the reference model; `nox -s bench` runs the benchmarks in each
 backend's venv and merges them into benchmarks/results/ (`nox -s bench -- --quick` is the
 seconds-long smoke run CI does). The demo, benchmarks and portability check, and their
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tomllib
 import zipfile
@@ -25,7 +28,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["lint", "tests", "keras_versions", "package"]
+nox.options.sessions = ["lint", "tests", "keras_versions", "package", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
@@ -241,8 +244,8 @@ def bench(session: nox.Session, backend: str) -> None:
 
 @nox.session(venv_backend="none")
 def bench_report(session: nox.Session) -> None:
-    """Writes benchmarks/results/latest.{json,md,png}; `nox -s docs` puts them in the README.
-    (matplotlib and numpy: in the JAX tests' venv.)"""
+    """Writes benchmarks/results/latest.{json,md,png}, which the performance page of the
+    site includes (matplotlib and numpy: in the JAX tests' venv)."""
     python = backend_python(session, "jax")
     session.run(python, "-m", "benchmarks.report", *session.posargs, external=True)
 
@@ -291,7 +294,31 @@ def portability_report(session: nox.Session) -> None:
     session.run(python, "-m", "portability", "report", *session.posargs, external=True)
 
 
-@nox.session(venv_backend="none")
+# The documentation site: MkDocs with Material and mkdocstrings (the reference, from the
+# docstrings; ruff formats its signatures), and Playwright to look at it in Chromium.
+DOCS_REQUIREMENTS = [
+    "mkdocs>=1.6",
+    "mkdocs-material>=9.5",
+    "mkdocstrings[python]>=0.26",
+    "griffe>=1.0",
+    "ruff",
+    "playwright>=1.40",
+]
+
+
+@nox.session
 def docs(session: nox.Session) -> None:
-    """Copies the committed benchmark and portability reports into the README."""
-    session.run("python", "-m", "tools.readme")
+    """Builds the site with warnings as errors (a broken link or anchor, a reference that
+    does not resolve, a public name missing from the reference or without a docstring);
+    checks that a copy with each such defect fails to build (tools/docs_defects.py); then
+    opens three pages in headless Chromium and checks what they show (tools/docs_browser.py;
+    ``-- --screenshot docs/images/home.png`` refreshes the committed screenshot). The
+    examples of the pages run in the test sessions."""
+    session.install(NO_COMPILE, *DOCS_REQUIREMENTS)
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's notice about its successor
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+    session.run("python", "-m", "tools.docs_defects")  # and the build refuses what it must
+    if not (os.environ.get("CHROMIUM") or shutil.which("chromium")):
+        # No Debian Chromium (.ci/run installs it): Playwright's own, downloaded once.
+        session.run("python", "-m", "playwright", "install", "chromium")
+    session.run("python", "-m", "tools.docs_browser", "site", *session.posargs)

@@ -2,5 +2,5 @@
 
 Run in each backend's venv with ``python -m benchmarks --backend jax [--quick]``, then
 ``python -m benchmarks.report`` merges the parts into ``results/latest.{json,md,png}``
-(``nox -s bench`` does both; ``nox -s docs`` copies the table into the README).
+(``nox -s bench`` does both; the documentation site includes the table).
 """

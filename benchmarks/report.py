@@ -1,6 +1,6 @@
 """Merges ``results/parts/*.json`` into ``latest.json``, ``latest.md`` and ``latest.png``
-and computes the ratios against the targets (``nox -s docs`` then copies the table into
-the README).
+and computes the ratios against the targets (the documentation site includes the table:
+``docs/explanation/performance.md``).
 
 Usage: ``python -m benchmarks.report [--quick] [--check]``. ``--check`` exits 1 when a
 ratio misses its target (not used in CI: timings on shared runners are noise).
@@ -392,7 +392,7 @@ def main() -> int:
     chart(report, folder / "latest.png")
     print(table)
     if not args.quick:
-        print("README.md is refreshed from these results by `nox -s docs`.")
+        print("The documentation includes these results: docs/explanation/performance.md.")
     missed = [k for k, ok in report["targets_met"].items() if ok is False]
     if args.check and missed:
         print(f"Targets missed: {', '.join(missed)}")

@@ -49,7 +49,7 @@ def main(folder: Path, quick: bool, check: bool) -> int:
     chart(report, folder / "loss_curves.png")
     print(table)
     if not quick:
-        print("README.md is refreshed from this report by `nox -s docs`.")
+        print("The documentation includes this report: docs/explanation/portability.md.")
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if check and failures else 0

@@ -7,7 +7,7 @@ Phases (nox runs each in the right venv; see ``nox -s portability``):
 - ``check``: in one backend's venv (or Keras's ``numpy`` backend), load every saved model
   and predict the same fixed batch.
 - ``report``: compare everything; write ``report.json``, ``report.md`` and
-  ``loss_curves.png`` (``nox -s docs`` copies them into the README), and with ``--check``
+  ``loss_curves.png`` (the documentation site includes them), and with ``--check``
   exit 1 when a criterion fails.
 """
 

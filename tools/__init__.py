@@ -1,1 +1,2 @@
-"""Project tooling that is not part of the package (README generation)."""
+"""Project tooling that is not part of the package: the documentation site's hooks and
+browser check, and its pictures."""

@@ -1,6 +1,6 @@
-"""Draws the README's pictures: ``python -m tools.pictures`` (writes ``docs/*.png``).
+"""Draws the documentation's pictures: ``python -m tools.pictures`` (writes ``docs/images/*.png``).
 
-``docs/show_batch.png``: ``ds.show_batch(8)`` of the demo's example data (the training
+``docs/images/show_batch.png``: ``ds.show_batch(8)`` of the demo's example data (the training
 dataset of `from_table` with a flip-and-crop augmentation and bucketed captions).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def show_batch(path: Path = ROOT / "docs" / "show_batch.png") -> Path:
+def show_batch(path: Path = ROOT / "docs" / "images" / "show_batch.png") -> Path:
     from multimodal_dataset import ImageAugmentation, from_table
     from multimodal_dataset.example import NUMERIC_COLUMNS, make_example
 

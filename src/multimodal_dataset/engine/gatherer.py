@@ -6,9 +6,9 @@ computed and serves them at the start of the next epoch. ``fit`` always stops ea
 it reads one batch to build the model and its metrics, then starts the first epoch. From
 then on every epoch of ``fit(ds, workers>1)`` mixes batches requested for the previous epoch
 with batches of the new one, so with Keras's ``shuffle=True`` some samples are trained twice
-in an epoch and others not at all on JAX and PyTorch (the README gives the measurement;
-``tests/integration/test_training.py`` keeps it as a canary). A ``PyDataset`` only sees
-a batch index, so no dataset can repair that index stream.
+in an epoch and others not at all on JAX and PyTorch (the documentation's epochs guide
+gives the measurement; ``tests/integration/test_training.py`` keeps it as a canary). A
+``PyDataset`` only sees a batch index, so no dataset can repair that index stream.
 
 Pools do not outlive their use: the dataset releases them (and the decoding threads of
 its sources) `KEEP_ALIVE_S` seconds after each epoch unless the next batch comes first,

@@ -66,10 +66,12 @@ class Standardizer:
         return np.nan_to_num(scaled, nan=0.0).astype(dtype)
 
     def to_dict(self) -> dict[str, Any]:
+        """The columns, means and standard deviations, as JSON-ready lists."""
         return {"columns": list(self.columns), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Standardizer:
+        """The standardizer that `to_dict` wrote."""
         return cls(tuple(data["columns"]), tuple(data["mean"]), tuple(data["std"]))
 
 

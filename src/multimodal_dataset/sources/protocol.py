@@ -243,6 +243,7 @@ class Source(abc.ABC):
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions of ``shape``, the sample dimension included."""
         return len(self.shape)
 
     def describe(self, sample: int) -> str:

@@ -306,7 +306,8 @@ def from_webdataset(
         numeric: Numeric inputs: member extensions, or fields of a JSON member
             (``"json.width"``, nested ``"json.exif.iso"``).
         target: The target member's extension (``"cls"``) or a JSON field.
-        image_size, text_length: As in `from_table`.
+        image_size: As in `from_table`.
+        text_length: As in `from_table`.
         validation: Shards of validation samples (a predefined split), in any form
             ``shards`` may take.
         validation_split: Fraction of samples for validation (default 0.2, or 0 with

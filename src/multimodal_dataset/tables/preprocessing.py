@@ -309,7 +309,8 @@ class TableDataset(MultimodalDataset):
     """A `MultimodalDataset` of a table's rows, with the preprocessing that built it.
 
     Args:
-        inputs, targets: As for `MultimodalDataset`: the sources built from the table.
+        inputs: As for `MultimodalDataset`: the sources built from the table.
+        targets: As for `MultimodalDataset`: the targets read from the table.
         preprocessing: The fitted `TablePreprocessing`.
         **dataset_kwargs: Passed to `MultimodalDataset`.
     """

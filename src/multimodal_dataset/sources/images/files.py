@@ -196,6 +196,7 @@ class ImageFiles(EncodedImages):
         return results
 
     def where(self, sample: int) -> str:
+        """Names ``sample``'s image in messages: ``image file 'path'``."""
         return f"image file {self.paths[sample]!r}"
 
     def identity(self, sample: int) -> bytes:

@@ -66,6 +66,9 @@ class ImageBytes(EncodedImages):
     `from_table` builds one for an image column of bytes or ``{bytes, path}`` structs
     without reading the bytes into memory.
 
+    ``color_mode``, ``dtype``, ``interpolation``, ``crop_to_aspect_ratio``, ``augment``,
+    ``on_error``, ``num_threads`` and ``column`` are as for `ImageFiles`.
+
     Args:
         values: The encoded images: an `ArrowColumn` or other `EncodedColumn` (tar
             members), a pyarrow Array or ChunkedArray of binary or ``{bytes, path}``
@@ -81,8 +84,6 @@ class ImageBytes(EncodedImages):
         max_file_bytes: Larger files (of the path fallback) are refused.
         storage_options: Options of the file system that reads URLs (credentials,
             ``endpoint_url``), as in pandas.
-        **others: ``color_mode``, ``dtype``, ``interpolation``, ``crop_to_aspect_ratio``,
-            ``augment``, ``on_error``, ``num_threads``, ``column``: as for `ImageFiles`.
         cache: A directory to keep each decoded image in, as for `ImageFiles`; a sample
             is keyed by a hash of its encoded bytes (read, not decoded, to check it).
         cache_validation: ``"run"``, ``"epoch"`` or ``"trust"``, as for `ImageFiles`
@@ -161,6 +162,7 @@ class ImageBytes(EncodedImages):
         return int(self.rows[sample]) if self.rows is not None else sample
 
     def read(self, sample: int) -> bytes:
+        """The encoded bytes of ``sample``'s image: the cell's bytes, or the file at its path."""
         found = self._locate(sample)
         return found if isinstance(found, bytes) else self._read_path(found)
 
@@ -222,6 +224,7 @@ class ImageBytes(EncodedImages):
         return MissingDataError(f"its image bytes are null and its path {path!r} does not exist")
 
     def where(self, sample: int) -> str:
+        """Names ``sample's image in messages: where its table stores it (row, file)."""
         return f"the image in {self.values.describe(self._row(sample))}"
 
     def close(self) -> None:
