@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -306,6 +307,21 @@ DOCS_REQUIREMENTS = [
 ]
 
 
+def wait_for_chromium_install(limit_s: float = 600) -> None:
+    """Waits for the Chromium install that .ci/run starts in the background (its process
+    id in MULTIMODAL_DATASET_CHROMIUM_INSTALL), if it is still running."""
+    pid = os.environ.get("MULTIMODAL_DATASET_CHROMIUM_INSTALL")
+    deadline = time.monotonic() + limit_s
+    while pid and time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return  # ended (and reaped)
+        if state == "Z":
+            return  # ended, not reaped yet
+        time.sleep(1)
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
     """Builds the site with warnings as errors (a broken link or anchor, a reference that
@@ -318,6 +334,7 @@ def docs(session: nox.Session) -> None:
     session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's notice about its successor
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
     session.run("python", "-m", "tools.docs_defects")  # and the build refuses what it must
+    wait_for_chromium_install()
     if not (os.environ.get("CHROMIUM") or shutil.which("chromium")):
         # No Debian Chromium (.ci/run installs it): Playwright's own, downloaded once.
         session.run("python", "-m", "playwright", "install", "chromium")

@@ -5,7 +5,8 @@ Each page is one test, with the marks of what its examples use: a page that fits
 runs on every backend and Keras version, one that builds datasets on every Keras version.
 A page says below what it needs that a reader would have (an S3 server and its data) and
 what its run must show. The distributed guide needs several JAX devices: the distributed
-tests run it (tests/distributed/test_docs_example.py).
+tests run it (tests/distributed/test_docs_example.py). The README's examples are those of
+the getting-started pages, word for word (checked here), and run with them.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ def pads_per_batch(namespace: dict) -> None:
 
 
 PAGES = {
-    "README.md": Page("backend", check=lambda ns: Path("preprocessing.json").exists()),
     "docs/getting-started/arrays.md": Page("backend", check=trains_far_above_chance),
     "docs/getting-started/files.md": Page("backend", check=from_files_predicts_new_rows),
     "docs/guides/sources.md": Page("keras"),
@@ -102,14 +102,29 @@ PAGES = {
 }
 #: Run by the distributed tests, on four JAX devices.
 DISTRIBUTED = {"docs/guides/distributed.md"}
+#: Its examples are the getting-started pages' own, word for word, and run there.
+README = "README.md"
 
 
 def test_every_page_with_python_examples_is_run():
-    with_examples = {name(page) for page in pages() if python_blocks(page)}
+    with_examples = {name(page) for page in pages() if python_blocks(page)} - {README}
     assert with_examples == set(PAGES) | DISTRIBUTED, (
         "add the page to PAGES (or drop the entry of a page that lost its examples): "
         f"{sorted(with_examples ^ (set(PAGES) | DISTRIBUTED))}"
     )
+
+
+def test_every_readme_example_is_a_documented_example_that_runs_there():
+    from docs_examples import ROOT
+
+    run = {code for page in PAGES for _, code in python_blocks(ROOT / page)}
+    readme = [code for _, code in python_blocks(ROOT / README)]
+    assert len(readme) >= 2  # the ten lines and from_table
+    for code in readme:
+        assert code in run, (
+            "README.md has an example that no documentation page holds word for word: make "
+            f"it the same as the page it summarises, so that it runs there:\n{code}"
+        )
 
 
 @pytest.mark.parametrize(
