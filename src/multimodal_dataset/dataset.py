@@ -218,7 +218,7 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         if produced.replaced:
             self._replacements.record(produced.replaced)
         if produced.truncated:
-            self._truncations.record(produced.truncated)
+            self._truncations.record(plan, produced.truncated)
         cursor.served_batch(position)
         step = cursor.served - 1 if in_epoch else None  # its place in the Keras epoch
         self._stats.record(start, len(plan.indices), produced.seconds, step, produced.produce_s)

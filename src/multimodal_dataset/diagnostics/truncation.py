@@ -12,6 +12,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
+from multimodal_dataset.batching.sampler import BatchPlan
 from multimodal_dataset.batching.structure import Field
 from multimodal_dataset.sources.text.tokens import TruncatedTextWarning
 
@@ -21,31 +24,66 @@ _SHOWN = 5
 
 class TruncationLog:
     """Counts, per bucketed input, the truncated texts each epoch served (the text source
-    reports them in its gather context; see `GatherContext.truncated`)."""
+    reports them in its gather context; see `GatherContext.truncated`).
+
+    Bounded whatever the number of samples or of truncated ones: per input a count and the
+    smallest few sample indices, and per batch position the report it was counted for, so a
+    batch read again before the report (Keras reads some twice) counts once. Recording a
+    batch is O(batch); a report is O(1).
+    """
 
     def __init__(self, fields: Sequence[Field]) -> None:
         # The length a field's texts are cut to: its largest bucket (its last dimension).
         self._largest = {f.name: f.array.shape[-1] for f in fields if len(f.array.shape) > 1}
-        self._pending: dict[str, set[int]] = {name: set() for name in self._largest}
+        self._count = dict.fromkeys(self._largest, 0)
+        self._smallest = {name: np.empty(0, np.int64) for name in self._largest}
+        self._report = 0  # how many reports were made: what a batch is counted for
+        # Per batch position: the epoch and the report it was counted for (-1: none).
+        self._counted_epoch = np.full(0, -1, np.int64)
+        self._counted_report = np.full(0, -1, np.int64)
 
-    def record(self, truncated: Iterable[tuple[str, Sequence[int]]]) -> None:
-        """Notes a batch's truncated texts, ``(field, samples)`` per input (a sample read
-        again before the report counts once)."""
-        for name, samples in truncated:
-            self._pending[name].update(samples)
+    def record(self, plan: BatchPlan, truncated: Iterable[tuple[str, Sequence[int]]]) -> None:
+        """Notes the truncated texts of the batch ``plan`` describes, ``(field, samples)``
+        per input; the same batch read again before the report counts once, and so does a
+        sample that pads a last batch (``pad_remainder``: it is counted where it is real)."""
+        epoch, position = plan.epoch, plan.position
+        if position >= self._counted_epoch.size:
+            size = max(position + 1, 2 * self._counted_epoch.size)
+            grown = np.full(size - self._counted_epoch.size, -1, np.int64)
+            self._counted_epoch = np.concatenate([self._counted_epoch, grown])
+            self._counted_report = np.concatenate([self._counted_report, grown])
+        if (
+            self._counted_epoch[position] == epoch
+            and self._counted_report[position] == self._report
+        ):
+            return
+        self._counted_epoch[position] = epoch
+        self._counted_report[position] = self._report
+        padding = None
+        if plan.real_count is not None:
+            real = plan.indices[: plan.real_count]
+            padding = np.setdiff1d(plan.indices[plan.real_count :], real)
+        for name, listed in truncated:
+            samples = np.asarray(listed, np.int64)
+            if padding is not None and padding.size:
+                samples = samples[~np.isin(samples, padding)]  # O(batch)
+            self._count[name] += samples.size
+            both = np.concatenate([self._smallest[name], samples])
+            self._smallest[name] = np.sort(both)[:_SHOWN]
 
     def report(self, epoch: int) -> None:
         """Warns once per input for the truncated texts recorded since the last report."""
+        self._report += 1
         for name, largest in self._largest.items():
-            samples = sorted(self._pending[name])
-            self._pending[name] = set()
-            if not samples:
+            count, smallest = self._count[name], self._smallest[name]
+            self._count[name], self._smallest[name] = 0, np.empty(0, np.int64)
+            if not count:
                 continue
-            shown = ", ".join(str(s) for s in samples[:_SHOWN])
-            more = f" and {len(samples) - _SHOWN} more" if len(samples) > _SHOWN else ""
-            plural = len(samples) > 1
+            shown = ", ".join(str(s) for s in smallest.tolist())
+            more = f" and {count - len(smallest)} more" if count > len(smallest) else ""
+            plural = count > 1
             warnings.warn(
-                f"MultimodalDataset epoch {epoch}: {len(samples)} text"
+                f"MultimodalDataset epoch {epoch}: {count} text"
                 f"{'s' if plural else ''} of {name} {'were' if plural else 'was'} longer "
                 f"than its largest bucket ({largest} tokens) and truncated to it (sample"
                 f"{'s' if plural else ''} {shown}{more}). Add a larger bucket to "

@@ -311,9 +311,15 @@ class PrecomputedSource(Source):
         return batch
 
     def report_bad(self, indices: np.ndarray, context: GatherContext) -> None:
-        """Raises for (or records) the bad samples among ``indices`` (see `bad_sample`)."""
-        if self._bad.size:
-            for sample in indices[np.isin(indices, self._bad)]:
+        """Raises for (or records) the bad samples among ``indices`` (see `bad_sample`).
+
+        A binary search of the sorted bad samples per index: O(batch x log(bad)), whatever
+        the number of samples or of bad ones (``np.isin`` sorted them all on every batch).
+        """
+        bad = self._bad
+        if bad.size:
+            found = np.minimum(np.searchsorted(bad, indices), bad.size - 1)
+            for sample in indices[bad[found] == indices]:
                 self.bad_sample(context, int(sample), self.problems[int(sample)])
 
     def raise_or_keep(self, what: str) -> None:
