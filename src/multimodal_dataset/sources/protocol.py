@@ -295,7 +295,12 @@ class PrecomputedSource(Source):
         self.rows = rows
         self.column = column
         self.problems = dict(problems)
-        self._bad = np.array(sorted(self.problems), dtype=np.int64)
+        # One bit per sample, set for the bad ones (built once; none when all are good).
+        self._bad_bits: np.ndarray | None = None
+        if self.problems:
+            bad = np.zeros(len(values), dtype=bool)
+            bad[np.fromiter(self.problems, dtype=np.int64, count=len(self.problems))] = True
+            self._bad_bits = np.packbits(bad, bitorder="little")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -313,13 +318,14 @@ class PrecomputedSource(Source):
     def report_bad(self, indices: np.ndarray, context: GatherContext) -> None:
         """Raises for (or records) the bad samples among ``indices`` (see `bad_sample`).
 
-        A binary search of the sorted bad samples per index: O(batch x log(bad)), whatever
-        the number of samples or of bad ones (``np.isin`` sorted them all on every batch).
+        A look-up in a bit per sample: O(batch), whatever the number of samples or of bad
+        ones (``np.isin`` sorted them all on every batch).
         """
-        bad = self._bad
-        if bad.size:
-            found = np.minimum(np.searchsorted(bad, indices), bad.size - 1)
-            for sample in indices[bad[found] == indices]:
+        bits = self._bad_bits
+        if bits is not None:
+            indices = np.asarray(indices, dtype=np.int64)
+            hit = (bits[indices >> 3] >> (indices & 7).astype(np.uint8)) & 1
+            for sample in indices[hit.astype(bool)]:
                 self.bad_sample(context, int(sample), self.problems[int(sample)])
 
     def raise_or_keep(self, what: str) -> None:
