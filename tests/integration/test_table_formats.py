@@ -71,7 +71,7 @@ def test_the_stream_from_parquet_image_bytes_is_identical_on_every_backend(table
     assert testing.stream_digest(val, epochs=1) == PARQUET_VALIDATION_DIGEST
 
 
-PARQUET_DIGEST = "82bac73809de7f0b32c47587a7bb1ab792f368a664cb6fa7c970c61d376729a5"
+PARQUET_DIGEST = "9eb8a1fc5efb251cfa095cb0e89fe8d13b2ffbc1368e3e8fd8aecd98db803b14"
 PARQUET_VALIDATION_DIGEST = "8520623e65df3dd95ac473ff4e0715dabdbfd806c180f3a3f2ce0a27c8b2fbfb"
 
 
