@@ -49,6 +49,9 @@ TARGETS = {
     "pipeline_10_epochs_vs_best_pipeline": (">=", 1.2),
     "spawn_first_batch_s": ("<", 1.0),
     "spawn_worker_rss_mib": ("<", 120.0),
+    "scale_order_first_batch_exponent": ("<=", 0.1),
+    "scale_order_step_exponent": ("<=", 0.1),
+    "scale_flagged_step_exponent": ("<=", 0.1),
 }
 TABLES_OURS = "from_table: Parquet image bytes"
 TABLES_FILES = "ImageFiles (the same JPEGs as files)"
@@ -78,7 +81,7 @@ SHARDS_PEERS = (
 )
 
 
-def ratios(measurements, memory, startups=()) -> dict[str, Any]:
+def ratios(measurements, memory, startups=(), scale=None) -> dict[str, Any]:
     """Every ratio, computed round by round (see `spread`), and the untimed figures."""
     out: dict[str, Any] = {}
     for bs in (32, 256):
@@ -100,6 +103,9 @@ def ratios(measurements, memory, startups=()) -> dict[str, Any]:
             measurements, "fit", FIT_AGAIN, (FIT_ARRAYS,), backend=backend
         )
     out["memmap_rss_growth_mb"] = memory.get("rss_growth_mb") if memory else None
+    # Growth with the sample count (benchmarks/scale.py): exponents, not timed rounds.
+    for key in ("order_first_batch_exponent", "order_step_exponent", "flagged_step_exponent"):
+        out[f"scale_{key}"] = scale.get(key) if scale else None
     # Images inside Parquet and tar shards: against the faster peer and the same images as
     # files; shards on a local S3 server with 20 ms added to every request against none.
     out["tables_vs_best_datasets_loader"] = spread(
@@ -304,7 +310,36 @@ def markdown(report) -> str:
             f"Memory: one epoch over a {mem['file_mb']:,.0f} MiB memory-mapped `.npy` (batch "
             f"{mem['batch_size']}) grew anonymous RSS by {mem['rss_growth_mb']} MiB.",
         ]
+    if report.get("scale"):
+        lines += scale_table(report["scale"])
     return "\n".join(lines) + "\n"
+
+
+def scale_table(scale) -> list[str]:
+    """The bookkeeping's cost against the sample count N (benchmarks/scale.py)."""
+    flagged = {row["n"]: row["step_us"] for row in scale["flagged"]}
+    lines = [
+        "",
+        f"Scale (batch {scale['batch_size']}; no data, so only the bookkeeping is timed): the "
+        "first batch of a new epoch, the next batches, the memory Python allocates for them, "
+        "and the look-up of 1% flagged samples per batch.",
+        "",
+        "| N | first batch (ms) | per batch (us) | peak (MiB) | 1% flagged, per batch (us) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in scale["order"]:
+        flag = flagged.get(row["n"])
+        lines.append(
+            f"| {row['n']:.0e} | {row['first_batch_ms']:.2f} | {row['step_us']:.1f} | "
+            f"{row['peak_mib']:.1f} | {'-' if flag is None else f'{flag:.1f}'} |"
+        )
+    lines += [
+        "",
+        f"Growth exponents (slope of log cost on log N; target <= 0.1): first batch "
+        f"{scale['order_first_batch_exponent']}, per batch {scale['order_step_exponent']}, "
+        f"flagged per batch {scale['flagged_step_exponent']}.",
+    ]
+    return lines
 
 
 def chart(report, path: Path) -> None:
@@ -375,6 +410,7 @@ def main() -> int:
     measurements = [m for p in parts for m in p["measurements"]]
     memory = next((p["memory"] for p in parts if "memory" in p), None)
     startups = [p["startup"] for p in parts if "startup" in p]
+    scale = next((p["scale"] for p in parts if "scale" in p), None)
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": parts[0]["machine"] | {"libraries": _libraries(parts)},
@@ -383,7 +419,8 @@ def main() -> int:
         "measurements": measurements,
         "memory": memory,
         "startup": startups,
-        "ratios": ratios(measurements, memory, startups),
+        "scale": scale,
+        "ratios": ratios(measurements, memory, startups, scale),
     }
     report["targets_met"] = {k: met(k, v) for k, v in report["ratios"].items()}
     write_json(folder / "latest.json", report)

@@ -20,6 +20,7 @@ from benchmarks import (
     memory,
     pipeline,
     remote,
+    scale,
     shards,
     startup,
     tables,
@@ -37,6 +38,7 @@ GROUPS = (
     "text",
     "pipeline",
     "memory",
+    "scale",
     "startup",
 )
 
@@ -95,6 +97,11 @@ def main() -> int:
         began = time.perf_counter()
         part["memory"] = memory.run(settings)
         seconds["memory"] = round(time.perf_counter() - began, 1)
+    # The bookkeeping's growth with the sample count: no backend either, once.
+    if "scale" in only and args.backend == "jax":
+        began = time.perf_counter()
+        part["scale"] = scale.run(settings)
+        seconds["scale"] = round(time.perf_counter() - began, 1)
     # Spawned workers' start-up: per backend (what Keras imports depends on it).
     if "startup" in only:
         began = time.perf_counter()

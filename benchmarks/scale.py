@@ -1,0 +1,117 @@
+"""Scale: what an epoch's bookkeeping costs as the sample count N grows, with growth
+exponents fitted across N (the slope of log cost against log N: 0 is flat, 1 linear).
+
+- **order**: the first batch of a new epoch (a fresh dataset over N samples: the order's
+  set-up is paid there) and the mean cost of the next batches, with the peak memory
+  Python allocates for them (tracemalloc), at N up to 1e9. The arrays are a zero-stride
+  view (no data), so only the order and the gather of 256 indices are measured.
+- **flagged**: the cost per batch of finding the bad samples among a batch's indices in a
+  precomputed source with 1% of N bad (`on_error="replace"`), at N up to 1e7.
+
+Targets (the issue's): per-step cost and the first batch of an epoch flat in N (exponent
+at most 0.1). The per-step figure is the mean of many batches, so it is steady; the first
+batch is one measurement per N (the median of 3 fresh datasets).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+from benchmarks.common import Settings
+
+BATCH_SIZE = 256
+
+
+def sizes(settings: Settings, largest: int) -> list[int]:
+    top = 10**5 if settings.quick else largest
+    return [n for n in (10**4, 10**5, 10**6, 10**7, 10**8, 10**9) if n <= top]
+
+
+def exponent(ns: list[int], costs: list[float]) -> float:
+    """The least-squares slope of log(cost) against log(N)."""
+    slope = np.polyfit(np.log(ns), np.log(costs), 1)[0]
+    return round(float(slope), 3)
+
+
+def no_data(n: int) -> np.ndarray:
+    """N samples of one float each, all the same memory: a view with stride 0."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (n, 1), (0, 0))
+
+
+def order_at(n: int, steps: int) -> dict:
+    from multimodal_dataset import MultimodalDataset
+
+    firsts = []
+    for _ in range(3):
+        ds = MultimodalDataset(no_data(n), batch_size=BATCH_SIZE, seed=0, shuffle=True)
+        start = time.perf_counter()
+        ds[0]
+        firsts.append(time.perf_counter() - start)
+    steps = min(steps, len(ds) - 1)
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        ds[i]
+    step = (time.perf_counter() - start) / steps
+    # The memory, apart (tracing slows every allocation): a new epoch's first batches.
+    ds = MultimodalDataset(no_data(n), batch_size=BATCH_SIZE, seed=1, shuffle=True)
+    tracemalloc.start()
+    for i in range(min(20, len(ds))):
+        ds[i]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {
+        "n": n,
+        "first_batch_ms": round(statistics.median(firsts) * 1e3, 3),
+        "step_us": round(step * 1e6, 2),
+        "peak_mib": round(peak / 2**20, 2),
+    }
+
+
+def flagged_at(n: int, steps: int) -> dict:
+    from multimodal_dataset.sources.protocol import GatherContext, PrecomputedSource
+
+    rng = np.random.default_rng(0)
+    bad = rng.choice(n, max(1, n // 100), replace=False)
+    source = PrecomputedSource(
+        np.zeros(n, np.int8), dict.fromkeys(bad.tolist(), "bad"), "replace", None, None
+    )
+    batches = rng.integers(0, n, size=(steps, BATCH_SIZE))
+    start = time.perf_counter()
+    for indices in batches:
+        source.report_bad(indices, GatherContext())
+    return {"n": n, "step_us": round((time.perf_counter() - start) / steps * 1e6, 2)}
+
+
+def run(settings: Settings) -> dict:
+    steps = 50 if settings.quick else 400
+    order = [order_at(n, steps) for n in sizes(settings, 10**9)]
+    flagged = [flagged_at(n, steps) for n in sizes(settings, 10**7)]
+    ns = [row["n"] for row in order]
+    result = {
+        "batch_size": BATCH_SIZE,
+        "order": order,
+        "flagged": flagged,
+        "order_first_batch_exponent": exponent(ns, [r["first_batch_ms"] for r in order]),
+        "order_step_exponent": exponent(ns, [r["step_us"] for r in order]),
+        "flagged_step_exponent": exponent(
+            [r["n"] for r in flagged], [r["step_us"] for r in flagged]
+        ),
+    }
+    for row in order:
+        print(
+            f"  scale     order N={row['n']:.0e}: first batch {row['first_batch_ms']:.2f} ms, "
+            f"then {row['step_us']:.1f} us/batch, peak {row['peak_mib']:.1f} MiB",
+            flush=True,
+        )
+    for row in flagged:
+        print(f"  scale     1% flagged N={row['n']:.0e}: {row['step_us']:.1f} us/batch", flush=True)
+    print(
+        f"  scale     growth exponents: first batch {result['order_first_batch_exponent']}, "
+        f"step {result['order_step_exponent']}, flagged step {result['flagged_step_exponent']}",
+        flush=True,
+    )
+    return result
