@@ -9,48 +9,15 @@ is such an array as a `Source`, so that the dataset gathers every input one way.
 
 from __future__ import annotations
 
-import mmap
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from multimodal_dataset.sources.protocol import GatherContext, Source
+from multimodal_dataset.sources.shared import shareable
 
 _INT32 = np.iinfo(np.int32)
-
-
-@dataclass(frozen=True)
-class MappedFile:
-    """A file-backed, read-only memory map, pickled as its path and layout."""
-
-    filename: str
-    dtype: np.dtype[Any]
-    shape: tuple[int, ...]
-    offset: int
-    order: str
-
-    @staticmethod
-    def of(array: Any) -> MappedFile | None:
-        # Only whole-file maps (np.load(mmap_mode=...), np.memmap(...)): their base is the
-        # mmap itself. Views of a map (slices) keep the parent's offset, so they pickle as
-        # arrays.
-        if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)):
-            return None
-        if array.filename is None:
-            return None
-        order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-        return MappedFile(array.filename, array.dtype, array.shape, array.offset, order)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_open_mapped, (self.filename, self.dtype, self.shape, self.offset, self.order))
-
-
-def _open_mapped(
-    filename: str, dtype: np.dtype[Any], shape: tuple[int, ...], offset: int, order: Any
-) -> Any:
-    return np.memmap(filename, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
 
 
 def _open_npy(path: str | os.PathLike[str], name: str) -> np.ndarray:
@@ -242,8 +209,9 @@ class ArraySource(Source):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickling an np.memmap copies its whole contents; send the file's path instead.
-        array = MappedFile.of(self.array) or self.array
+        # Pickling an np.memmap copies its whole contents; send the file's path instead,
+        # and a large in-memory array as a temporary file's (written once).
+        array = shareable(self, "array", self.array)
         return (
             ArraySource,
             (array, self.name, self._dtype, self.check_int32_range, self.check_overflow),

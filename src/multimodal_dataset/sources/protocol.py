@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from multimodal_dataset.io.storage import Requests
+from multimodal_dataset.sources.shared import shareable_state
 
 OnError = Literal["raise", "replace"]
 
@@ -301,6 +302,11 @@ class PrecomputedSource(Source):
             bad = np.zeros(len(values), dtype=bool)
             bad[np.fromiter(self.problems, dtype=np.int64, count=len(self.problems))] = True
             self._bad_bits = np.packbits(bad, bitorder="little")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # To a worker process: the precomputed arrays (values, lengths, rows) as files it
+        # maps, written once, not a copy per worker.
+        return shareable_state(self)
 
     @property
     def shape(self) -> tuple[int, ...]:

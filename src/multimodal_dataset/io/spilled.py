@@ -1,0 +1,67 @@
+"""Arrays written once to a temporary ``.npy`` file, so that worker processes map one copy
+instead of each receiving its own through a pipe.
+
+A spawned worker receives the dataset pickled. An in-memory array of precomputed values
+(token ids, standardised numbers, table rows, targets) would be copied into every worker:
+at 1e8 rows, hundreds of MB each. `spill` writes it to a file in a temporary folder of this
+process, once, and returns its read-only memory map, which pickles as its path; the pages
+are the page cache's, shared by every process that maps them. The file is removed when the
+array's owner is garbage-collected, and the folder when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Arrays smaller than this pickle as they are: a copy costs less than a file.
+SPILL_MIN_BYTES = 1 << 20
+
+_lock = threading.Lock()
+_folder: Path | None = None
+
+
+def _spill_folder() -> Path:
+    global _folder
+    with _lock:
+        if _folder is None or not _folder.is_dir():
+            _folder = Path(tempfile.mkdtemp(prefix="multimodal_dataset-shared-"))
+            atexit.register(shutil.rmtree, _folder, ignore_errors=True)
+        return _folder
+
+
+def spill(array: np.ndarray, owner: Any) -> np.ndarray:
+    """``array`` written to a temporary ``.npy`` file, as its read-only memory map; the file
+    goes when ``owner`` does.
+
+    Raises:
+        OSError: When the temporary folder cannot hold it, naming the folder and the fix.
+    """
+    path = _spill_folder() / f"{uuid.uuid4().hex}.npy"
+    try:
+        np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        raise OSError(
+            f"Could not write {array.nbytes:,} bytes to {path} to share them with the "
+            f"dataset's worker processes ({error}). Free space in {path.parent.parent}, or set "
+            "TMPDIR to a folder with room before starting Python."
+        ) from error
+    weakref.finalize(owner, _remove, str(path))
+    mapped: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+    return mapped
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
