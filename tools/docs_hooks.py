@@ -31,9 +31,13 @@ ASSETS = {
 _DIRECTIVE = re.compile(rf"^:::\s*{PACKAGE}\.(\w+)\s*$", re.M)
 
 
-def public_names() -> list[str]:
-    """``multimodal_dataset.__all__``, read from the source (nothing is imported)."""
-    package = griffe.load(PACKAGE, search_paths=[str(ROOT / "src")], resolve_aliases=True)
+def load_package() -> Any:
+    """The package as griffe reads it from the source (nothing is imported)."""
+    return griffe.load(PACKAGE, search_paths=[str(ROOT / "src")], resolve_aliases=True)
+
+
+def public_names(package: Any) -> list[str]:
+    """``multimodal_dataset.__all__``."""
     exports = package.exports
     if not exports:
         raise PluginError(f"{PACKAGE}/__init__.py has no __all__ that griffe can read.")
@@ -69,8 +73,8 @@ def referenced_names(docs_dir: Path) -> set[str]:
 
 
 def on_pre_build(config: Any) -> None:
-    names = public_names()
-    package = griffe.load(PACKAGE, search_paths=[str(ROOT / "src")], resolve_aliases=True)
+    package = load_package()
+    names = public_names(package)
     problems = []
     absent = sorted(set(names) - referenced_names(Path(config["docs_dir"])))
     if absent:

@@ -166,7 +166,7 @@ def test_the_shuffled_order_looks_random_first_places_uniform_and_no_drift():
 def test_batches_read_through_chunks_of_the_order_are_the_whole_orders(monkeypatch, pad):
     from multimodal_dataset.batching import sampler
 
-    monkeypatch.setattr(sampler, "ORDER_CHUNK", 16)  # batches of 12 straddle chunks
+    monkeypatch.setattr(sampler, "ORDER_CHUNK", 36)  # three batches of 12 per chunk
     ds = MultimodalDataset(np.arange(100), np.zeros(100), batch_size=12, seed=3, pad_remainder=pad)
     for epoch in range(2):
         whole = epoch_order(100, 3, epoch, True)
@@ -174,6 +174,26 @@ def test_batches_read_through_chunks_of_the_order_are_the_whole_orders(monkeypat
         expected = np.resize(whole, len(served)) if pad else whole
         np.testing.assert_array_equal(served, expected)
         ds.on_epoch_end()
+
+
+@pytest.mark.parametrize("serve_all_shards", [False, True])
+@pytest.mark.parametrize("pad", [False, True])
+def test_each_shard_reads_its_part_of_the_whole_order_through_its_own_chunks(
+    monkeypatch, pad, serve_all_shards
+):
+    from multimodal_dataset.batching import sampler
+
+    monkeypatch.setattr(sampler, "ORDER_CHUNK", 20)  # five batches of 4 per chunk
+    samples = 90 if pad else 96  # a padded last global step of 3 x 4, or whole ones
+    whole = epoch_order(samples, 5, 1, True)
+    for index in range(3):
+        shard = sampler.Sampler(
+            samples, 4, True, 5, False, index, 3, pad=pad, serve_all_shards=serve_all_shards
+        )
+        for batch in range(shard.num_batches):
+            start = shard.start(batch)
+            expected = whole[np.arange(start, start + 4) % samples]
+            np.testing.assert_array_equal(shard.plan(1, batch).indices, expected)
 
 
 @pytest.mark.keras

@@ -21,9 +21,10 @@ from multimodal_dataset.batching.order import (
 )
 from multimodal_dataset.batching.padding import Padding
 
-#: How many positions of a shuffled order are computed at once (64 KiB of int64): under a
-#: millisecond, whatever the number of samples, then a slice per batch. The cost per
-#: position (about 75 ns) does not depend on it; the first batch's wait and the memory do.
+#: About how many positions of a shuffled order are computed at once (64 KiB of int64),
+#: those of a shard's next whole batches: under a millisecond, whatever the number of
+#: samples or of shards, then a slice per batch. The cost per position (about 75 ns) does
+#: not depend on it; the first batch's wait and the memory do.
 ORDER_CHUNK = 1 << 13
 
 
@@ -255,29 +256,18 @@ class Sampler(Picklable):
 
     def _indices(self, epoch: int, index: int) -> np.ndarray:
         """The sample indices of batch ``index`` of ``epoch`` (``0 <= index < num_batches``)."""
-        start = self.start(index)
-        if self.pad and start + self.batch_size > self.num_samples:
-            # Positions past the end wrap around to the start of the order.
-            positions = np.arange(start, start + self.batch_size) % self.num_samples
-            if self._whole_order:
-                return self.order(epoch)[positions]
-            if not self.shuffle:
-                return positions
-            return IndexShuffle(self.num_samples, self.seed, epoch)(positions)
-        stop = min(start + self.batch_size, self.num_samples)
         if self._whole_order:
-            return self.order(epoch)[start:stop]
+            order = self.order(epoch)
+            start = self.start(index)
+            if self.pad and start + self.batch_size > self.num_samples:
+                # Positions past the end wrap around to the start of the order.
+                return order[np.arange(start, start + self.batch_size) % self.num_samples]
+            return order[start : start + self.batch_size]
         if not self.shuffle:
-            return np.arange(start, stop, dtype=np.int64)
-        first, last = start // ORDER_CHUNK, (stop - 1) // ORDER_CHUNK
-        if first == last:  # nearly always: a batch within one chunk
-            offset = first * ORDER_CHUNK
-            return self._order_chunk(epoch, first)[start - offset : stop - offset]
-        parts = []
-        for chunk in range(first, last + 1):
-            offset = chunk * ORDER_CHUNK
-            parts.append(self._order_chunk(epoch, chunk)[max(start - offset, 0) : stop - offset])
-        return np.concatenate(parts)
+            return self._positions(index, index + 1)
+        chunk, first = divmod(index, self._chunk_batches)
+        offset = first * self.batch_size
+        return self._order_chunk(epoch, chunk)[offset : offset + self.batch_size]
 
     @property
     def _whole_order(self) -> bool:
@@ -285,17 +275,36 @@ class Sampler(Picklable):
         the first-steps rule of variable-length inputs rearrange it whole."""
         return self.padding is not None or (self.group_lengths is not None and self.shuffle)
 
+    @property
+    def _chunk_batches(self) -> int:
+        """How many of this shard's batches one chunk of the order holds."""
+        return max(1, ORDER_CHUNK // self.batch_size)
+
+    def _positions(self, first: int, stop: int) -> np.ndarray:
+        """The positions of the order that this shard's batches ``[first, stop)`` read, in
+        batch order: past the end, a padded batch's wrap around to the start and a last
+        partial batch's end."""
+        batches = np.arange(first, stop, dtype=np.int64)
+        starts = batches if self.serve_all_shards else batches * self.shard_count + self.shard_index
+        positions = (starts[:, None] * self.batch_size + np.arange(self.batch_size)).ravel()
+        if self.pad:
+            return positions % self.num_samples
+        return positions[positions < self.num_samples]
+
     def _order_chunk(self, epoch: int, chunk: int) -> np.ndarray:
-        """Positions ``[chunk * ORDER_CHUNK, (chunk + 1) * ORDER_CHUNK)`` of ``epoch``'s
-        shuffled order (fewer in the last chunk), computed once and kept until the next."""
+        """The samples of this shard's batches ``[chunk * k, (chunk + 1) * k)`` of
+        ``epoch`` (``k`` = `_chunk_batches`), one after the other: only the positions this
+        shard reads, computed once and kept until the next chunk."""
         cached = self._chunk
         if cached is not None and cached[0] == epoch and cached[1] == chunk:
             return cached[2]
         with self._lock:
             cached = self._chunk
             if cached is None or cached[0] != epoch or cached[1] != chunk:
-                start = chunk * ORDER_CHUNK
-                positions = np.arange(start, min(start + ORDER_CHUNK, self.num_samples))
+                first = chunk * self._chunk_batches
+                positions = self._positions(
+                    first, min(first + self._chunk_batches, self.num_batches)
+                )
                 order = IndexShuffle(self.num_samples, self.seed, epoch)(positions)
                 cached = self._chunk = (epoch, chunk, order)
         return cached[2]
