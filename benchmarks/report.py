@@ -51,6 +51,8 @@ TARGETS = {
     "spawn_worker_rss_mib": ("<", 120.0),
     "scale_order_first_batch_exponent": ("<=", 0.1),
     "scale_order_step_exponent": ("<=", 0.1),
+    "scale_grouped_first_batch_exponent": ("<=", 0.1),
+    "scale_grouped_step_exponent": ("<=", 0.1),
     "scale_flagged_step_exponent": ("<=", 0.1),
 }
 TABLES_OURS = "from_table: Parquet image bytes"
@@ -104,7 +106,13 @@ def ratios(measurements, memory, startups=(), scale=None) -> dict[str, Any]:
         )
     out["memmap_rss_growth_mb"] = memory.get("rss_growth_mb") if memory else None
     # Growth with the sample count (benchmarks/scale.py): exponents, not timed rounds.
-    for key in ("order_first_batch_exponent", "order_step_exponent", "flagged_step_exponent"):
+    for key in (
+        "order_first_batch_exponent",
+        "order_step_exponent",
+        "grouped_first_batch_exponent",
+        "grouped_step_exponent",
+        "flagged_step_exponent",
+    ):
         out[f"scale_{key}"] = scale.get(key) if scale else None
     # Images inside Parquet and tar shards: against the faster peer and the same images as
     # files; shards on a local S3 server with 20 ms added to every request against none.
@@ -318,26 +326,37 @@ def markdown(report) -> str:
 def scale_table(scale) -> list[str]:
     """The bookkeeping's cost against the sample count N (benchmarks/scale.py)."""
     flagged = {row["n"]: row["step_us"] for row in scale["flagged"]}
+    grouped = {row["n"]: row for row in scale.get("grouped", ())}
     lines = [
         "",
         f"Scale (batch {scale['batch_size']}; no data, so only the bookkeeping is timed): the "
         "first batch of a new epoch, the next batches, the memory Python allocates for them, "
+        "the same for captions padded per step and grouped by length (the order alone), "
         "and the look-up of 1% flagged samples per batch.",
         "",
-        "| N | first batch (ms) | per batch (us) | peak (MiB) | 1% flagged, per batch (us) |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| N | first batch (ms) | per batch (us) | peak (MiB) | grouped: first batch (ms) "
+        "| grouped: per batch (us) | grouped: peak (MiB) | 1% flagged, per batch (us) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in scale["order"]:
         flag = flagged.get(row["n"])
+        group = grouped.get(row["n"])
+        by_length = (
+            "- | - | -"
+            if group is None
+            else f"{group['first_batch_ms']:.2f} | {group['step_us']:.1f} | {group['peak_mib']:.1f}"
+        )
         lines.append(
             f"| {row['n']:.0e} | {row['first_batch_ms']:.2f} | {row['step_us']:.1f} | "
-            f"{row['peak_mib']:.1f} | {'-' if flag is None else f'{flag:.1f}'} |"
+            f"{row['peak_mib']:.1f} | {by_length} | {'-' if flag is None else f'{flag:.1f}'} |"
         )
     lines += [
         "",
         f"Growth exponents (slope of log cost on log N; target <= 0.1): first batch "
         f"{scale['order_first_batch_exponent']}, per batch {scale['order_step_exponent']}, "
-        f"flagged per batch {scale['flagged_step_exponent']}.",
+        f"grouped first batch {scale.get('grouped_first_batch_exponent')}, grouped per batch "
+        f"{scale.get('grouped_step_exponent')}, flagged per batch "
+        f"{scale['flagged_step_exponent']}.",
     ]
     return lines
 

@@ -5,6 +5,9 @@ exponents fitted across N (the slope of log cost against log N: 0 is flat, 1 lin
   set-up is paid there) and the mean cost of the next batches, with the peak memory
   Python allocates for them (tracemalloc), at N up to 1e9. The arrays are a zero-stride
   view (no data), so only the order and the gather of 256 indices are measured.
+- **grouped**: the same for captions padded per step to bucket boundaries and grouped by
+  length (`group_by_length=True`), through the dataset's `Sampler` with each sample's
+  length a hash of its index (no array of N lengths), at N up to 1e9.
 - **flagged**: the cost per batch of finding the bad samples among a batch's indices in a
   precomputed source with 1% of N bad (`on_error="replace"`), at N up to 1e7.
 
@@ -71,6 +74,64 @@ def order_at(n: int, steps: int) -> dict:
     }
 
 
+BUCKETS = (16, 32, 64, 128)
+
+
+class HashedLengths:
+    """N caption lengths without an array: 8 to 128 tokens, a hash of the index."""
+
+    def __init__(self, n: int, ranks: bool = False) -> None:
+        self.n, self.ranks = n, ranks
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        mixed = (np.asarray(index, np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(44)
+        lengths = 8 + (mixed % np.uint64(121)).astype(np.int64)
+        return np.searchsorted(BUCKETS, lengths).astype(np.uint8) if self.ranks else lengths
+
+    def min(self) -> int:
+        return 8
+
+    def max(self) -> int:
+        return 128
+
+
+def grouped_at(n: int, steps: int) -> dict:
+    from multimodal_dataset.batching.padding import Padding
+    from multimodal_dataset.batching.sampler import Sampler
+
+    def sampler(seed: int) -> Sampler:
+        padding = Padding([(BUCKETS, HashedLengths(n))])
+        ranks = HashedLengths(n, ranks=True)
+        return Sampler(n, BATCH_SIZE, True, seed, False, padding=padding, group_ranks=ranks)
+
+    firsts = []
+    for _ in range(3):
+        s = sampler(0)
+        start = time.perf_counter()
+        s.plan(0, 0)
+        firsts.append(time.perf_counter() - start)
+    steps = min(steps, s.num_batches - 1)
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        s.plan(0, i)
+    step = (time.perf_counter() - start) / steps
+    s = sampler(1)
+    tracemalloc.start()
+    for i in range(min(20, s.num_batches)):
+        s.plan(0, i)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {
+        "n": n,
+        "first_batch_ms": round(statistics.median(firsts) * 1e3, 3),
+        "step_us": round(step * 1e6, 2),
+        "peak_mib": round(peak / 2**20, 2),
+    }
+
+
 def flagged_at(n: int, steps: int) -> dict:
     from multimodal_dataset.sources.protocol import GatherContext, PrecomputedSource
 
@@ -89,12 +150,16 @@ def flagged_at(n: int, steps: int) -> dict:
 def run(settings: Settings) -> dict:
     steps = 50 if settings.quick else 400
     order = [order_at(n, steps) for n in sizes(settings, 10**9)]
+    grouped = [grouped_at(n, steps) for n in sizes(settings, 10**9)]
     flagged = [flagged_at(n, steps) for n in sizes(settings, 10**7)]
     ns = [row["n"] for row in order]
     result = {
         "batch_size": BATCH_SIZE,
         "order": order,
+        "grouped": grouped,
         "flagged": flagged,
+        "grouped_first_batch_exponent": exponent(ns, [r["first_batch_ms"] for r in grouped]),
+        "grouped_step_exponent": exponent(ns, [r["step_us"] for r in grouped]),
         "order_first_batch_exponent": exponent(ns, [r["first_batch_ms"] for r in order]),
         "order_step_exponent": exponent(ns, [r["step_us"] for r in order]),
         "flagged_step_exponent": exponent(
@@ -107,11 +172,19 @@ def run(settings: Settings) -> dict:
             f"then {row['step_us']:.1f} us/batch, peak {row['peak_mib']:.1f} MiB",
             flush=True,
         )
+    for row in grouped:
+        print(
+            f"  scale     grouped N={row['n']:.0e}: first batch {row['first_batch_ms']:.2f} ms, "
+            f"then {row['step_us']:.1f} us/batch, peak {row['peak_mib']:.1f} MiB",
+            flush=True,
+        )
     for row in flagged:
         print(f"  scale     1% flagged N={row['n']:.0e}: {row['step_us']:.1f} us/batch", flush=True)
     print(
         f"  scale     growth exponents: first batch {result['order_first_batch_exponent']}, "
-        f"step {result['order_step_exponent']}, flagged step {result['flagged_step_exponent']}",
+        f"step {result['order_step_exponent']}, grouped first batch "
+        f"{result['grouped_first_batch_exponent']}, grouped step "
+        f"{result['grouped_step_exponent']}, flagged step {result['flagged_step_exponent']}",
         flush=True,
     )
     return result

@@ -107,7 +107,7 @@ class BatchLayout:
 
         Raises:
             ValueError: For ``group_by_length`` without shuffling, and what `Sampler` and
-                `grouping_lengths` refuse.
+                `grouping_ranks` refuse.
         """
         seed = draw_seed() if seed is None else check_seed(seed)
         if shuffle is None:
@@ -133,7 +133,7 @@ class BatchLayout:
             pad_remainder,
             serve_all_shards=keras_shards,
             padding=padding,
-            group_lengths=grouping_lengths(self, group_by_length),
+            group_ranks=grouping_ranks(self, group_by_length),
         )
 
     @functools.cached_property
@@ -219,10 +219,11 @@ def _common_length(groups: tuple[Group, ...]) -> int:
     return num_samples
 
 
-def grouping_lengths(layout: BatchLayout, by: bool | int | str) -> np.ndarray | None:
-    """Per sample, the padded length ``group_by_length=by`` groups by: the smallest
-    bucket boundary that holds the sample's length in a variable-length input (True: the
-    only one; a dict key or tuple position: that one).
+def grouping_ranks(layout: BatchLayout, by: bool | int | str) -> np.ndarray | None:
+    """Per sample, the bucket ``group_by_length=by`` groups by, as its rank among the
+    boundaries: the smallest boundary that holds the sample's length in a variable-length
+    input (True: the only one; a dict key or tuple position: that one). One byte per
+    sample for up to 256 boundaries.
 
     Raises:
         ValueError: When there is no such input, or it is not variable-length.
@@ -234,7 +235,7 @@ def grouping_lengths(layout: BatchLayout, by: bool | int | str) -> np.ndarray | 
     variable = {key: f for key, f in named.items() if f.buckets is not None}
     if by is True:
         if len(variable) == 1:
-            return _padded_lengths(next(iter(variable.values())))
+            return _bucket_ranks(next(iter(variable.values())))
         if not variable:
             raise ValueError(
                 "group_by_length=True groups by a variable-length input, but every input has "
@@ -258,11 +259,12 @@ def grouping_lengths(layout: BatchLayout, by: bool | int | str) -> np.ndarray | 
             "length to group by. Give it bucket boundaries (TextTokens(texts, buckets=...)) "
             "or group by a variable-length input."
         )
-    return _padded_lengths(variable[by])
+    return _bucket_ranks(variable[by])
 
 
-def _padded_lengths(field: Field) -> np.ndarray:
-    """The bucket boundary each sample of a variable-length field is padded to at least."""
+def _bucket_ranks(field: Field) -> np.ndarray:
+    """The rank of the bucket boundary each sample of a variable-length field is padded
+    to at least (0 for the smallest)."""
     buckets = np.asarray(field.buckets)
-    lengths = np.asarray(field.array.lengths)
-    return buckets[np.minimum(np.searchsorted(buckets, lengths), len(buckets) - 1)]
+    ranks = np.minimum(np.searchsorted(buckets, np.asarray(field.array.lengths)), len(buckets) - 1)
+    return ranks.astype(np.min_scalar_type(len(buckets) - 1))

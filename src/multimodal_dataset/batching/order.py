@@ -4,8 +4,8 @@ The order of an epoch is computed from nothing but the seed, the epoch number an
 sample count, so every worker thread or process, every backend and every restarted run
 computes the same batches without sharing any state; `IndexShuffle` gives the sample at
 any position without building the permutation. Shuffling is per sample (Keras's own
-``fit(shuffle=True)`` only reorders whole batches); ``group_by_length`` regroups a
-shuffled order into steps of similar length.
+``fit(shuffle=True)`` only reorders whole batches); `group_window` regroups a window of
+a shuffled order into steps of similar length.
 """
 
 from __future__ import annotations
@@ -94,9 +94,8 @@ class IndexShuffle:
 def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     """The whole order in which an epoch visits the samples, as one array.
 
-    Batches of a fixed-shape dataset never build it: they evaluate `IndexShuffle` at their
-    own positions. Grouping by length and the padded lengths of variable-length inputs
-    still read it whole.
+    Batches never build it (they evaluate `IndexShuffle` at their own positions); it is
+    the reference the tests compare them with.
 
     Args:
         num_samples: How many samples the dataset has.
@@ -115,38 +114,24 @@ def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool) -> np.nd
 GROUP_WINDOW_STEPS = 32
 
 
-def group_by_length(
-    order: np.ndarray, widths: np.ndarray, step: int, seed: int, epoch: int
+def group_window(
+    samples: np.ndarray, widths: np.ndarray, step: int, seed: int, epoch: int, window: int
 ) -> np.ndarray:
-    """``order`` regrouped so that each step holds samples of the same padded length.
+    """The steps of window ``window`` of a length-grouped epoch, as rows of ``step``
+    samples.
 
-    ``widths`` is each sample's padded length (the smallest bucket boundary that holds
-    it). The samples of the last partial step (``len(order) % step`` of them) are the last
-    ones of ``order``, kept as they are (so which samples a ``drop_remainder`` drops is
-    as random as without grouping). The rest is taken in windows of `GROUP_WINDOW_STEPS`
-    steps: each window, with the samples carried over from the one before, is sorted by
-    width (stably, so samples of one width stay in shuffled order), each width's samples
-    are cut into full steps, and the few left over (fewer than a step per width) are
-    carried into the next window; after the last window they fill the last steps, in
-    width order. So nearly every step is padded only to its samples' own boundary.
-    Finally the steps are shuffled. Every sample stays exactly once; the result is a pure
-    function of its arguments.
+    ``samples`` are the window's samples in shuffled order (a whole number of steps) and
+    ``widths`` each sample's padded length (or its bucket's rank). They are sorted by
+    width, stably (samples of one width stay in shuffled order), cut into steps, and the
+    steps shuffled, with a generator seeded by ``(seed, epoch, window)``. So every step
+    holds samples of one width but the few where one width's samples end and the next
+    one's begin (fewer than the number of widths per window), and a window is computed
+    from its own samples alone: a pure function of its arguments, at a cost that does
+    not depend on the epoch's length.
     """
-    full = len(order) // step * step
-    window = step * GROUP_WINDOW_STEPS
-    steps: list[np.ndarray] = []
-    carried = order[:0]
-    for start in range(0, full, window):
-        part = np.concatenate([carried, order[start : min(start + window, full)]])
-        part = part[np.argsort(widths[part], kind="stable")]
-        runs = np.split(part, np.flatnonzero(np.diff(widths[part])) + 1)
-        cuts = [len(run) // step * step for run in runs]
-        steps += [run[:cut].reshape(-1, step) for run, cut in zip(runs, cuts, strict=True)]
-        carried = np.concatenate([run[cut:] for run, cut in zip(runs, cuts, strict=True)])
-    steps.append(carried.reshape(-1, step))  # whole steps: every cut is, and so is full
-    grid = np.concatenate(steps)
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, 1])))
-    return np.concatenate([grid[rng.permutation(len(grid))].ravel(), order[full:]])
+    grid = samples[np.argsort(widths[samples], kind="stable")].reshape(-1, step)
+    sequence = np.random.SeedSequence([seed, epoch, 1, window])
+    return grid[np.random.Generator(np.random.PCG64(sequence)).permutation(len(grid))]
 
 
 def count_batches(num_samples: int, batch_size: int, drop_remainder: bool) -> int:

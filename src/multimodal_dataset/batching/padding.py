@@ -23,11 +23,22 @@ class Padding(Picklable):
     Args:
         fields: Per field of the batch, its variable-length source's ``(buckets,
             lengths)``, or None for a fixed-shape field.
+
+    Attributes:
+        variable: The positions of the variable-length fields.
+        spans: Per field, whether its samples reach more than one boundary (so its
+            padded length may vary from step to step); computed once.
     """
 
     def __init__(self, fields: Sequence[tuple[tuple[int, ...], np.ndarray] | None]) -> None:
         self.fields = list(fields)
         self.variable = [k for k, f in enumerate(self.fields) if f is not None]
+        self.spans = [False] * len(self.fields)
+        for k in self.variable:
+            buckets, lengths = self.fields[k]  # type: ignore[misc]
+            if len(lengths):
+                ends = np.searchsorted(buckets, [lengths.min(), lengths.max()])
+                self.spans[k] = bool(ends[0] != ends[1])
 
     def __bool__(self) -> bool:
         return bool(self.variable)
@@ -40,24 +51,14 @@ class Padding(Picklable):
             full: False for a last, partial step: padded to the largest boundary.
         """
         out: list[int | None] = [None] * len(self.fields)
-        if not full or not len(samples):
-            for k in self.variable:
-                out[k] = self.largest(k)
-            return tuple(out)
-        for k, per_step in self.step_widths(samples, len(samples)).items():
-            out[k] = int(per_step[0])
-        return tuple(out)
-
-    def step_widths(self, order: np.ndarray, step: int) -> dict[int, np.ndarray]:
-        """Per variable field, the padded length of every full step of ``order`` (steps
-        of ``step`` samples), computed at once for a whole epoch."""
-        full = len(order) // step
-        out = {}
         for k in self.variable:
             buckets, lengths = self.fields[k]  # type: ignore[misc]
-            longest = lengths[order[: full * step]].reshape(full, step).max(axis=1)
-            out[k] = np.asarray(buckets)[np.searchsorted(buckets, longest)]
-        return out
+            if not full or not len(samples):
+                out[k] = self.largest(k)
+                continue
+            longest = lengths[samples].max()
+            out[k] = int(buckets[min(int(np.searchsorted(buckets, longest)), len(buckets) - 1)])
+        return tuple(out)
 
     def largest(self, k: int) -> int:
         """Field ``k``'s largest boundary."""

@@ -12,14 +12,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from multimodal_dataset._utils.picklable import Picklable
-from multimodal_dataset.batching.first_steps import FirstSteps, vary_first_steps
-from multimodal_dataset.batching.order import (
-    IndexShuffle,
-    count_batches,
-    epoch_order,
-    group_by_length,
-)
+from multimodal_dataset.batching.order import IndexShuffle, count_batches
 from multimodal_dataset.batching.padding import Padding
+from multimodal_dataset.batching.steps import StepOrder
 
 #: About how many positions of a shuffled order are computed at once (64 KiB of int64),
 #: those of a shard's next whole batches: under a millisecond, whatever the number of
@@ -73,11 +68,12 @@ class Sampler(Picklable):
     - neither: the last batch may be partial, which several shards only allow when the
       samples fill whole global steps.
 
-    Holds only plain numbers, so it pickles small. A shuffled fixed-shape epoch is read
-    `ORDER_CHUNK` positions at a time from `IndexShuffle` (no permutation array: the first
-    batch costs the same at any sample count); grouping by length and variable-length
-    padding read the order whole, cached for the current epoch. Either is recomputed on
-    demand in any process.
+    Holds only plain numbers (and, for variable-length inputs, their lengths), so it
+    pickles small. No epoch builds a permutation array, so the first batch costs the same
+    at any sample count: a shuffled fixed-shape epoch is read `ORDER_CHUNK` positions at
+    a time from `IndexShuffle`; variable-length inputs and grouping by length read the
+    global step a batch belongs to from `StepOrder`. Either is recomputed on demand in
+    any process.
 
     Args:
         num_samples: How many samples the dataset has.
@@ -94,8 +90,8 @@ class Sampler(Picklable):
             each process then reads exactly its shard.
         padding: The variable-length fields, whose padded length each step gets from
             `widths` (see ``padding``).
-        group_lengths: Per sample, the padded length to group by (`group_by_length`), or
-            None.
+        group_ranks: Per sample, the rank of the bucket to group by (``group_by_length``),
+            or None.
 
     Raises:
         ValueError: For a shard outside ``[0, count)``, more shards than batches, or
@@ -103,7 +99,6 @@ class Sampler(Picklable):
     """
 
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
-        "_cache": lambda: None,
         "_chunk": lambda: None,
         "_lock": threading.Lock,
     }
@@ -120,7 +115,7 @@ class Sampler(Picklable):
         pad: bool = False,
         serve_all_shards: bool = False,
         padding: Padding | None = None,
-        group_lengths: np.ndarray | None = None,
+        group_ranks: np.ndarray | None = None,
     ) -> None:
         self.num_samples = num_samples
         self.batch_size = batch_size
@@ -162,8 +157,11 @@ class Sampler(Picklable):
         if serve_all_shards:
             self.num_batches *= self.shard_count
         self.padding = padding if padding else None
-        self.group_lengths = group_lengths
-        self._cache: tuple[int, np.ndarray, FirstSteps] | None = None
+        self.steps = (
+            None
+            if self.padding is None
+            else StepOrder(num_samples, global_batch, seed, shuffle, self.padding, group_ranks)
+        )
         # A fixed-shape shuffled dataset reads its order a chunk of positions at a time.
         self._chunk: tuple[int, int, np.ndarray] | None = None
         self._lock = threading.Lock()
@@ -184,46 +182,13 @@ class Sampler(Picklable):
         )
         return plan
 
-    def order(self, epoch: int) -> np.ndarray:
-        """The (cached) global sample order of ``epoch``."""
-        return self._epoch_plan(epoch)[1]
-
-    def _epoch_plan(self, epoch: int) -> tuple[int, np.ndarray, FirstSteps]:
-        cache = self._cache
-        if cache is not None and cache[0] == epoch:
-            return cache
-        with self._lock:
-            cache = self._cache
-            if cache is None or cache[0] != epoch:
-                order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle)
-                step = self.batch_size * self.shard_count
-                if self.group_lengths is not None and self.shuffle:
-                    order = group_by_length(order, self.group_lengths, step, self.seed, epoch)
-                plan = FirstSteps()
-                if self.padding is not None:
-                    order, plan = vary_first_steps(order, step, self.padding, self.shuffle)
-                cache = self._cache = (epoch, order, plan)
-        return cache
-
     def _widths(self, epoch: int, index: int) -> tuple[int | None, ...] | None:
         """Per field, the length batch ``index`` of ``epoch`` is padded to (None for a
         fixed-shape field), decided from every sample of its global step; None when no
         field is variable."""
-        if self.padding is None:
+        if self.steps is None:
             return None
-        _, order, plan = self._epoch_plan(epoch)
-        step = index // self.shard_count if self.serve_all_shards else index
-        size = self.batch_size * self.shard_count
-        start = step * size
-        full = start + size <= self.num_samples
-        samples = order[start : start + size]
-        widths = list(self.padding.widths(samples, full))
-        for k in plan.largest:
-            widths[k] = self.padding.largest(k)
-        if step == 1:
-            for k, width in plan.second.items():
-                widths[k] = width
-        return tuple(widths)
+        return self.steps.widths(epoch, self.start(index) // self.steps.step)
 
     def check_index(self, index: Any) -> int:
         """``index`` as a batch index in ``[0, num_batches)`` (negative ones count back).
@@ -256,24 +221,13 @@ class Sampler(Picklable):
 
     def _indices(self, epoch: int, index: int) -> np.ndarray:
         """The sample indices of batch ``index`` of ``epoch`` (``0 <= index < num_batches``)."""
-        if self._whole_order:
-            order = self.order(epoch)
-            start = self.start(index)
-            if self.pad and start + self.batch_size > self.num_samples:
-                # Positions past the end wrap around to the start of the order.
-                return order[np.arange(start, start + self.batch_size) % self.num_samples]
-            return order[start : start + self.batch_size]
+        if self.steps is not None:
+            return self.steps.samples_at(epoch, self._positions(index, index + 1))
         if not self.shuffle:
             return self._positions(index, index + 1)
         chunk, first = divmod(index, self._chunk_batches)
         offset = first * self.batch_size
         return self._order_chunk(epoch, chunk)[offset : offset + self.batch_size]
-
-    @property
-    def _whole_order(self) -> bool:
-        """Whether batches read the epoch's order as one array: grouping by length and
-        the first-steps rule of variable-length inputs rearrange it whole."""
-        return self.padding is not None or (self.group_lengths is not None and self.shuffle)
 
     @property
     def _chunk_batches(self) -> int:
