@@ -216,7 +216,7 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             self._gatherer.release_soon()
             raise
         if produced.replaced:
-            self._replacements.record(produced.replaced)
+            self._replacements.record(plan, produced.replaced)
         if produced.truncated:
             self._truncations.record(plan, produced.truncated)
         cursor.served_batch(position)
@@ -252,7 +252,8 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         Keras's epochs, it always advances.
 
         Warns with a `ReplacedSamplesWarning` if sources replaced samples in the epoch
-        (``on_error="replace"``); every replacement is kept in ``ds.replacements``. Warns
+        (``on_error="replace"``), counting them; ``ds.replacements`` lists the first 1,000
+        of each epoch. Warns
         with a `TruncatedTextWarning` if the epoch served texts longer than their input's
         largest bucket (``TextTokens(buckets=...)``), naming the samples. Releases the
         worker pools if no batch follows within ``workers.KEEP_ALIVE_S`` seconds.

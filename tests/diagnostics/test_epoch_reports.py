@@ -11,8 +11,18 @@ import pytest
 
 from multimodal_dataset.batching.sampler import BatchPlan
 from multimodal_dataset.batching.structure import Field
+from multimodal_dataset.diagnostics import replacements as replacement_module
+from multimodal_dataset.diagnostics import served as served_module
+from multimodal_dataset.diagnostics.replacements import ReplacementLog
+from multimodal_dataset.diagnostics.served import ServedOnce
 from multimodal_dataset.diagnostics.truncation import TruncationLog
-from multimodal_dataset.sources.protocol import GatherContext, PrecomputedSource, SampleError
+from multimodal_dataset.sources.protocol import (
+    GatherContext,
+    PrecomputedSource,
+    ReplacedSamplesWarning,
+    Replacement,
+    SampleError,
+)
 from multimodal_dataset.sources.text.tokens import TruncatedTextWarning
 
 
@@ -83,3 +93,52 @@ def test_the_report_names_the_smallest_few_and_counts_the_rest():
         )
     (report,) = reports(log, 0)
     assert "90 texts" in report and "samples 1, 2, 3, 4, 5 and 85 more)" in report
+
+
+def replaced(epoch, samples):
+    return [Replacement(epoch, s, "inputs", f"sample {s} unreadable") for s in samples]
+
+
+def replacement_reports(log, epoch):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log.report(epoch)
+    return [str(w.message) for w in caught if w.category is ReplacedSamplesWarning]
+
+
+def test_replacements_count_a_batch_read_again_once_and_a_padding_sample_where_it_is_real():
+    log = ReplacementLog()
+    log.record(plan(0, 0, [9, 4, 2]), replaced(0, [9, 4]))
+    log.record(plan(0, 0, [9, 4, 2]), replaced(0, [9, 4]))  # Keras read it twice
+    log.record(plan(0, 1, [1, 9, 4], real_count=1), replaced(0, [9, 4]))  # 9 and 4 pad
+    (report,) = replacement_reports(log, 0)
+    assert "epoch 0: 2 samples were replaced" in report
+    assert sorted(r.sample for r in log.all) == [4, 9]
+    assert replacement_reports(log, 1) == []
+
+
+def test_replacements_are_all_counted_but_only_the_first_of_each_epoch_kept(monkeypatch):
+    monkeypatch.setattr(replacement_module, "KEPT_PER_EPOCH", 7)
+    monkeypatch.setattr(replacement_module, "KEPT", 10)
+    log = ReplacementLog()
+    for epoch in range(3):
+        for position in range(4):
+            samples = range(10 * position, 10 * position + 3)
+            log.record(plan(epoch, position, list(samples)), replaced(epoch, samples))
+        (report,) = replacement_reports(log, epoch)
+        assert f"epoch {epoch}: 12 samples were replaced" in report
+        assert "and 7 more" in report and "(the first 7 of each epoch)" in report
+    # 7 per epoch, the 10 most recent: 3 of epoch 1 and 7 of epoch 2
+    assert [(r.epoch, r.sample) for r in log.all] == [(1, 11), (1, 12), (1, 20)] + [
+        (2, s) for s in (0, 1, 2, 10, 11, 12, 20)
+    ]
+
+
+def test_a_batch_counts_again_after_the_generations_wrap_around(monkeypatch):
+    monkeypatch.setattr(served_module, "_GENERATIONS", 3)
+    served = ServedOnce()
+    for _ in range(10):  # more reports than generations: every one counts the batch once
+        assert served.first(plan(0, 5, [1]))
+        assert not served.first(plan(0, 5, [1]))
+        served.next_generation()
+    assert served.first(plan(0, 5, [1])) and served.first(plan(1, 5, [1]))

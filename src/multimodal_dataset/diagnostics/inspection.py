@@ -119,7 +119,9 @@ class Inspection:
 
     @property
     def replacements(self) -> list[Replacement]:
-        """Every sample a source replaced so far (``on_error="replace"``), once per epoch."""
+        """The samples sources replaced so far (``on_error="replace"``), once per epoch:
+        the first 1,000 of each epoch, the 10,000 most recent in all (each epoch's
+        `ReplacedSamplesWarning` counts every one)."""
         return self._replacements.all
 
     def check(self, model: keras.Model) -> None:

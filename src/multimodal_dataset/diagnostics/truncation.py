@@ -16,6 +16,7 @@ import numpy as np
 
 from multimodal_dataset.batching.sampler import BatchPlan
 from multimodal_dataset.batching.structure import Field
+from multimodal_dataset.diagnostics.served import ServedOnce, real_samples
 from multimodal_dataset.sources.text.tokens import TruncatedTextWarning
 
 #: How many sample indices a report names before "and N more".
@@ -27,9 +28,9 @@ class TruncationLog:
     reports them in its gather context; see `GatherContext.truncated`).
 
     Bounded whatever the number of samples or of truncated ones: per input a count and the
-    smallest few sample indices, and per batch position the report it was counted for, so a
-    batch read again before the report (Keras reads some twice) counts once. Recording a
-    batch is O(batch); a report is O(1).
+    smallest few sample indices, and per batch position the report it was counted for
+    (`ServedOnce`), so a batch read again before the report (Keras reads some twice)
+    counts once. Recording a batch is O(batch); a report is O(1).
     """
 
     def __init__(self, fields: Sequence[Field]) -> None:
@@ -37,43 +38,23 @@ class TruncationLog:
         self._largest = {f.name: f.array.shape[-1] for f in fields if len(f.array.shape) > 1}
         self._count = dict.fromkeys(self._largest, 0)
         self._smallest = {name: np.empty(0, np.int64) for name in self._largest}
-        self._report = 0  # how many reports were made: what a batch is counted for
-        # Per batch position: the epoch and the report it was counted for (-1: none).
-        self._counted_epoch = np.full(0, -1, np.int64)
-        self._counted_report = np.full(0, -1, np.int64)
+        self._served = ServedOnce()
 
     def record(self, plan: BatchPlan, truncated: Iterable[tuple[str, Sequence[int]]]) -> None:
         """Notes the truncated texts of the batch ``plan`` describes, ``(field, samples)``
         per input; the same batch read again before the report counts once, and so does a
         sample that pads a last batch (``pad_remainder``: it is counted where it is real)."""
-        epoch, position = plan.epoch, plan.position
-        if position >= self._counted_epoch.size:
-            size = max(position + 1, 2 * self._counted_epoch.size)
-            grown = np.full(size - self._counted_epoch.size, -1, np.int64)
-            self._counted_epoch = np.concatenate([self._counted_epoch, grown])
-            self._counted_report = np.concatenate([self._counted_report, grown])
-        if (
-            self._counted_epoch[position] == epoch
-            and self._counted_report[position] == self._report
-        ):
+        if not self._served.first(plan):
             return
-        self._counted_epoch[position] = epoch
-        self._counted_report[position] = self._report
-        padding = None
-        if plan.real_count is not None:
-            real = plan.indices[: plan.real_count]
-            padding = np.setdiff1d(plan.indices[plan.real_count :], real)
         for name, listed in truncated:
-            samples = np.asarray(listed, np.int64)
-            if padding is not None and padding.size:
-                samples = samples[~np.isin(samples, padding)]  # O(batch)
+            samples = real_samples(plan, np.asarray(listed, np.int64))
             self._count[name] += samples.size
             both = np.concatenate([self._smallest[name], samples])
             self._smallest[name] = np.sort(both)[:_SHOWN]
 
     def report(self, epoch: int) -> None:
         """Warns once per input for the truncated texts recorded since the last report."""
-        self._report += 1
+        self._served.next_generation()
         for name, largest in self._largest.items():
             count, smallest = self._count[name], self._smallest[name]
             self._count[name], self._smallest[name] = 0, np.empty(0, np.int64)
