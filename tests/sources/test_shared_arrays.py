@@ -78,3 +78,30 @@ def test_spawned_workers_read_the_shared_files_and_serve_the_same_stream():
         spawned.close()
     finally:
         multiprocessing.set_start_method(previous, force=True)
+
+
+@pytest.mark.keras
+def test_image_paths_are_two_arrays_not_a_string_each_and_pickle_as_files():
+    from multimodal_dataset import ImageFiles
+    from multimodal_dataset.sources.shared import Strings
+
+    given = [f"images/{i:07d}.jpg" for i in range(200_000)]  # 3.8 MB of paths
+    images = ImageFiles(given, size=(8, 8))
+    assert isinstance(images.paths, Strings) and images.paths == given
+    assert images.paths[0] == "images/0000000.jpg" and images.paths[-1] == given[-1]
+    message = pickle.dumps(images)
+    assert len(message) < len(pickle.dumps(given)) / 10
+    copy = pickle.loads(message)
+    assert isinstance(copy.paths.data, np.memmap) and copy.paths == images.paths
+    assert copy.where(123_456) == "image file 'images/0123456.jpg'"
+
+
+def test_strings_keep_any_text_a_path_may_hold():
+    from multimodal_dataset.sources.shared import Strings
+
+    values = ["", "café/ü.png", "a\udcff.jpg", "s3://bucket/key with space.jpg", ""]
+    strings = Strings.of(values)
+    assert list(strings) == values and len(strings) == 5 and strings[1:3] == values[1:3]
+    assert pickle.loads(pickle.dumps(strings)) == strings
+    with pytest.raises(IndexError):
+        strings[5]

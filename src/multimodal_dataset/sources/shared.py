@@ -2,12 +2,14 @@
 
 `MappedFile` pickles a file-backed memory map as its path and layout (pickling an
 ``np.memmap`` would copy its contents); `shareable` turns a large in-memory array into one,
-by writing it once to a temporary file (`io.spilled`).
+by writing it once to a temporary file (`io.spilled`). `Strings` holds per-sample strings
+(image paths) as two such arrays instead of a Python object each.
 """
 
 from __future__ import annotations
 
 import mmap
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +73,68 @@ def shareable(owner: Any, name: str, array: Any) -> Any:
     return cached[1]
 
 
-def shareable_state(owner: Any) -> dict[str, Any]:
-    """``owner.__dict__`` for pickling: every large numeric array as a file (`shareable`),
-    without the record of what was written."""
+def shareable_state(owner: Any, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``state`` (by default ``owner.__dict__``) for pickling: every large numeric array
+    as a file (`shareable`), without the record of what was written."""
     owner.__dict__.setdefault("_shared", {})
-    items = [(k, v) for k, v in owner.__dict__.items() if k != "_shared"]
-    return {k: shareable(owner, k, v) for k, v in items}
+    items = [(k, v) for k, v in (owner.__dict__ if state is None else state).items()]
+    return {k: shareable(owner, k, v) for k, v in items if k != "_shared"}
+
+
+class Strings(Sequence[str]):
+    """Per-sample strings as one UTF-8 buffer and their end offsets: no Python object per
+    string (a list of a million paths holds about 100 MB of them), and pickled to a worker
+    as two shared files (`shareable`) once they are large.
+
+    Args:
+        data: The strings' UTF-8 bytes, one after the other (``uint8``).
+        ends: Where each string ends in ``data`` (``int64``, non-decreasing).
+    """
+
+    def __init__(self, data: np.ndarray, ends: np.ndarray) -> None:
+        self.data = data
+        self.ends = ends
+
+    @classmethod
+    def of(cls, values: Iterable[str]) -> Strings:
+        """The strings of ``values``, encoded as UTF-8."""
+        encoded = [v.encode("utf-8", "surrogateescape") for v in values]
+        ends = np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), dtype=np.int64)
+        return cls(np.frombuffer(b"".join(encoded), np.uint8), ends)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"string {index} of {len(self)}")
+        start = int(self.ends[index - 1]) if index else 0
+        return bytes(self.data[start : int(self.ends[index])]).decode("utf-8", "surrogateescape")
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Strings):
+            return np.array_equal(self.ends, other.ends) and np.array_equal(self.data, other.data)
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Strings({len(self)} strings, {self.data.nbytes} bytes)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Strings, (shareable(self, "data", self.data), shareable(self, "ends", self.ends)))
+
+
+def as_strings(values: Sequence[str] | Strings) -> Strings:
+    """``values`` as `Strings` (as they are when they already are)."""
+    return values if isinstance(values, Strings) else Strings.of(values)

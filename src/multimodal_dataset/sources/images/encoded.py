@@ -40,6 +40,7 @@ from multimodal_dataset.sources.protocol import (
     check_on_error,
     check_rows,
 )
+from multimodal_dataset.sources.shared import shareable_state
 
 if TYPE_CHECKING:
     from multimodal_dataset.sources.images.augmentation import ImageAugmentation
@@ -63,6 +64,10 @@ class EncodedImages(Source, Picklable):
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
         "_keys": lambda: None,  # identities are taken again in each process
     }
+
+    def __getstate__(self) -> dict[str, Any]:
+        # To a worker process: large per-sample arrays (rows) as files it maps.
+        return shareable_state(self, super().__getstate__())
 
     def __init__(
         self,

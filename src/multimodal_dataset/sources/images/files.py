@@ -24,6 +24,7 @@ from multimodal_dataset.sources.images.decoded_cache import CacheValidation
 from multimodal_dataset.sources.images.decoding import ColorMode
 from multimodal_dataset.sources.images.encoded import DEFAULT_MAX_FILE_BYTES, EncodedImages
 from multimodal_dataset.sources.protocol import OnError, SampleError
+from multimodal_dataset.sources.shared import Strings
 
 if TYPE_CHECKING:
     from multimodal_dataset.sources.images.augmentation import ImageAugmentation
@@ -123,7 +124,10 @@ class ImageFiles(EncodedImages):
             )
         folder = os.fspath(root) if root is not None else None
         given = [os.fspath(p) for p in paths]
-        self.paths = [local_path(join(folder, p) if folder else p) for p in given]
+        joined = [local_path(join(folder, p) if folder else p) for p in given]
+        remote = any(is_remote(p) for p in joined)
+        self.paths = Strings.of(joined)  # two arrays, not a Python string per sample
+        del joined
         super().__init__(
             len(self.paths),
             size,
@@ -142,7 +146,7 @@ class ImageFiles(EncodedImages):
         self.max_file_bytes = check_int(max_file_bytes, "max_file_bytes")
         self.root = None if folder is None else absolute(folder)
         self.allow_outside_root = bool(allow_outside_root)
-        self._remote = any(is_remote(p) for p in self.paths)
+        self._remote = remote
         self.storage = Storage(storage_options) if self._remote or storage_options else None
         self._outside: dict[int, str] = {}
         if self.root is not None and not self.allow_outside_root:
