@@ -2,20 +2,24 @@
 every core (``ds.fill_cache()`` and ``multimodal-dataset cache``).
 
 Each worker process receives the image source once (pickled, as for the dataset's own
-worker processes) and decodes chunks of samples in index order (files in table order
-read sequentially) with one decoding thread, so ``workers`` processes use ``workers``
-cores. Records are written into the shared memory-mapped files (see ``decoded_cache``);
+worker processes) and takes chunks of samples in index order (files in table order
+read sequentially): it checks which the cache holds (taking each image's identity, a
+file's or object's, there and not up front in this process) and decodes the others with
+one decoding thread, so ``workers`` processes use ``workers`` cores. Chunks are ranges,
+submitted a few per process at a time: nothing in this process grows with the number of
+samples. Records are written into the shared memory-mapped files (see ``decoded_cache``);
 token ids are cached when the text source is built, so there is nothing to fill for them.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -42,9 +46,26 @@ def _init(source: Any) -> None:
     _SOURCE = source
 
 
-def _fill(indices: np.ndarray) -> list[tuple[int, str]]:
-    failed: list[tuple[int, str]] = _SOURCE.fill_cache(indices)
-    return failed
+def _fill(span: tuple[int, int]) -> tuple[int, list[tuple[int, str]]]:
+    return fill_span(_SOURCE, span)
+
+
+def fill_span(
+    source: Any, span: tuple[int, int], executor: Any = None, threads: int = 1
+) -> tuple[int, list[tuple[int, str]]]:
+    """Fills the samples ``[start, stop)`` not cached yet: how many were, and the ones
+    that failed."""
+    indices = np.arange(*span, dtype=np.int64)
+    pending = source.uncached(indices)
+    failed: list[tuple[int, str]] = (
+        source.fill_cache(pending, executor, threads) if len(pending) else []
+    )
+    return len(indices) - len(pending), failed
+
+
+def spans(count: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
+    """``[0, count)`` in ranges of ``size``."""
+    return ((start, min(start + size, count)) for start in range(0, count, size))
 
 
 @dataclasses.dataclass
@@ -96,27 +117,39 @@ def fill_caches(
         if not isinstance(f.array, Cached) or f.array.cache is None:
             continue
         source, start = f.array, time.perf_counter()
-        pending = source.uncached()
-        chunks = np.array_split(pending, max(1, -(-len(pending) // CHUNK)))
-        failed: list[tuple[int, str]] = []
-        if not len(pending):
-            pass
-        elif (workers or (cores if len(pending) >= PER_PROCESS * cores else 1)) < 2:
-            for chunk in chunks:
+        count = len(source)
+        already, failed = 0, list[tuple[int, str]]()
+        processes = workers or (cores if count >= PER_PROCESS * cores else 1)
+        if processes < 2:
+            for span in spans(count):
                 executor = decoding.executor() if decoding is not None else None
                 threads = decoding.threads if decoding is not None else 1
-                failed += source.fill_cache(chunk, executor, threads)
+                cached, bad = fill_span(source, span, executor, threads)
+                already += cached
+                failed += bad
         else:
             context = multiprocessing.get_context("spawn")  # safe beside any backend's threads
+            processes = min(processes, -(-count // CHUNK))
             with ProcessPoolExecutor(
-                min(workers or cores, len(chunks)),
-                mp_context=context,
-                initializer=_init,
-                initargs=(source,),
+                processes, mp_context=context, initializer=_init, initargs=(source,)
             ) as pool:
-                for part in pool.map(_fill, chunks):
-                    failed += part
+                for cached, bad in bounded_map(pool, _fill, spans(count), 4 * processes):
+                    already += cached
+                    failed += bad
         seconds = time.perf_counter() - start
-        already = len(source) - len(pending)
-        reports.append(FillReport(f.name, len(source), already, seconds, failed))
+        reports.append(FillReport(f.name, count, already, seconds, failed))
     return reports
+
+
+def bounded_map(
+    pool: Executor, function: Callable[[Any], Any], items: Iterable[Any], in_flight: int
+) -> Iterator[Any]:
+    """``pool.map(function, items)`` in order, with at most ``in_flight`` tasks submitted
+    at once (``Executor.map`` submits every item up front)."""
+    pending: collections.deque[Future[Any]] = collections.deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

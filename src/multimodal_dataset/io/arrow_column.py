@@ -41,6 +41,7 @@ class ArrowColumn(Picklable):
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
         "_chunks": lambda: None,
         "_lock": threading.Lock,
+        "_stats": dict,
     }
 
     def __init__(
@@ -58,6 +59,8 @@ class ArrowColumn(Picklable):
         self.row_map = None if row_map is None else np.asarray(row_map, dtype=np.int64)
         self.parts = list(parts)
         self._starts = np.zeros(0, dtype=np.int64)
+        self._file_starts = np.zeros(0, dtype=np.int64)  # each file's first row
+        self._stats: dict[int, str] = {}  # per file: its identity, taken once per process
         self._length = -1
         self._chunks: list[Any] | None = None
         self._lock = threading.Lock()
@@ -109,6 +112,29 @@ class ArrowColumn(Picklable):
             )
         return value.as_py(), None
 
+    def identity(self, row: int) -> bytes | None:
+        """Where ``row``'s image bytes are stored, for a cache's key, without reading
+        them: the Arrow file's path, size and modification time (taken once per process)
+        and the row in it. None for a table in memory, or a cell whose bytes are null
+        (its image is read from the cell's path)."""
+        if not self.files:
+            return None
+        chunks = self._open()
+        physical = int(self.row_map[row]) if self.row_map is not None else row
+        c = int(np.searchsorted(self._starts, physical, side="right")) - 1
+        value = chunks[c][physical - int(self._starts[c])]
+        if not value.is_valid or (hasattr(value, "keys") and not value.get("bytes").is_valid):
+            return None
+        k = int(np.searchsorted(self._file_starts, physical, side="right")) - 1
+        stat = self._stats.get(k)
+        if stat is None:
+            info = os.stat(self.files[k])
+            path = os.path.abspath(self.files[k])
+            stat = self._stats[k] = f"{path}\0{info.st_size}\0{info.st_mtime_ns}"
+        return f"arrow\0{stat}\0{self.name}\0{physical - int(self._file_starts[k])}".encode(
+            "utf-8", "surrogateescape"
+        )
+
     def describe(self, row: int) -> str:
         """Where ``row`` is stored: ``file 'b.parquet', row 17 of that file``, for messages."""
         physical = int(self.row_map[row]) if self.row_map is not None else row
@@ -126,7 +152,10 @@ class ArrowColumn(Picklable):
         with self._lock:
             if self._chunks is None:
                 if self.files:
-                    arrays = [c for f in self.files for c in _mapped_column(f, self.name).chunks]
+                    columns = [_mapped_column(f, self.name) for f in self.files]
+                    rows = [len(column) for column in columns]
+                    self._file_starts = np.concatenate([[0], np.cumsum(rows[:-1])]).astype(np.int64)
+                    arrays = [c for column in columns for c in column.chunks]
                 else:
                     arrays = list(self.table.column(self.name).chunks)
                 for array in arrays[:1]:

@@ -45,6 +45,7 @@ class TarMembers(Picklable):
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
         "_files": dict,
         "_lock": threading.Lock,
+        "_versions": dict,
     }
 
     def __init__(
@@ -69,6 +70,7 @@ class TarMembers(Picklable):
         self.max_bytes = max_bytes
         self._files: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
+        self._versions: dict[int, str | None] = {}  # per shard, taken once per process
 
     def __len__(self) -> int:
         return len(self.shard)
@@ -166,6 +168,29 @@ class TarMembers(Picklable):
         if not inflate.eof:
             return ValueError(f"{self.describe(row)} is truncated gzip data")
         return out
+
+    def identity(self, row: int) -> bytes | None:
+        """Where ``row``'s member is stored, for a cache's key, without reading it: the
+        shard's identity (a local file's path, size and modification time; an object's
+        URL, size and ETag or other version, one request per shard and process) and the
+        member's offset and size. None where the sample has no such member, or a remote
+        shard's store gives no version."""
+        if not self.has(row):
+            return None
+        k = int(self.shard[row])
+        if k not in self._versions:
+            path = self.shards[k]
+            if self.storage is not None:
+                size, version = self.storage.identity(path)
+                self._versions[k] = f"{path}\0{size}\0{version}" if version else None
+            else:
+                info = os.stat(path)
+                self._versions[k] = f"{os.path.abspath(path)}\0{info.st_size}\0{info.st_mtime_ns}"
+        shard = self._versions[k]
+        if shard is None:
+            return None
+        where = f"tar\0{shard}\0{int(self.offsets[row])}\0{int(self.sizes[row])}"
+        return where.encode("utf-8", "surrogateescape")
 
     def describe(self, row: int) -> str:
         return f"member {self.names[row]!r} of shard {self.shards[int(self.shard[row])]!r}"

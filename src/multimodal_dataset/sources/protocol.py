@@ -111,8 +111,8 @@ class Cached(Protocol):
 
     cache: Any
 
-    def uncached(self) -> np.ndarray:
-        """The samples not in the cache yet."""
+    def uncached(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """The samples of ``indices`` (all: None) not in the cache yet."""
         ...
 
     def fill_cache(

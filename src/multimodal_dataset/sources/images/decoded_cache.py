@@ -7,7 +7,8 @@ versions, the number of samples and the cache format). A folder holds
 
 - ``values.u8``: the samples' values, one fixed-size record each;
 - ``keys.u64``: per sample, a 64-bit hash of its input's identity (a local file's path,
-  size and modification time; otherwise the encoded bytes), 0 while not filled;
+  size and modification time; a URL's size and version; a table row's or tar member's
+  file identity and offset; otherwise the encoded bytes), 0 while not filled;
 - ``sums.u32``: per sample, the CRC-32 of its key and record together;
 - ``meta.json``: the fingerprint, written last when the folder is made.
 

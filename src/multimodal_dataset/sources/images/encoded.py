@@ -142,7 +142,8 @@ class EncodedImages(Source, Picklable):
 
     def identity(self, sample: int) -> bytes:
         """What identifies ``sample``'s encoded image for the cache: by default its bytes
-        (a subclass with a cheaper identity that changes whenever they do overrides it).
+        (a subclass with a cheaper identity that changes whenever they do overrides it:
+        where it is stored, as a file's or object's identity and the offset in it).
 
         Raises:
             OSError, ValueError: When it cannot be read (the sample is then not cached).
@@ -217,15 +218,16 @@ class EncodedImages(Source, Picklable):
         )
         return failed
 
-    def uncached(self) -> np.ndarray:
-        """The samples whose images the cache does not hold (for their current files).
+    def uncached(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """The samples of ``indices`` (None: all) whose images the cache does not hold
+        (for their current originals: each one's identity is taken, see `identity`).
 
         Raises:
             ValueError: If the source has no cache.
         """
         if self.cache is None:
             raise ValueError(f"{type(self).__name__} has no cache: pass cache='DIR'.")
-        samples = np.arange(self.count)
+        samples = np.arange(self.count) if indices is None else np.asarray(indices, np.int64)
         uncached: np.ndarray = samples[self.cache.missing(samples, self._cache_keys(samples))]
         return uncached
 

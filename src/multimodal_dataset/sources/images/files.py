@@ -80,8 +80,8 @@ class ImageFiles(EncodedImages):
             ``uint8``, memory-mapped), filled as samples are first read: later epochs and
             runs skip reading and decoding them, and augmentation still draws anew each
             epoch. Keyed by the output size, colour mode, interpolation, crop and
-            decoder versions, and per sample by the file's path, size and modification time (the
-            bytes, for a URL): a change is decoded
+            decoder versions, and per sample by the file's path, size and modification time (a
+            URL's size and ETag or other version, not downloaded): a change is decoded
             again, never served stale. Its size is ``count * height * width * channels``
             bytes, allocated when the source is built.
         cache_validation: How a cached image is checked against its original: ``"run"``
@@ -204,10 +204,17 @@ class ImageFiles(EncodedImages):
         return f"image file {self.paths[sample]!r}"
 
     def identity(self, sample: int) -> bytes:
-        """A local file's path, size and modification time (a URL's: its bytes)."""
+        """A local file's path, size and modification time; a URL's size and ETag (or
+        other version: one metadata request, the image not downloaded), or its bytes
+        where the store gives no version."""
         path = self.paths[sample]
-        if sample in self._outside or is_remote(path):
+        if sample in self._outside:
             return super().identity(sample)
+        if is_remote(path):
+            size, version = (self.storage or Storage()).identity(path)
+            if not version:
+                return super().identity(sample)
+            return f"url\0{path}\0{size}\0{version}".encode("utf-8", "surrogateescape")
         stat = os.stat(path)
         return f"file\0{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
 

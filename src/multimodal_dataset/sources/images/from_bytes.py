@@ -48,6 +48,17 @@ class EncodedColumn(Protocol):
         ...
 
 
+@runtime_checkable
+class StoredColumn(Protocol):
+    """An `EncodedColumn` that can say where a row's bytes are stored without reading
+    them (`ArrowColumn` over files, `TarMembers`): the decoded cache keys a row by it."""
+
+    def identity(self, row: int) -> bytes | None:
+        """The storage identity of ``row``'s bytes (None: there is none; they are
+        hashed)."""
+        ...
+
+
 class ImageBytes(EncodedImages):
     """Encoded images (JPEG, PNG, GIF, BMP, WebP bytes) decoded to one fixed size.
 
@@ -85,7 +96,9 @@ class ImageBytes(EncodedImages):
         storage_options: Options of the file system that reads URLs (credentials,
             ``endpoint_url``), as in pandas.
         cache: A directory to keep each decoded image in, as for `ImageFiles`; a sample
-            is keyed by a hash of its encoded bytes (read, not decoded, to check it).
+            is keyed by where its bytes are stored (the Arrow file's or tar shard's
+            identity and the row or member offset: nothing read to check it), or, for a
+            table in memory, by a hash of its bytes.
         cache_validation: ``"run"``, ``"epoch"`` or ``"trust"``, as for `ImageFiles`
             (``"trust"`` reads no bytes of a cached sample).
 
@@ -222,6 +235,16 @@ class ImageBytes(EncodedImages):
     @staticmethod
     def _missing_path(path: str) -> MissingDataError:
         return MissingDataError(f"its image bytes are null and its path {path!r} does not exist")
+
+    def identity(self, sample: int) -> bytes:
+        """Where the sample's bytes are stored (the file or object, and the row or member
+        offset in it) when the column can tell (see `StoredColumn`): a new run checks its
+        cache without reading, downloading or hashing any image. Otherwise the bytes."""
+        if isinstance(self.values, StoredColumn):
+            stored = self.values.identity(self._row(sample))
+            if stored is not None:
+                return b"stored\0" + stored
+        return super().identity(sample)
 
     def where(self, sample: int) -> str:
         """Names ``sample's image in messages: where its table stores it (row, file)."""
