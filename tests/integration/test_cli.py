@@ -102,7 +102,7 @@ def test_cache_fills_ahead_so_training_decodes_and_tokenizes_nothing(
     assert "validation inputs[0]: 10 images, 10 decoded now" in out
 
     monkeypatch.setattr(ImageDecoder, "decode", lambda self, data: pytest.fail("decoded"))
-    monkeypatch.setattr(text_module, "tokenize_all", lambda *a: pytest.fail("tokenized"))
+    monkeypatch.setattr(text_module, "tokenize_chunks", lambda *a: pytest.fail("tokenized"))
     train, val = from_table(
         manifest,
         image="image",

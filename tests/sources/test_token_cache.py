@@ -21,13 +21,13 @@ TEXTS = [f"caption {i} of a {'red' if i % 2 else 'blue'} shape {'x ' * (i % 7)}"
 def tokenizes(monkeypatch):
     """Counts the times texts are tokenized (every source, cached or not, goes through it)."""
     calls = []
-    tokenize_all = text_module.tokenize_all
+    tokenize_chunks = text_module.tokenize_chunks
 
     def counting(*args, **kwargs):
         calls.append(1)
-        return tokenize_all(*args, **kwargs)
+        return tokenize_chunks(*args, **kwargs)
 
-    monkeypatch.setattr(text_module, "tokenize_all", counting)
+    monkeypatch.setattr(text_module, "tokenize_chunks", counting)
     return calls
 
 

@@ -221,7 +221,7 @@ def test_a_cache_serves_the_same_batches_and_the_next_run_decodes_and_tokenizes_
     for run in range(2):
         if run == 1:  # every image and caption was cached by the first run
             monkeypatch.setattr(ImageDecoder, "decode", lambda self, data: pytest.fail("decoded"))
-            monkeypatch.setattr(text_module, "tokenize_all", lambda *a: pytest.fail("tokenized"))
+            monkeypatch.setattr(text_module, "tokenize_chunks", lambda *a: pytest.fail("tokenized"))
         cached = batches(*from_table(example, **COLUMNS, batch_size=16, cache=tmp_path))
         for x, y in zip(cached, expected, strict=True):
             np.testing.assert_array_equal(x, y)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset._utils.processes import spawn_context
 from multimodal_dataset.batching.structure import Field
 from multimodal_dataset.engine.gathering import ProcessThreads
 from multimodal_dataset.sources.protocol import Cached
@@ -128,7 +128,7 @@ def fill_caches(
                 already += cached
                 failed += bad
         else:
-            context = multiprocessing.get_context("spawn")  # safe beside any backend's threads
+            context = spawn_context()  # spawned: safe beside any backend's threads
             processes = min(processes, -(-count // CHUNK))
             with ProcessPoolExecutor(
                 processes, mp_context=context, initializer=_init, initargs=(source,)

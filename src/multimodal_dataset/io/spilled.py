@@ -62,6 +62,34 @@ def spill(array: np.ndarray, owner: Any) -> np.ndarray:
     return mapped
 
 
+def allocate(shape: tuple[int, ...], dtype: Any, owner: Any) -> np.memmap:
+    """A zero-filled, writable ``.npy`` memory map of ``shape`` in the temporary folder,
+    for values computed a chunk at a time (token ids): its pages are the page cache's,
+    never the process's own memory, and it pickles as its path (see `spill`). The file
+    goes when ``owner`` does.
+
+    Raises:
+        OSError: When the temporary folder cannot hold it, naming the folder and the fix.
+    """
+    path = _spill_folder() / f"{uuid.uuid4().hex}.npy"
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    try:
+        mapped = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        if nbytes:
+            # Every block now: a full disk fails here, not with SIGBUS mid-write.
+            with open(path, "r+b") as file:
+                os.posix_fallocate(file.fileno(), 0, os.path.getsize(path))
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        raise OSError(
+            f"Could not allocate {nbytes:,} bytes in {path} for the dataset's precomputed "
+            f"values ({error}). Free space in {path.parent.parent}, or set TMPDIR to a "
+            "folder with room before starting Python."
+        ) from error
+    weakref.finalize(owner, _remove, str(path))
+    return mapped
+
+
 def _remove(path: str) -> None:
     with contextlib.suppress(OSError):
         os.remove(path)

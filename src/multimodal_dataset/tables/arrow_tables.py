@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from multimodal_dataset.io.arrow_column import ArrowColumn, check_image_type, op
 from multimodal_dataset.io.storage import Storage
 from multimodal_dataset.io.storage_errors import StorageError
 from multimodal_dataset.io.urls import is_remote, parent
+from multimodal_dataset.sources.text.streaming import CHUNK
 from multimodal_dataset.tables.arrow_cache import mappable_column_file
 from multimodal_dataset.tables.table import Table
 
@@ -93,6 +94,19 @@ class ArrowTable(Table):
         if self.row_map is not None:
             column = column.take(self.row_map)
         return _to_numpy(column, name, f" of {self.name}")
+
+    def _arrow_batches(self, name: str) -> Callable[[], Iterator[tuple[int, Any]]] | None:
+        column = self.table.column(name)
+        if self.row_map is not None:
+            column = column.take(self.row_map)  # compact Arrow, not Python objects
+
+        def batches() -> Iterator[tuple[int, Any]]:
+            first = 0
+            for chunk in column.chunks:
+                yield first, chunk
+                first += len(chunk)
+
+        return batches
 
     def _images(self, name: str) -> ArrowColumn | None:
         arrow_type = self.table.schema.field(name).type
@@ -204,22 +218,12 @@ class FileTable(Table):
         pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
         chunks = []
         for path in self.files:
-            try:
-                with opened(path, self.storage) as f:
-                    if self.file_format == "parquet":
-                        pq = optional_import("pyarrow.parquet", "Reading Parquet")
-                        chunks.append(pq.ParquetFile(f).read(columns=[name]).column(name))
-                    else:
-                        chunks.append(open_ipc(f, name).read_all().column(name))
-            except (StorageError, FileNotFoundError, PermissionError):
-                raise
-            except (pa.ArrowException, OSError) as error:
-                kind = "Parquet" if self.file_format == "parquet" else "Arrow IPC/Feather"
-                raise ValueError(
-                    f"Column {name!r} of {path!r} cannot be read ({type(error).__name__}: "
-                    f"{error}): the {kind} file is corrupt or truncated. Write it again, or "
-                    "leave it out of the table."
-                ) from None
+            with self._reading(path, name), opened(path, self.storage) as f:
+                if self.file_format == "parquet":
+                    pq = optional_import("pyarrow.parquet", "Reading Parquet")
+                    chunks.append(pq.ParquetFile(f).read(columns=[name]).column(name))
+                else:
+                    chunks.append(open_ipc(f, name).read_all().column(name))
         if not chunks:
             return np.zeros(0)
         return _to_numpy(
@@ -227,6 +231,37 @@ class FileTable(Table):
             name,
             f" of {self.files[0]!r}",
         )
+
+    def _arrow_batches(self, name: str) -> Callable[[], Iterator[tuple[int, Any]]] | None:
+        def batches() -> Iterator[tuple[int, Any]]:
+            for path, first in zip(self.files, self._starts(), strict=True):
+                with self._reading(path, name), opened(path, self.storage) as f:
+                    if self.file_format == "parquet":
+                        pq = optional_import("pyarrow.parquet", "Reading Parquet")
+                        parts = pq.ParquetFile(f).iter_batches(batch_size=CHUNK, columns=[name])
+                    else:
+                        parts = iter(open_ipc(f, name))
+                    for batch in parts:
+                        yield first, batch.column(0)
+                        first += batch.num_rows
+
+        return batches
+
+    @contextlib.contextmanager
+    def _reading(self, path: str, name: str) -> Iterator[None]:
+        """Words an error reading column ``name`` of ``path`` as a corrupt file."""
+        pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
+        try:
+            yield
+        except (StorageError, FileNotFoundError, PermissionError):
+            raise
+        except (pa.ArrowException, OSError) as error:
+            kind = "Parquet" if self.file_format == "parquet" else "Arrow IPC/Feather"
+            raise ValueError(
+                f"Column {name!r} of {path!r} cannot be read ({type(error).__name__}: "
+                f"{error}): the {kind} file is corrupt or truncated. Write it again, or "
+                "leave it out of the table."
+            ) from None
 
     def _images(self, name: str) -> ArrowColumn | None:
         arrow_type = self.schemas[0].field(name).type

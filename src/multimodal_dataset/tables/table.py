@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import abc
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from multimodal_dataset.io.storage import Storage
 from multimodal_dataset.sources.images.from_bytes import EncodedColumn, as_encoded_column
+from multimodal_dataset.sources.text.streaming import CHUNK, Chunk, TextChunks
 
 
 class Table(abc.ABC):
@@ -52,17 +54,38 @@ class Table(abc.ABC):
     def _images(self, name: str) -> EncodedColumn | None:
         """Column ``name`` (which exists) as stored image bytes, or None if it holds paths."""
 
-    def column(self, name: str, role: str) -> np.ndarray:
+    def column(self, name: str, role: str, keep: bool = True) -> np.ndarray:
         """Column ``name`` as a numpy array (read once), or a KeyError listing the columns.
 
         Args:
             name: The column.
             role: What the column is for (``"text"``, ``"target"``...), for the message.
+            keep: Keep it for the next call; False reads it again each time (a column
+                used once per dataset, so that a table's columns are not all held).
         """
         self.check_column(name, role)
-        if name not in self._read_columns:
-            self._read_columns[name] = self._read(name)
-        return self._read_columns[name]
+        if name in self._read_columns:
+            return self._read_columns[name]
+        values = self._read(name)
+        if keep:
+            self._read_columns[name] = values
+        return values
+
+    def text_chunks(self, name: str, rows: np.ndarray) -> TextChunks:
+        """The cells of column ``name`` at ``rows``, read a chunk at a time: a table
+        stored as Arrow hands out its record batches (see `_arrow_batches`), so the
+        captions of a billion rows are never all Python strings at once; others slice
+        the column read into memory."""
+        self.check_column(name, "text")
+        batches = self._arrow_batches(name)
+        if batches is None:
+            return TextChunks.of(self.column(name, "text")[rows])
+        return rows_of_batches(batches, np.asarray(rows, np.int64))
+
+    def _arrow_batches(self, name: str) -> Callable[[], Iterator[tuple[int, Any]]] | None:
+        """A new iterator of ``(first row, pyarrow array)`` over column ``name`` in table
+        order, or None where the table is not stored as Arrow."""
+        return None
 
     def images(self, name: str) -> EncodedColumn | None:
         """Column ``name`` as stored image bytes (not read), or None for a column of paths."""
@@ -116,3 +139,23 @@ class MemoryTable(Table):
         if isinstance(first, (bytes, bytearray, dict)):
             return as_encoded_column(values, name)
         return None
+
+
+def rows_of_batches(
+    batches: Callable[[], Iterator[tuple[int, Any]]], rows: np.ndarray, size: int = CHUNK
+) -> TextChunks:
+    """`TextChunks` of the cells at ``rows`` (sample ``k`` is table row ``rows[k]``) out
+    of a column's record batches in table order: each batch gives the samples whose rows
+    fall in it, ``size`` at a time."""
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+
+    def chunks() -> Iterator[Chunk]:
+        for first, array in batches():
+            lo, hi = (int(i) for i in np.searchsorted(sorted_rows, [first, first + len(array)]))
+            for start in range(lo, hi, size):
+                stop = min(start + size, hi)
+                taken = array.take(sorted_rows[start:stop] - first)
+                yield order[start:stop], taken.to_pylist()
+
+    return TextChunks(len(rows), chunks)

@@ -57,15 +57,30 @@ class Tokenized:
     fitted: dict[str, Any]
 
 
+class TextsDigest:
+    """A hash of every text, in order (each length-prefixed), fed a chunk at a time, and
+    of which were bad."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.blake2b(digest_size=16)
+
+    def update(self, strings: Iterable[str]) -> None:
+        for text in strings:
+            data = text.encode("utf-8", "surrogatepass")
+            self._digest.update(len(data).to_bytes(8, "little"))
+            self._digest.update(data)
+
+    def hexdigest(self, problems: Iterable[int]) -> str:
+        digest = self._digest.copy()
+        digest.update(json.dumps(sorted(problems)).encode())
+        return digest.hexdigest()
+
+
 def texts_digest(strings: Iterable[str], problems: Iterable[int]) -> str:
     """A hash of every text, in order (each length-prefixed), and of which were bad."""
-    digest = hashlib.blake2b(digest_size=16)
-    for text in strings:
-        data = text.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    digest.update(json.dumps(sorted(problems)).encode())
-    return digest.hexdigest()
+    digest = TextsDigest()
+    digest.update(strings)
+    return digest.hexdigest(problems)
 
 
 def cached_tokens(

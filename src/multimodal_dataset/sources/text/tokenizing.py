@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from multimodal_dataset._utils.optional import optional_import
-from multimodal_dataset.sources.text.token_cache import Tokenized, texts_digest
-from multimodal_dataset.sources.text.vocabulary import OOV_TOKEN, Vocabulary, pad
+from multimodal_dataset.sources.text.vocabulary import OOV_TOKEN, Vocabulary
 
 Tokenizer = Callable[[str], Sequence[int]] | Any
 
@@ -103,45 +102,17 @@ def train_subword_tokenizer(texts: Iterable[str], kind: str, vocabulary_size: in
     return tokenizer
 
 
-def tokenize_all(
-    strings: list[str],
-    problems: Mapping[int, str],
-    vocabulary: Vocabulary | None,
-    tokenizer: Tokenizer | None,
-    max_tokens: int | None,
-    length: int,
-) -> Tokenized:
-    """Fits what needs fitting (on the good texts), then tokenizes every text."""
-    fitted: dict[str, Any] = {}
-    good = (s for i, s in enumerate(strings) if i not in problems)
-    if isinstance(tokenizer, str):
-        trained = train_subword_tokenizer(good, tokenizer, max_tokens)
-        fitted["tokenizer"] = trained.to_str()
-        tokenizer = trained
-    elif tokenizer is None and vocabulary is None:
-        vocabulary = Vocabulary.fit(good, max_tokens=max_tokens)
-        fitted["vocabulary"] = vocabulary.tokens
-    sequences: list[Sequence[int]]
-    if tokenizer is None:
-        assert vocabulary is not None
-        sequences = [vocabulary.lookup(text) for text in strings]
-    else:
-        sequences = tokenize(tokenizer, strings)
-    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-    return Tokenized(pad(sequences, length), lengths, fitted)
-
-
 def tokens_fingerprint(
-    strings: list[str],
-    problems: Mapping[int, str],
+    texts: str,
     vocabulary: Vocabulary | None,
     tokenizer: Tokenizer | None,
     max_tokens: int | None,
 ) -> dict[str, Any]:
-    """What the token ids depend on besides the length, for ``cache=``."""
+    """What the token ids depend on besides the length, for ``cache=``: ``texts`` is the
+    digest of every text (see `TextsDigest`)."""
     from importlib import metadata
 
-    found: dict[str, Any] = {"kind": "tokens", "texts": texts_digest(strings, problems)}
+    found: dict[str, Any] = {"kind": "tokens", "texts": texts}
     if vocabulary is not None:
         found["vocabulary"] = hashlib.blake2b(
             json.dumps(vocabulary.tokens).encode(), digest_size=16

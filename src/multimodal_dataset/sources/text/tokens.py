@@ -25,13 +25,13 @@ from multimodal_dataset.sources.protocol import (
     check_on_error,
     check_rows,
 )
-from multimodal_dataset.sources.text.token_cache import Tokenized, cached_tokens
-from multimodal_dataset.sources.text.tokenizing import (
-    Tokenizer,
-    decode_texts,
-    tokenize_all,
-    tokens_fingerprint,
+from multimodal_dataset.sources.text.streaming import (
+    TextChunks,
+    texts_fingerprint,
+    tokenize_chunks,
 )
+from multimodal_dataset.sources.text.token_cache import Tokenized, cached_tokens
+from multimodal_dataset.sources.text.tokenizing import Tokenizer, tokens_fingerprint
 from multimodal_dataset.sources.text.vocabulary import PAD_ID, Vocabulary
 
 
@@ -53,7 +53,9 @@ class TextTokens(PrecomputedSource):
     ```
 
     Args:
-        texts: One string per sample (``bytes`` are decoded as UTF-8).
+        texts: One string per sample (``bytes`` are decoded as UTF-8): a sequence, a
+            numpy array or a pyarrow array, read a chunk of 65,536 at a time (never all
+            as Python strings at once).
         length: Token ids per sample: longer texts are truncated, shorter ones padded.
         buckets: Instead of ``length``: the lengths a batch may be padded to, e.g.
             ``(16, 32, 64, 128)``. Each batch is padded (with 0, which
@@ -89,7 +91,7 @@ class TextTokens(PrecomputedSource):
 
     def __init__(
         self,
-        texts: Sequence[Any] | np.ndarray,
+        texts: Sequence[Any] | np.ndarray | TextChunks,
         length: int | None = None,
         *,
         buckets: Sequence[int] | None = None,
@@ -113,7 +115,9 @@ class TextTokens(PrecomputedSource):
                 "Give a vocabulary or a tokenizer, not both: a tokenizer brings its own ids."
             )
         on_error = check_on_error(on_error)
-        strings, problems = decode_texts(texts)
+        chunks = TextChunks.of(texts)
+        count = len(chunks)
+        problems: dict[int, str] = {}
         given = (
             Vocabulary.load(vocabulary)
             if isinstance(vocabulary, (str, os.PathLike))
@@ -122,12 +126,18 @@ class TextTokens(PrecomputedSource):
         self.length = self._buckets[-1]
 
         def tokenize() -> Tokenized:
-            return tokenize_all(strings, problems, given, tokenizer, max_tokens, self.length)
+            result, found = tokenize_chunks(
+                chunks, given, tokenizer, max_tokens, self.length, owner=self
+            )
+            problems.update(found)
+            return result
 
         if cache is None:
             result = tokenize()
         else:
-            fingerprint = tokens_fingerprint(strings, problems, given, tokenizer, max_tokens)
+            digest, found = texts_fingerprint(chunks)
+            problems.update(found)
+            fingerprint = tokens_fingerprint(digest, given, tokenizer, max_tokens)
             result = cached_tokens(cache, {**fingerprint, "length": self.length}, tokenize)
         if "vocabulary" in result.fitted:
             given = Vocabulary(result.fitted["vocabulary"])
@@ -139,6 +149,7 @@ class TextTokens(PrecomputedSource):
         full = result.lengths
         #: Each text's length in tokens, after truncation to the largest bucket.
         self._lengths = np.minimum(full, self.length).astype(np.int32)
+        problems = dict(sorted(problems.items()))
         #: The samples whose texts were longer than ``length`` (the largest bucket).
         self._is_truncated = full > self.length
         self.truncated = np.flatnonzero(self._is_truncated)
@@ -146,14 +157,14 @@ class TextTokens(PrecomputedSource):
             result.ids,
             problems,
             on_error,
-            check_rows(rows, len(strings), "TextTokens"),
+            check_rows(rows, count, "TextTokens"),
             column,
         )
         self.raise_or_keep("TextTokens")
         if len(self._buckets) > 1 and len(self.truncated):
             warnings.warn(
                 f"TextTokens{f' (column {column!r})' if column else ''}: "
-                f"{len(self.truncated)} of {len(strings)} texts are longer than the largest "
+                f"{len(self.truncated)} of {count} texts are longer than the largest "
                 f"bucket ({self.length} tokens) and are truncated to it (the first: "
                 f"{self.describe(int(self.truncated[0]))}, {int(full[self.truncated[0]])} "
                 "tokens). Add a larger bucket to keep them whole; TextTokens.truncated lists them.",

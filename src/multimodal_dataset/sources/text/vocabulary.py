@@ -8,6 +8,7 @@ vocabulary is a deterministic function of its training texts.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -127,8 +128,21 @@ class Vocabulary(Saveable):
 
 def pad(sequences: Sequence[Sequence[int]], length: int) -> np.ndarray:
     """Truncates (keeping the first ``length`` ids) or pads with 0 at the end."""
-    out = np.zeros((len(sequences), length), dtype=np.int32)
-    for row, ids in enumerate(sequences):
-        ids = ids[:length]
-        out[row, : len(ids)] = ids
-    return out
+    return pad_ragged(sequences, length)[0]
+
+
+def pad_ragged(sequences: Sequence[Sequence[int]], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, lengths)``: the sequences truncated (keeping the first ``length`` ids) or
+    padded with 0 at the end into ``(n, length)`` ``int32``, and each one's length before
+    truncation, with one scatter instead of a Python loop over the rows."""
+    n = len(sequences)
+    lengths = np.fromiter(map(len, sequences), np.int64, n)
+    kept = np.minimum(lengths, length)
+    flat = np.fromiter(
+        itertools.chain.from_iterable(s[:length] for s in sequences), np.int32, int(kept.sum())
+    )
+    out = np.zeros((n, length), np.int32)
+    rows = np.repeat(np.arange(n), kept)
+    columns = np.arange(len(flat)) - np.repeat(np.cumsum(kept) - kept, kept)
+    out[rows, columns] = flat
+    return out, lengths
