@@ -47,23 +47,21 @@ class Standardizer:
                 f"Expected a (rows, {len(columns)}) array for columns {list(columns)!r}; "
                 f"got shape {values.shape}."
             )
-        mean, std = [], []
-        for j, name in enumerate(columns):
-            column = values[:, j][np.isfinite(values[:, j])]
-            if column.size == 0:
-                raise ValueError(
-                    f"Numeric column {name!r} has no valid value in the training rows, so it "
-                    "cannot be standardised. Check the column, or leave it out of numeric=."
-                )
-            mean.append(float(column.mean()))
-            deviation = float(column.std())
-            std.append(deviation if deviation > 0 else 1.0)
-        return cls(tuple(columns), tuple(mean), tuple(std))
+        stats = [column_stats(values[:, j], name) for j, name in enumerate(columns)]
+        return cls(tuple(columns), tuple(m for m, _ in stats), tuple(s for _, s in stats))
 
     def transform(self, values: np.ndarray, dtype: str = "float32") -> np.ndarray:
         """Standardises a ``(rows, columns)`` array; NaN entries become 0 (the mean)."""
         scaled = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
         return np.nan_to_num(scaled, nan=0.0).astype(dtype)
+
+    def transform_column(self, j: int, values: np.ndarray, out: np.ndarray) -> None:
+        """Standardises column ``j``'s ``values`` into ``out`` (a column of the output);
+        NaN entries become 0 (the mean)."""
+        scaled = np.asarray(values, dtype=np.float64) - self.mean[j]
+        scaled /= self.std[j]
+        scaled[np.isnan(scaled)] = 0.0
+        out[...] = scaled
 
     def to_dict(self) -> dict[str, Any]:
         """The columns, means and standard deviations, as JSON-ready lists."""
@@ -73,6 +71,23 @@ class Standardizer:
     def from_dict(cls, data: Mapping[str, Any]) -> Standardizer:
         """The standardizer that `to_dict` wrote."""
         return cls(tuple(data["columns"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+def column_stats(values: np.ndarray, name: str) -> tuple[float, float]:
+    """A column's mean and standard deviation over its finite values (1 for a constant
+    column, so it standardises to 0 rather than dividing by 0).
+
+    Raises:
+        ValueError: When it has no finite value.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError(
+            f"Numeric column {name!r} has no valid value in the training rows, so it "
+            "cannot be standardised. Check the column, or leave it out of numeric=."
+        )
+    deviation = float(finite.std())
+    return float(finite.mean()), deviation if deviation > 0 else 1.0
 
 
 def parse_numeric(values: Any, column: str) -> tuple[np.ndarray, dict[int, str]]:
@@ -141,31 +156,49 @@ class NumericColumns(PrecomputedSource):
         if not columns:
             raise ValueError("NumericColumns needs at least one column.")
         names = list(columns)
-        parsed: list[np.ndarray] = []
-        problems: dict[int, str] = {}
-        for name in names:
-            values, bad = parse_numeric(columns[name], name)
-            parsed.append(values)
-            for i, problem in bad.items():
-                problems[i] = f"{problems[i]}; {problem}" if i in problems else problem
-        raw = np.stack(parsed, axis=1)
-        if standardizer is None:
-            standardizer = Standardizer.fit(raw, names)
-        elif list(standardizer.columns) != names:
+        if standardizer is not None and list(standardizer.columns) != names:
             raise ValueError(
                 f"The standardizer was fitted on columns {list(standardizer.columns)!r}, but "
                 f"these columns are {names!r}. Give the same columns in the same order."
             )
-        self.standardizer = standardizer
         if dtype is None:
             import keras
 
             dtype = keras.config.floatx()
+        # One column at a time (a mapping may read each from its table on demand): parsed,
+        # fitted and standardised straight into its column of the output.
+        problems: dict[int, str] = {}
+        out: np.ndarray | None = None
+        stats: list[tuple[float, float]] = []
+        for j, name in enumerate(names):
+            values, bad = parse_numeric(columns[name], name)
+            for i, problem in bad.items():
+                problems[i] = f"{problems[i]}; {problem}" if i in problems else problem
+            if out is None:
+                out = np.empty((len(values), len(names)), dtype=dtype)
+            elif len(values) != len(out):
+                raise ValueError(
+                    f"Numeric column {name!r} has {len(values)} values but {names[0]!r} has "
+                    f"{len(out)}; every column needs one value per sample."
+                )
+            if standardizer is None:
+                stats.append(column_stats(values, name))
+                mean, std = stats[-1]
+                Standardizer((name,), (mean,), (std,)).transform_column(0, values, out[:, j])
+            else:
+                standardizer.transform_column(j, values, out[:, j])
+            del values
+        assert out is not None
+        if standardizer is None:
+            standardizer = Standardizer(
+                tuple(names), tuple(m for m, _ in stats), tuple(s for _, s in stats)
+            )
+        self.standardizer = standardizer
         super().__init__(
-            standardizer.transform(raw, dtype),
+            out,
             problems,
             check_on_error(on_error),
-            check_rows(rows, len(raw), "NumericColumns"),
+            check_rows(rows, len(out), "NumericColumns"),
             None,
         )
         self.raise_or_keep("NumericColumns")

@@ -9,7 +9,7 @@ standardised and labelled exactly as the training rows were.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -122,7 +122,7 @@ class TablePreprocessing(Saveable):
         if self.text is not None:
             check_present(table, self.text, "text", rows, on_error)
             tokens = TextTokens(
-                table.column(self.text, "text")[rows],
+                table.text_chunks(self.text, rows),
                 self.text_length,
                 buckets=self.text_buckets,
                 vocabulary=self.vocabulary,
@@ -141,7 +141,7 @@ class TablePreprocessing(Saveable):
         if self.numeric:
             for name in self.numeric:
                 check_present(table, name, "numeric", rows, on_error)
-            columns = {c: table.column(c, "numeric")[rows] for c in self.numeric}
+            columns = TableColumns(table, self.numeric, rows)  # read one at a time
             numbers = NumericColumns(
                 columns, standardizer=self.standardizer, on_error=on_error, rows=rows
             )
@@ -297,6 +297,26 @@ def check_present(table: Table, name: str, role: str, rows: np.ndarray, on_error
         also = f" ({more} more sample{'s' if more > 1 else ''} also lack it)" if more else ""
         fix = "" if role == "target" else ", or pass on_error='replace' to replace and report it"
         raise SampleError(f"{role}={name!r}: {problems[bad[0]]}{also}. Add the member{fix}.")
+
+
+class TableColumns(Mapping[str, np.ndarray]):
+    """Columns of a table at some rows, each read when asked for and not kept, so a
+    source built column by column holds one at a time."""
+
+    def __init__(self, table: Table, names: Sequence[str], rows: np.ndarray) -> None:
+        self.table, self.names, self.rows = table, list(names), rows
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            raise KeyError(name)
+        values: np.ndarray = self.table.column(name, "numeric", keep=False)[self.rows]
+        return values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def _path(value: Any) -> str:

@@ -42,7 +42,7 @@ def fit_target(values: np.ndarray, column: str, kind: str | None) -> tuple[str, 
         ValueError: For a column mixing numbers with other values (kind not given), or a
             value that does not fit the kind.
     """
-    missing = [i for i, v in enumerate(values) if is_missing(v)]
+    missing = _missing_rows(values)
     if missing:
         raise SampleError(
             f"targets: table row {missing[0]}, column {column!r} has no value"
@@ -50,11 +50,11 @@ def fit_target(values: np.ndarray, column: str, kind: str | None) -> tuple[str, 
             "the table."
         )
     if kind == "classes":
-        return kind, _sorted_classes({label(v) for v in values})
+        return kind, _sorted_classes({label(v) for v in _distinct(values)})
     parsed, problems = parse_numeric(values, column)
     if kind is None:
         if len(problems) == len(values):  # names: every value is a non-number
-            return "classes", _sorted_classes({label(v) for v in values})
+            return "classes", _sorted_classes({label(v) for v in _distinct(values)})
         if problems:
             rows = sorted(problems)
             shown = ", ".join(f"row {r} ({values[r]!r})" for r in rows[:5])
@@ -83,16 +83,7 @@ def encode_targets(
     """
     if kind == "classes":
         assert classes is not None
-        ids = {c: i for i, c in enumerate(classes)}
-        out = np.empty(len(values), dtype=np.int32)
-        for k, value in enumerate(values):
-            if is_missing(value) or label(value) not in ids:
-                raise SampleError(
-                    f"targets: sample {k} (table row {int(rows[k])}, column "
-                    f"{column!r}): {_label_problem(value, classes)}"
-                )
-            out[k] = ids[label(value)]
-        return out
+        return _class_ids(values, rows, column, classes)
     parsed, problems = parse_numeric(values, column)
     bad = _first_problem(parsed, problems, column, kind)
     if bad is not None:
@@ -103,6 +94,53 @@ def encode_targets(
             "the table."
         )
     return parsed.astype(np.int32 if kind == "int" else np.float32)
+
+
+def _missing_rows(values: np.ndarray) -> list[int]:
+    """The rows without a value: none in an integer column, the NaNs of a float one;
+    otherwise each cell is looked at."""
+    array = np.asarray(values)
+    if array.dtype.kind in "iub":
+        return []
+    if array.dtype.kind == "f":
+        return np.flatnonzero(np.isnan(array)).tolist()
+    return [i for i, v in enumerate(array) if is_missing(v)]
+
+
+def _distinct(values: np.ndarray) -> Any:
+    """The distinct values (sorted in C where they sort: numbers, or strings alone)."""
+    try:
+        return np.unique(np.asarray(values))
+    except TypeError:  # a mix that does not sort (None among strings)
+        return set(values)
+
+
+def _class_ids(values: np.ndarray, rows: np.ndarray, column: str, classes: list[Any]) -> np.ndarray:
+    """Each value's class id: one look-up per distinct value, not per row.
+
+    Raises:
+        SampleError: For the first sample whose value is missing or not a class.
+    """
+    ids = {c: i for i, c in enumerate(classes)}
+    try:
+        distinct, inverse = np.unique(np.asarray(values), return_inverse=True)
+    except TypeError:  # a mix that does not sort: one look-up per row
+        distinct = np.empty(len(values), dtype=object)
+        distinct[:] = list(values)
+        inverse = np.arange(len(values))
+    mapped = np.full(len(distinct), -1, np.int32)
+    for u, value in enumerate(distinct):
+        if not is_missing(value) and label(value) in ids:
+            mapped[u] = ids[label(value)]
+    out: np.ndarray = mapped[inverse.reshape(-1)]
+    bad = np.flatnonzero(out < 0)
+    if len(bad):
+        k = int(bad[0])
+        raise SampleError(
+            f"targets: sample {k} (table row {int(rows[k])}, column "
+            f"{column!r}): {_label_problem(values[k], classes)}"
+        )
+    return out
 
 
 def is_missing(value: Any) -> bool:
