@@ -358,6 +358,63 @@ def scale_table(scale) -> list[str]:
         f"{scale.get('grouped_step_exponent')}, flagged per batch "
         f"{scale['flagged_step_exponent']}.",
     ]
+    if scale.get("construction"):
+        lines += construction_table(scale["construction"])
+    return lines
+
+
+def construction_table(built) -> list[str]:
+    """`from_table` construction and text fitting against N, with the peers, and what a
+    billion rows would take at the largest N's per-row figures."""
+    peers = {row["n"]: row for row in built.get("datasets_from_parquet", ())}
+    lines = [
+        "",
+        "Construction (`from_table` over Parquet: a tiny embedded JPEG, a caption, 5 numbers "
+        "and a label per row; each N in a fresh process). Memory is resident memory not "
+        "backed by a file (memory-mapped data excluded); what the dataset's arrays hold is "
+        "apart from what the allocators keep of memory freed while building.",
+        "",
+        "| N | from_table (s) | us/row | peak (B/row) | kept (B/row) | arrays held (B/row) "
+        "| datasets.from_parquet (s) | its peak (B/row) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    nan = float("nan")
+    for row in built["from_table"]:
+        peer = peers.get(row["n"], {})
+        peer_peak = peer.get("anonymous_peak_bytes_per_row", nan)
+        lines.append(
+            f"| {row['n']:.0e} | {row['seconds']:.1f} | {row['us_per_row']:.1f} | "
+            f"{row['anonymous_peak_bytes_per_row']:.0f} | "
+            f"{row['anonymous_kept_bytes_per_row']:.0f} | {row['held_bytes_per_row']:.0f} | "
+            f"{peer.get('seconds', nan):.1f} | {peer_peak:.0f} |"
+        )
+    last = built["from_table"][-1]
+    hours = last["us_per_row"] * 1e9 / 1e6 / 3600
+    lines += [
+        "",
+        f"Growth exponents: time {built.get('time_exponent')}, peak memory "
+        f"{built.get('peak_exponent')}. At 1e9 rows, the largest N's per-row figures give "
+        f"about {hours:.1f} h of construction and {last['held_bytes_per_row']:.0f} GB held "
+        f"by the dataset's arrays ({last['anonymous_peak_bytes_per_row']:.0f} GB peak "
+        "resident beyond the memory-mapped data).",
+    ]
+    fitting = built.get("text", ())
+    if fitting:
+        lines += [
+            "",
+            "Text fitting and tokenizing to 24 ids (fresh process each): ours (`TextTokens` "
+            "with the word vocabulary, with BPE) against Hugging Face `tokenizers` BPE "
+            "(train_from_iterator, then encode_batch on every text) and Keras "
+            "`TextVectorization.adapt` where TensorFlow is installed.",
+            "",
+            "| fitter | N | seconds | us/text | peak (B/text) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for row in fitting:
+            lines.append(
+                f"| {row['fitter']} | {row['n']:.0e} | {row['seconds']:.2f} | "
+                f"{row['us_per_text']:.1f} | {row['anonymous_peak_bytes_per_text']:.0f} |"
+            )
     return lines
 
 

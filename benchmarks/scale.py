@@ -8,6 +8,8 @@ exponents fitted across N (the slope of log cost against log N: 0 is flat, 1 lin
 - **grouped**: the same for captions padded per step to bucket boundaries and grouped by
   length (`group_by_length=True`), through the dataset's `Sampler` with each sample's
   length a hash of its index (no array of N lengths), at N up to 1e9.
+- **construction** (`benchmarks.construction`): `from_table` over Parquet tables of N
+  rows and fitting the text alone, each in a fresh process, with the peers.
 - **flagged**: the cost per batch of finding the bad samples among a batch's indices in a
   precomputed source with 1% of N bad (`on_error="replace"`), at N up to 1e7.
 
@@ -24,6 +26,7 @@ import tracemalloc
 
 import numpy as np
 
+from benchmarks import construction
 from benchmarks.common import Settings
 
 BATCH_SIZE = 256
@@ -151,6 +154,7 @@ def run(settings: Settings) -> dict:
     steps = 50 if settings.quick else 400
     order = [order_at(n, steps) for n in sizes(settings, 10**9)]
     grouped = [grouped_at(n, steps) for n in sizes(settings, 10**9)]
+    built = construction.run(settings)
     flagged = [flagged_at(n, steps) for n in sizes(settings, 10**7)]
     ns = [row["n"] for row in order]
     result = {
@@ -158,6 +162,7 @@ def run(settings: Settings) -> dict:
         "order": order,
         "grouped": grouped,
         "flagged": flagged,
+        "construction": built,
         "grouped_first_batch_exponent": exponent(ns, [r["first_batch_ms"] for r in grouped]),
         "grouped_step_exponent": exponent(ns, [r["step_us"] for r in grouped]),
         "order_first_batch_exponent": exponent(ns, [r["first_batch_ms"] for r in order]),
