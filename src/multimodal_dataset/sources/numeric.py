@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset.io.spilled import SPILL_MIN_BYTES, allocate
 from multimodal_dataset.sources.protocol import (
     OnError,
     PrecomputedSource,
@@ -175,7 +176,7 @@ class NumericColumns(PrecomputedSource):
             for i, problem in bad.items():
                 problems[i] = f"{problems[i]}; {problem}" if i in problems else problem
             if out is None:
-                out = np.empty((len(values), len(names)), dtype=dtype)
+                out = _output((len(values), len(names)), dtype, self)
             elif len(values) != len(out):
                 raise ValueError(
                     f"Numeric column {name!r} has {len(values)} values but {names[0]!r} has "
@@ -205,6 +206,14 @@ class NumericColumns(PrecomputedSource):
 
     def __repr__(self) -> str:
         return f"NumericColumns({len(self)} rows, columns={list(self.standardizer.columns)!r})"
+
+
+def _output(shape: tuple[int, int], dtype: Any, owner: Any) -> np.ndarray:
+    """The standardised values' array: a temporary memory map once it is 1 MiB or more
+    (shared by worker processes, not the process's own memory; removed with ``owner``)."""
+    if shape[0] * shape[1] * np.dtype(dtype).itemsize >= SPILL_MIN_BYTES:
+        return allocate(shape, dtype, owner)
+    return np.empty(shape, dtype=dtype)
 
 
 def _plain(value: Any) -> Any:

@@ -157,10 +157,13 @@ def check_on_error(on_error: Any) -> OnError:
 
 
 def check_rows(rows: Sequence[int] | np.ndarray | None, count: int, what: str) -> np.ndarray | None:
-    """Validates the optional table row number of every sample, used in messages."""
+    """Validates the optional table row number of every sample, used in messages: an
+    ``int32`` or ``int64`` array is kept as it is (the sources of one table share it)."""
     if rows is None:
         return None
-    rows = np.asarray(rows, dtype=np.int64)
+    rows = np.asarray(rows)
+    if rows.dtype not in (np.int32, np.int64):
+        rows = rows.astype(np.int64)
     if rows.shape != (count,):
         raise ValueError(
             f"{what}: rows must give one table row per sample ({count}); got shape {rows.shape}."

@@ -253,7 +253,8 @@ def _release_arrow_memory() -> None:
 
 
 def split_rows(num_rows: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation row numbers (each sorted), a pure function of the seed."""
+    """Training and validation row numbers (each sorted, ``int32`` below 2**31 rows), a
+    pure function of the seed."""
     if not 0 <= validation_split < 1:
         raise ValueError(
             f"validation_split must be in [0, 1) (the fraction of rows for validation); got "
@@ -269,6 +270,8 @@ def split_rows(num_rows: int, validation_split: float, seed: int) -> tuple[np.nd
         )
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, _SPLIT_STREAM])))
     order = rng.permutation(num_rows)
+    if num_rows <= np.iinfo(np.int32).max:
+        order = order.astype(np.int32)  # 4 bytes per row, shared by the table's sources
     return np.sort(order[num_val:]), np.sort(order[:num_val])
 
 
