@@ -193,3 +193,33 @@ def run(settings: Settings) -> dict:
         flush=True,
     )
     return result
+
+
+def main() -> None:
+    """``python -m benchmarks.scale [--quick]``: the scale group alone (no backend), its
+    results written to ``benchmarks/results/scale.{json,md}``, which the performance
+    page includes."""
+    import argparse
+
+    from benchmarks.common import ROOT, machine, write_json
+    from benchmarks.report import scale_table
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--quick", action="store_true", help="the smoke run's sizes")
+    args = parser.parse_args()
+    result = {"machine": machine(), **run(Settings.make(args.quick))}
+    folder = ROOT / "results" / ("quick" if args.quick else "")
+    write_json(folder / "scale.json", result)
+    lines = ["# Scale: the bookkeeping and construction against the number of samples", ""]
+    box = result["machine"]
+    lines += [
+        f"Measured with `python -m benchmarks.scale` on {box['cpu']}, {box['cores']} cores, "
+        f"{box['memory_gib']} GiB, Python {box['python']}.",
+        *scale_table(result),
+    ]
+    (folder / "scale.md").write_text("\n".join(lines) + "\n")
+    print(f"Wrote {folder / 'scale.md'}")
+
+
+if __name__ == "__main__":
+    main()
