@@ -23,6 +23,7 @@ from __future__ import annotations
 import statistics
 import time
 import tracemalloc
+from typing import Any
 
 import numpy as np
 
@@ -48,25 +49,25 @@ def no_data(n: int) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (n, 1), (0, 0))
 
 
-def order_at(n: int, steps: int) -> dict:
-    from multimodal_dataset import MultimodalDataset
-
+def timed(n: int, steps: int, fresh: Any, read: Any, count: Any) -> dict:
+    """The first read of a fresh epoch (median of 3 fresh ``fresh(seed)``), the mean of
+    the next ``steps`` reads, and the memory Python allocates for a new epoch's first
+    20 reads (traced apart: tracing slows every allocation)."""
     firsts = []
     for _ in range(3):
-        ds = MultimodalDataset(no_data(n), batch_size=BATCH_SIZE, seed=0, shuffle=True)
+        epoch = fresh(0)
         start = time.perf_counter()
-        ds[0]
+        read(epoch, 0)
         firsts.append(time.perf_counter() - start)
-    steps = min(steps, len(ds) - 1)
+    steps = min(steps, count(epoch) - 1)
     start = time.perf_counter()
     for i in range(1, steps + 1):
-        ds[i]
+        read(epoch, i)
     step = (time.perf_counter() - start) / steps
-    # The memory, apart (tracing slows every allocation): a new epoch's first batches.
-    ds = MultimodalDataset(no_data(n), batch_size=BATCH_SIZE, seed=1, shuffle=True)
+    epoch = fresh(1)
     tracemalloc.start()
-    for i in range(min(20, len(ds))):
-        ds[i]
+    for i in range(min(20, count(epoch))):
+        read(epoch, i)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return {
@@ -75,6 +76,15 @@ def order_at(n: int, steps: int) -> dict:
         "step_us": round(step * 1e6, 2),
         "peak_mib": round(peak / 2**20, 2),
     }
+
+
+def order_at(n: int, steps: int) -> dict:
+    from multimodal_dataset import MultimodalDataset
+
+    def fresh(seed: int) -> Any:
+        return MultimodalDataset(no_data(n), batch_size=BATCH_SIZE, seed=seed, shuffle=True)
+
+    return timed(n, steps, fresh, lambda ds, i: ds[i], len)
 
 
 BUCKETS = (16, 32, 64, 128)
@@ -110,29 +120,7 @@ def grouped_at(n: int, steps: int) -> dict:
         ranks = HashedLengths(n, ranks=True)
         return Sampler(n, BATCH_SIZE, True, seed, False, padding=padding, group_ranks=ranks)
 
-    firsts = []
-    for _ in range(3):
-        s = sampler(0)
-        start = time.perf_counter()
-        s.plan(0, 0)
-        firsts.append(time.perf_counter() - start)
-    steps = min(steps, s.num_batches - 1)
-    start = time.perf_counter()
-    for i in range(1, steps + 1):
-        s.plan(0, i)
-    step = (time.perf_counter() - start) / steps
-    s = sampler(1)
-    tracemalloc.start()
-    for i in range(min(20, s.num_batches)):
-        s.plan(0, i)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return {
-        "n": n,
-        "first_batch_ms": round(statistics.median(firsts) * 1e3, 3),
-        "step_us": round(step * 1e6, 2),
-        "peak_mib": round(peak / 2**20, 2),
-    }
+    return timed(n, steps, sampler, lambda s, i: s.plan(0, i), lambda s: s.num_batches)
 
 
 def flagged_at(n: int, steps: int) -> dict:

@@ -51,11 +51,8 @@ def spill(array: np.ndarray, owner: Any) -> np.ndarray:
     try:
         np.save(path, np.ascontiguousarray(array), allow_pickle=False)
     except OSError as error:
-        path.unlink(missing_ok=True)
-        raise OSError(
-            f"Could not write {array.nbytes:,} bytes to {path} to share them with the "
-            f"dataset's worker processes ({error}). Free space in {path.parent.parent}, or set "
-            "TMPDIR to a folder with room before starting Python."
+        raise _no_room(
+            path, array.nbytes, "to share them with the worker processes", error
         ) from error
     weakref.finalize(owner, _remove, str(path))
     mapped: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -80,14 +77,19 @@ def allocate(shape: tuple[int, ...], dtype: Any, owner: Any) -> np.memmap:
             with open(path, "r+b") as file:
                 os.posix_fallocate(file.fileno(), 0, os.path.getsize(path))
     except OSError as error:
-        path.unlink(missing_ok=True)
-        raise OSError(
-            f"Could not allocate {nbytes:,} bytes in {path} for the dataset's precomputed "
-            f"values ({error}). Free space in {path.parent.parent}, or set TMPDIR to a "
-            "folder with room before starting Python."
-        ) from error
+        raise _no_room(path, nbytes, "for the dataset's precomputed values", error) from error
     weakref.finalize(owner, _remove, str(path))
     return mapped
+
+
+def _no_room(path: Path, nbytes: int, why: str, error: OSError) -> OSError:
+    """The error for a temporary file that could not be written (removed first): what,
+    where, and the fix."""
+    path.unlink(missing_ok=True)
+    return OSError(
+        f"Could not write {nbytes:,} bytes to {path} {why} ({error}). Free space in "
+        f"{path.parent.parent}, or set TMPDIR to a folder with room before starting Python."
+    )
 
 
 def _remove(path: str) -> None:
