@@ -271,6 +271,48 @@ def held_bytes(root: object) -> int:
     return total
 
 
+def measure_worker(n: str) -> dict:
+    """In a fresh process: a dataset of ``n`` samples of precomputed arrays (24 token ids,
+    5 numbers, a label: 100 bytes a sample, in this process's memory) read by one spawned
+    worker process; the worker's resident memory after serving 20 batches, in all and
+    not backed by a file. A worker that received copies would hold the 100 bytes a
+    sample; one that maps the shared files holds what its batches touched."""
+    import multiprocessing
+
+    multiprocessing.set_start_method("spawn", force=True)
+    from multimodal_dataset import MultimodalDataset
+
+    rows = int(n)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 5000, (rows, 24), dtype=np.int32)
+    numbers = rng.normal(size=(rows, 5)).astype(np.float32)
+    labels = rng.integers(0, 10, rows).astype(np.int32)
+    ds = MultimodalDataset(
+        (ids, numbers), labels, batch_size=256, seed=0, workers=1, use_multiprocessing=True
+    )
+    for i in range(20):
+        ds[i]
+    executor = ds._gatherer._executor  # the one worker process
+    (process,) = executor._processes.values()
+    status = {}
+    with open(f"/proc/{process.pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon"):
+                status[key] = int(value.split()[0]) * 1024
+    ds.close()
+    return {
+        "n": rows,
+        "arrays_mib": round((ids.nbytes + numbers.nbytes + labels.nbytes) / 2**20, 1),
+        "worker_rss_mib": round(status["VmRSS"] / 2**20, 1),
+        "worker_anonymous_mib": round(status["RssAnon"] / 2**20, 1),
+    }
+
+
+def worker_sizes(settings: Settings) -> list[int]:
+    return [10**4, 10**5] if settings.quick else [10**5, 10**6, 10**7]
+
+
 def sizes(settings: Settings) -> list[int]:
     return [10**4] if settings.quick else [10**5, 10**6, 10**7]
 
@@ -317,8 +359,22 @@ def run(settings: Settings) -> dict:
             f"{row['peak_bytes_per_row']:.0f}, kept {row['kept_bytes_per_row']:.0f})",
             flush=True,
         )
+    workers = []
+    for n in worker_sizes(settings):
+        worker = in_fresh_process("construction", "measure_worker", n)
+        workers.append(worker)
+        print(
+            f"  construction spawned worker N={n:.0e} ({worker['arrays_mib']:.0f} MiB of "
+            f"arrays): RSS {worker['worker_rss_mib']:.0f} MiB, not file-backed "
+            f"{worker['worker_anonymous_mib']:.0f} MiB",
+            flush=True,
+        )
     ns = [r["n"] for r in rows]
     return {
+        "workers": workers,
+        "worker_rss_exponent": exponent(
+            [w["n"] for w in workers], [w["worker_anonymous_mib"] for w in workers]
+        ),
         "from_table": rows,
         "datasets_from_parquet": peers,
         "text": fitting,

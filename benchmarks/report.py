@@ -398,6 +398,23 @@ def construction_table(built) -> list[str]:
         f"by the dataset's arrays ({last['anonymous_peak_bytes_per_row']:.0f} GB peak "
         "resident beyond the memory-mapped data).",
     ]
+    workers = built.get("workers", ())
+    if workers:
+        lines += [
+            "",
+            "A spawned worker process reading a dataset of precomputed arrays (24 token ids, "
+            "5 numbers and a label a sample, in the parent's memory), after 20 batches: its "
+            "resident memory, in all and not backed by a file. Growth exponent of the "
+            f"latter: {built.get('worker_rss_exponent')} (target at most 0.1).",
+            "",
+            "| N | arrays (MiB) | worker RSS (MiB) | not file-backed (MiB) |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for row in workers:
+            lines.append(
+                f"| {row['n']:.0e} | {row['arrays_mib']:.0f} | {row['worker_rss_mib']:.0f} | "
+                f"{row['worker_anonymous_mib']:.0f} |"
+            )
     fitting = built.get("text", ())
     if fitting:
         lines += [
