@@ -44,8 +44,10 @@ class ReplacementLog:
         if not self._served.first(plan):
             return
         replaced = list(replaced)
-        real = set(real_samples(plan, np.array([r.sample for r in replaced], np.int64)).tolist())
-        replaced = [r for r in replaced if r.sample in real]
+        if plan.real_count is not None:  # a padded batch: count its samples where real
+            samples = np.array([r.sample for r in replaced], np.int64)
+            real = set(real_samples(plan, samples).tolist())
+            replaced = [r for r in replaced if r.sample in real]
         self._count += len(replaced)
         room = KEPT_PER_EPOCH - len(self._pending)
         if room > 0:

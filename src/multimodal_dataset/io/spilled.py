@@ -82,6 +82,14 @@ def allocate(shape: tuple[int, ...], dtype: Any, owner: Any) -> np.memmap:
     return mapped
 
 
+def preallocated(shape: tuple[int, ...], dtype: Any, owner: Any) -> np.ndarray:
+    """A zero-filled array of ``shape`` for values computed a part at a time: `allocate`'s
+    temporary memory map once it is `SPILL_MIN_BYTES` or more, else plain memory."""
+    if int(np.prod(shape)) * np.dtype(dtype).itemsize >= SPILL_MIN_BYTES:
+        return allocate(shape, dtype, owner)
+    return np.zeros(shape, dtype)
+
+
 def _no_room(path: Path, nbytes: int, why: str, error: OSError) -> OSError:
     """The error for a temporary file that could not be written (removed first): what,
     where, and the fix."""

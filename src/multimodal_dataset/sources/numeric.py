@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_dataset.io.spilled import SPILL_MIN_BYTES, allocate
+from multimodal_dataset.io.spilled import preallocated
 from multimodal_dataset.sources.protocol import (
     OnError,
     PrecomputedSource,
@@ -59,10 +59,7 @@ class Standardizer:
     def transform_column(self, j: int, values: np.ndarray, out: np.ndarray) -> None:
         """Standardises column ``j``'s ``values`` into ``out`` (a column of the output);
         NaN entries become 0 (the mean)."""
-        scaled = np.asarray(values, dtype=np.float64) - self.mean[j]
-        scaled /= self.std[j]
-        scaled[np.isnan(scaled)] = 0.0
-        out[...] = scaled
+        standardize_into(values, self.mean[j], self.std[j], out)
 
     def to_dict(self) -> dict[str, Any]:
         """The columns, means and standard deviations, as JSON-ready lists."""
@@ -72,6 +69,14 @@ class Standardizer:
     def from_dict(cls, data: Mapping[str, Any]) -> Standardizer:
         """The standardizer that `to_dict` wrote."""
         return cls(tuple(data["columns"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+def standardize_into(values: np.ndarray, mean: float, std: float, out: np.ndarray) -> None:
+    """Writes ``(values - mean) / std`` into ``out``; NaN entries become 0 (the mean)."""
+    scaled = np.asarray(values, dtype=np.float64) - mean
+    scaled /= std
+    scaled[np.isnan(scaled)] = 0.0
+    out[...] = scaled
 
 
 def column_stats(values: np.ndarray, name: str) -> tuple[float, float]:
@@ -176,7 +181,7 @@ class NumericColumns(PrecomputedSource):
             for i, problem in bad.items():
                 problems[i] = f"{problems[i]}; {problem}" if i in problems else problem
             if out is None:
-                out = _output((len(values), len(names)), dtype, self)
+                out = preallocated((len(values), len(names)), dtype, self)
             elif len(values) != len(out):
                 raise ValueError(
                     f"Numeric column {name!r} has {len(values)} values but {names[0]!r} has "
@@ -184,8 +189,7 @@ class NumericColumns(PrecomputedSource):
                 )
             if standardizer is None:
                 stats.append(column_stats(values, name))
-                mean, std = stats[-1]
-                Standardizer((name,), (mean,), (std,)).transform_column(0, values, out[:, j])
+                standardize_into(values, *stats[-1], out[:, j])
             else:
                 standardizer.transform_column(j, values, out[:, j])
             del values
@@ -206,14 +210,6 @@ class NumericColumns(PrecomputedSource):
 
     def __repr__(self) -> str:
         return f"NumericColumns({len(self)} rows, columns={list(self.standardizer.columns)!r})"
-
-
-def _output(shape: tuple[int, int], dtype: Any, owner: Any) -> np.ndarray:
-    """The standardised values' array: a temporary memory map once it is 1 MiB or more
-    (shared by worker processes, not the process's own memory; removed with ``owner``)."""
-    if shape[0] * shape[1] * np.dtype(dtype).itemsize >= SPILL_MIN_BYTES:
-        return allocate(shape, dtype, owner)
-    return np.empty(shape, dtype=dtype)
 
 
 def _plain(value: Any) -> Any:

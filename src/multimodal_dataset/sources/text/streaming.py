@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from multimodal_dataset._utils.processes import spawn_context
-from multimodal_dataset.io.spilled import SPILL_MIN_BYTES, allocate
+from multimodal_dataset.io.spilled import preallocated
 from multimodal_dataset.sources.text.token_cache import TextsDigest, Tokenized
 from multimodal_dataset.sources.text.tokenizing import (
     Tokenizer,
@@ -109,7 +109,8 @@ def fit(
     max_tokens: int | None,
 ) -> tuple[Vocabulary | None, Tokenizer | None, dict[str, Any]]:
     """Fits what needs fitting on the good texts, one pass, chunk by chunk: the word
-    counts of a vocabulary, or a BPE tokenizer trained from an iterator of them."""
+    counts of a vocabulary, or a BPE tokenizer trained from an iterator of them; nothing
+    (no pass) for a given vocabulary or tokenizer."""
     fitted: dict[str, Any] = {}
     if isinstance(tokenizer, str):
         trained = train_subword_tokenizer(texts.good(), tokenizer, max_tokens)
@@ -128,7 +129,6 @@ def tokenize_chunks(
     max_tokens: int | None,
     length: int,
     owner: Any,
-    processes: int | None = None,
 ) -> tuple[Tokenized, dict[int, str]]:
     """Fits what needs fitting, then tokenizes every text into one ``(count, length)``
     ``int32`` array (a temporary memory map, removed with ``owner``, once it is 1 MiB
@@ -138,19 +138,12 @@ def tokenize_chunks(
         The ids, each text's length before truncation and what was fitted; and the
         problem of each bad text.
     """
-    decoded = DecodedChunks(texts)
-    fitted: dict[str, Any] = {}
-    if isinstance(tokenizer, str) or (tokenizer is None and vocabulary is None):
-        vocabulary, tokenizer, fitted = fit(decoded, vocabulary, tokenizer, max_tokens)
-        decoded = DecodedChunks(texts)  # the problems again, from the tokenizing pass
+    decoded = DecodedChunks(texts)  # each pass records the same problems
+    vocabulary, tokenizer, fitted = fit(decoded, vocabulary, tokenizer, max_tokens)
     count = len(texts)
-    ids = (
-        allocate((count, length), np.int32, owner)
-        if count * length * 4 >= SPILL_MIN_BYTES
-        else (np.zeros((count, length), np.int32))
-    )
+    ids = preallocated((count, length), np.int32, owner)
     lengths = np.zeros(count, np.int64)
-    workers = processes if processes is not None else _processes(count, tokenizer)
+    workers = _processes(count, tokenizer)
     if workers > 1:
         assert vocabulary is not None
         parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] = _in_processes(
