@@ -309,6 +309,111 @@ def measure_worker(n: str) -> dict:
     }
 
 
+#: Samples per tar shard in the shard benchmark (img2dataset writes 10,000 by default).
+SHARD_SAMPLES = 10_000
+
+
+def shard_folder(n: int) -> Path:
+    """``n`` samples (a tiny JPEG, a caption and a class each) as tar shards of
+    `SHARD_SAMPLES`, written once into benchmarks/.data, as the webdataset library's
+    ``TarWriter`` writes them (a pax header per member for its float mtime)."""
+    import tarfile
+
+    folder = DATA / f"construction-shards-{n}"
+    done = folder / "done"
+    if done.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    jpegs = tiny_jpegs()
+    for k, start in enumerate(range(0, n, SHARD_SAMPLES)):
+        count = min(SHARD_SAMPLES, n - start)
+        texts = captions(count, seed=start)
+        with tarfile.open(folder / f"{k:06d}.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+            for i in range(count):
+                key = f"{start + i:09d}"
+                for extension, data in (
+                    ("jpg", jpegs[(start + i) % len(jpegs)]),
+                    ("txt", texts[i].encode()),
+                    ("cls", str((start + i) % 10).encode()),
+                ):
+                    info = tarfile.TarInfo(f"{key}.{extension}")
+                    info.size, info.mtime = len(data), 1.7e9 + 0.5
+                    tar.addfile(info, io.BytesIO(data))
+    done.write_text("")
+    return folder
+
+
+def measure_shards(folder: str, n: str, mode: str) -> dict:
+    """In a fresh process: `from_webdataset` over the shards of ``folder`` up to the
+    first batch. ``mode``: "first" (no index cached: every header read), "cached" (the
+    indexes of an earlier run: images and classes), "cached, text" (also the captions,
+    which are tokenized: the word vocabulary fitted on them)."""
+    import keras  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import pyarrow  # noqa: F401
+
+    from multimodal_dataset import from_webdataset
+
+    rows = int(n)
+    cache = DATA / f"construction-shards-cache-{rows}"
+    if mode == "first":
+        shutil.rmtree(cache, ignore_errors=True)
+    text = {"text": "txt", "text_length": 24} if mode != "cached" else {}
+    gc.collect()
+    anonymous_before = _status("RssAnon")
+    start = time.perf_counter()
+    with AnonymousPeak() as anonymous:
+        train, _ = from_webdataset(
+            folder,
+            image="jpg",
+            target="cls",
+            image_size=(8, 8),
+            validation_split=0,
+            batch_size=256,
+            seed=0,
+            cache_dir=str(cache),
+            **text,
+        )
+        built = time.perf_counter() - start
+        train[0]
+    seconds = time.perf_counter() - start
+    assert train.num_samples == rows
+    return {
+        "n": rows,
+        "mode": mode,
+        "dataset_seconds": round(built, 3),
+        "first_batch_seconds": round(seconds, 3),
+        "us_per_sample": round(seconds / rows * 1e6, 2),
+        "anonymous_peak_bytes_per_sample": round((anonymous.peak - anonymous_before) / rows, 1),
+        "held_bytes_per_sample": round(held_bytes(train) / rows, 1),
+    }
+
+
+def measure_webdataset(folder: str, n: str) -> dict:
+    """In a fresh process: the webdataset library's pipeline over the same shards
+    (shard shuffle, a 1,000-sample shuffle buffer: streaming, no exact epochs) up to its
+    first batch of 256 raw samples."""
+    import webdataset
+
+    shards = sorted(str(p) for p in Path(folder).glob("*.tar"))
+    start = time.perf_counter()
+    pipeline = (
+        webdataset.WebDataset(shards, shardshuffle=len(shards), seed=0)
+        .shuffle(1000)
+        .to_tuple("jpg", "txt", "cls")
+        .batched(256, collation_fn=lambda rows: rows)
+    )
+    batch = next(iter(pipeline))
+    seconds = time.perf_counter() - start
+    assert len(batch) == 256
+    return {"n": int(n), "first_batch_seconds": round(seconds, 3)}
+
+
+def shard_sizes(settings: Settings) -> list[int]:
+    return [10**4] if settings.quick else [10**5, 10**6]
+
+
 def worker_sizes(settings: Settings) -> list[int]:
     return [10**4, 10**5] if settings.quick else [10**5, 10**6, 10**7]
 
@@ -369,8 +474,33 @@ def run(settings: Settings) -> dict:
             f"{worker['worker_anonymous_mib']:.0f} MiB",
             flush=True,
         )
+    shards = []
+    for n in shard_sizes(settings):
+        folder = str(shard_folder(n))
+        for mode in ("first", "cached", "cached, text"):
+            row = in_fresh_process("construction", "measure_shards", folder, n, mode)
+            shards.append(row)
+            print(
+                f"  construction from_webdataset N={n:.0e} ({mode}): dataset in "
+                f"{row['dataset_seconds']:.2f} s, first batch at {row['first_batch_seconds']:.2f}"
+                f" s, peak {row['anonymous_peak_bytes_per_sample']:.0f} B/sample, arrays "
+                f"held {row['held_bytes_per_sample']:.0f} B/sample",
+                flush=True,
+            )
+        peer = in_fresh_process("construction", "measure_webdataset", folder, n)
+        shards.append({**peer, "mode": "webdataset"})
+        print(
+            f"  construction webdataset pipeline N={n:.0e}: first batch at "
+            f"{peer['first_batch_seconds']:.2f} s",
+            flush=True,
+        )
+    cached = [r for r in shards if r["mode"] == "cached"]
     ns = [r["n"] for r in rows]
     return {
+        "shards": shards,
+        "shards_cached_exponent": exponent(
+            [r["n"] for r in cached], [r["first_batch_seconds"] for r in cached]
+        ),
         "workers": workers,
         "worker_rss_exponent": exponent(
             [w["n"] for w in workers], [w["worker_anonymous_mib"] for w in workers]

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ID_COLUMNS, assert_same_batches, id_png, id_table, ids_of, write_shards
 from multimodal_dataset import SampleError, from_table, from_webdataset
+from multimodal_dataset.io import tar_index
 from multimodal_dataset.io.tar_index import shard_index, split_key
 from multimodal_dataset.tables.reading import expand_braces, read_table
 
@@ -56,21 +57,84 @@ def test_shards_read_as_the_same_batches_as_a_parquet_table_of_the_same_samples(
             assert_same_batches(a, b)
 
 
-def test_the_index_holds_each_members_offset_and_is_read_from_the_cache_after(tmp_path):
-    (path,) = write_shards(tmp_path, IDS[:4], shards=1)
-    members = shard_index(str(path), tmp_path / "cache")
+def tar_members(path):
+    """``(name, data offset, size)`` of each member, as the tarfile module reads them."""
     with tarfile.open(path) as archive:
-        for name, offset, size in members:
-            assert archive.extractfile(name).read() == path.read_bytes()[offset : offset + size]
-    assert [m[0] for m in members][:4] == [
-        "sample000000.cls",
-        "sample000000.json",
-        "sample000000.png",
-        "sample000000.txt",
-    ]
-    (index,) = (tmp_path / "cache" / "tar_index").iterdir()
-    assert index.stat().st_size < 2000
-    assert shard_index(str(path), tmp_path / "cache") == members
+        return [(m.name, m.offset_data, m.size) for m in archive]
+
+
+def test_the_index_holds_each_members_offset_and_small_members_and_is_mapped_after(
+    tmp_path, monkeypatch
+):
+    (path,) = write_shards(tmp_path, IDS[:4], shards=1)
+    index = shard_index(str(path), tmp_path / "cache")
+    assert (index.samples, set(index.kinds)) == (4, {"cls", "json", "png", "txt"})
+    by_name = {name: (offset, size) for name, offset, size in tar_members(path)}
+    with index.columns() as columns:
+        assert [columns.key(i) for i in range(4)] == [f"sample{i:06d}" for i in range(4)]
+        for kind in index.kinds:
+            offsets, sizes, gzipped = columns.members(kind)
+            names = [f"sample{i:06d}.{kind}" for i in range(4)]
+            assert list(zip(offsets, sizes, strict=True)) == [by_name[n] for n in names]
+            assert not gzipped.any()
+        assert columns.data("png") is None  # images stay in the shard
+        assert columns.data("txt").to_pylist() == [
+            path.read_bytes()[o : o + s]
+            for o, s in (by_name[f"sample{i:06d}.txt"] for i in range(4))
+        ]
+    (file,) = (tmp_path / "cache" / "tar_index").iterdir()
+    assert file.suffix == ".arrow" and file.stat().st_size < 8000
+
+    def no_reading(*args):
+        raise AssertionError("the shard was read again")
+
+    monkeypatch.setattr(tar_index._Indexer, "read", no_reading)
+    assert shard_index(str(path), tmp_path / "cache") == index
+
+
+def test_a_stale_or_foreign_index_file_is_made_again(tmp_path):
+    (path,) = write_shards(tmp_path, IDS[:4], shards=1)
+    index = shard_index(str(path), tmp_path / "cache")
+    Path(index.file).write_bytes(b"not an arrow file")
+    assert shard_index(str(path), tmp_path / "cache").samples == 4
+
+
+@pytest.mark.keras
+def test_captions_classes_and_json_come_from_the_index_not_the_shards(tmp_path, monkeypatch):
+    from multimodal_dataset.tables import shards
+
+    write_shards(tmp_path / "shards", IDS)
+    kwargs = {**WDS, "text": "txt", "text_length": 3, "target": "cls", "seed": 1}
+    first, _ = from_webdataset(tmp_path / "shards", **kwargs, cache_dir=tmp_path / "cache")
+
+    def no_reading(*args):
+        raise AssertionError("a small member was read from a shard")
+
+    monkeypatch.setattr(shards, "_with_read", no_reading)
+    again, _ = from_webdataset(tmp_path / "shards", **kwargs, cache_dir=tmp_path / "cache")
+    for a, b in zip(first, again, strict=True):
+        assert_same_batches(a, b)
+
+
+def test_a_shard_tables_member_column_holds_no_string_per_sample_and_pickles_as_files(
+    tmp_path, monkeypatch
+):
+    import pickle
+
+    from multimodal_dataset.io import spilled
+    from multimodal_dataset.io.tar_index import MemberNames
+    from multimodal_dataset.tables.shards import ShardTable
+
+    monkeypatch.setattr(spilled, "SPILL_MIN_BYTES", 0)  # every per-row array a memory map
+    table = ShardTable([str(p) for p in write_shards(tmp_path, IDS)], "the shards", tmp_path)
+    members = table.images("png")
+    assert isinstance(members.names, MemberNames)
+    assert members.names[13] == "sample000013.png"
+    assert table.describe_row(13) == f"key 'sample000013' of shard {str(tmp_path / '00001.tar')!r}"
+    copy = pickle.loads(pickle.dumps(members))
+    assert all(isinstance(a, np.memmap) for a in (copy.shard, copy.offsets, copy.sizes))
+    assert copy.get(13) == members.get(13)
+    assert len(pickle.dumps(members)) < 2000 + 40 * len(table.shards)
 
 
 @pytest.mark.keras
@@ -226,8 +290,7 @@ def test_a_shard_cut_at_a_member_boundary_is_named_as_truncated(tmp_path):
     """An interrupted copy can end exactly between two members: every header before the
     cut reads, so only the missing end-of-archive marker tells the samples are gone."""
     (path,) = write_shards(tmp_path, IDS[:10], shards=1)
-    members = shard_index(str(path), tmp_path / "index")
-    _, offset, size = [m for m in members if m[0].startswith("sample000007")][-1]
+    _, offset, size = [m for m in tar_members(path) if m[0].startswith("sample000007")][-1]
     cut = -(-(offset + size) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE  # sample 8's headers
     path.write_bytes(path.read_bytes()[:cut])
     with pytest.raises(ValueError, match=r"00000.tar' is truncated: .*end-of-archive marker"):
@@ -276,7 +339,7 @@ def test_a_symbolic_link_member_is_refused_by_name(tmp_path):
 def test_a_huge_base256_size_in_a_header_names_the_shard_and_the_member(tmp_path):
     (path,) = write_shards(tmp_path, IDS[:2], shards=1)
     data = path.read_bytes()
-    end = shard_index(str(path), tmp_path / "index")[-1]
+    end = tar_members(path)[-1]
     data_end = -(-(end[1] + end[2]) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
     huge = tarfile.TarInfo("sample000009.txt")
     huge.size = 2**80  # GNU tar writes sizes past 8 GiB in base-256
@@ -308,7 +371,8 @@ def test_gzipped_members_are_read_decompressed_as_the_webdataset_library_does(sh
     table.check_column(column, "text")
     texts = table.column(column, "text")
     expected = webdataset_texts(WDS_TESTDATA / shard)
-    assert dict(zip(table.keys, texts, strict=True)) == expected
+    keys = [table.key(row) for row in range(len(table))]
+    assert dict(zip(keys, texts, strict=True)) == expected
     assert all(text and "\x8b" not in text for text in texts)
 
 
@@ -348,3 +412,69 @@ def test_member_kinds_the_library_does_not_decode_are_named_as_unsupported(
     args = {"numeric": [member]} if role == "numeric" else {"text": member, "text_length": 4}
     with pytest.raises(ValueError, match=rf"'{member}' members .* hold {kind}, a member kind"):
         from_webdataset(WDS_TESTDATA / shard, **args, validation_split=0)
+
+
+# ------------------------------------------------ the header scanner against tarfile
+
+
+def write_tar(path, tar_format, long_names=False):
+    """Samples in ``tar_format`` with a folder, a hard link and (optionally) names past
+    the 100 bytes of a ustar name field, non-ASCII ones included."""
+    stem = ("ä" * 60 + "/") if long_names else "d/"
+    with tarfile.open(path, "w", format=tar_format) as archive:
+        folder = tarfile.TarInfo(stem.rstrip("/"))
+        folder.type = tarfile.DIRTYPE
+        archive.addfile(folder)
+        for i in range(3):
+            for extension, data in (("png", id_png(i)), ("txt", f"caption {i}".encode())):
+                info = tarfile.TarInfo(f"{stem}{'k' * (50 if long_names else 1)}{i}.{extension}")
+                info.size, info.mtime = len(data), 1.7e9 + 0.25
+                archive.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo(f"{stem}link.png")
+        link.type, link.linkname = tarfile.LNKTYPE, f"{stem}{'k' * (50 if long_names else 1)}0.png"
+        archive.addfile(link)
+
+
+@pytest.mark.parametrize(
+    ("tar_format", "long_names"),
+    [
+        (tarfile.USTAR_FORMAT, False),
+        (tarfile.GNU_FORMAT, False),
+        (tarfile.GNU_FORMAT, True),  # GNU long-name entries: left to the tarfile module
+        (tarfile.PAX_FORMAT, False),
+        (tarfile.PAX_FORMAT, True),  # path records in pax headers
+    ],
+)
+def test_the_header_scanner_indexes_every_format_as_the_tarfile_module(
+    tmp_path, monkeypatch, tar_format, long_names
+):
+    path = tmp_path / "s.tar"
+    write_tar(path, tar_format, long_names)
+    scanned = shard_index(str(path), tmp_path / "a")
+
+    def unusual(*args):
+        raise tar_index._Unusual
+
+    monkeypatch.setattr(tar_index, "_scan", unusual)
+    read_by_tarfile = shard_index(str(path), tmp_path / "b")
+    assert scanned.samples == read_by_tarfile.samples == 4
+    with scanned.columns() as a, read_by_tarfile.columns() as b:
+        assert a.table.equals(b.table)
+
+
+@pytest.mark.parametrize("shard", sorted(p.name for p in WDS_TESTDATA.glob("*.tar")))
+def test_the_header_scanner_reads_webdatasets_test_shards_as_the_tarfile_module(shard):
+    path = str(WDS_TESTDATA / shard)
+    with open(path, "rb") as f:
+        size = Path(path).stat().st_size
+        scanned = tar_index._scan(tar_index._Blocks(f), path, size)
+        assert scanned == tar_index._Indexer(path)._tarfile_entries(f, size)
+
+
+def test_a_header_with_a_wrong_checksum_is_left_to_the_tarfile_module(tmp_path):
+    (path,) = write_shards(tmp_path, IDS[:3], shards=1)
+    data = bytearray(path.read_bytes())
+    data[tarfile.BLOCKSIZE * 2 + 3] ^= 1  # a name byte of the first member's header
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"00000.tar' is not a readable tar .*bad checksum"):
+        shard_index(str(path), tmp_path / "cache")

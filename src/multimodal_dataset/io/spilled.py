@@ -59,11 +59,11 @@ def spill(array: np.ndarray, owner: Any) -> np.ndarray:
     return mapped
 
 
-def allocate(shape: tuple[int, ...], dtype: Any, owner: Any) -> np.memmap:
+def allocate(shape: tuple[int, ...], dtype: Any, owner: Any = None) -> np.memmap:
     """A zero-filled, writable ``.npy`` memory map of ``shape`` in the temporary folder,
     for values computed a chunk at a time (token ids): its pages are the page cache's,
     never the process's own memory, and it pickles as its path (see `spill`). The file
-    goes when ``owner`` does.
+    goes when ``owner`` does (None: when the map itself does).
 
     Raises:
         OSError: When the temporary folder cannot hold it, naming the folder and the fix.
@@ -78,11 +78,11 @@ def allocate(shape: tuple[int, ...], dtype: Any, owner: Any) -> np.memmap:
                 os.posix_fallocate(file.fileno(), 0, os.path.getsize(path))
     except OSError as error:
         raise _no_room(path, nbytes, "for the dataset's precomputed values", error) from error
-    weakref.finalize(owner, _remove, str(path))
+    weakref.finalize(mapped if owner is None else owner, _remove, str(path))
     return mapped
 
 
-def preallocated(shape: tuple[int, ...], dtype: Any, owner: Any) -> np.ndarray:
+def preallocated(shape: tuple[int, ...], dtype: Any, owner: Any = None) -> np.ndarray:
     """A zero-filled array of ``shape`` for values computed a part at a time: `allocate`'s
     temporary memory map once it is `SPILL_MIN_BYTES` or more, else plain memory."""
     if int(np.prod(shape)) * np.dtype(dtype).itemsize >= SPILL_MIN_BYTES:

@@ -21,6 +21,7 @@ import numpy as np
 
 from multimodal_dataset._utils.picklable import Picklable
 from multimodal_dataset.io.files import MissingDataError, open_regular_file
+from multimodal_dataset.io.shared import shareable_state
 from multimodal_dataset.io.storage import Requests, Storage
 from multimodal_dataset.io.urls import is_remote
 
@@ -60,17 +61,22 @@ class TarMembers(Picklable):
         gzipped: np.ndarray | None = None,
     ) -> None:
         self.shards = [os.fspath(s) for s in shards]
-        self.gzipped = None if gzipped is None else np.asarray(gzipped, dtype=bool)
+        self.gzipped = None if gzipped is None else _as(gzipped, np.bool_)
         self.remote = any(is_remote(s) for s in self.shards)
         self.storage = (storage or Storage()) if self.remote else None
-        self.shard = np.asarray(shard, dtype=np.int32)
-        self.offsets = np.asarray(offsets, dtype=np.int64)
-        self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.names = list(names)
+        # As given when they have the type (memory maps stay memory maps, see getstate).
+        self.shard = _as(shard, np.int32)
+        self.offsets = _as(offsets, np.int64)
+        self.sizes = _as(sizes, np.int64)
+        self.names = names if isinstance(names, Sequence) else list(names)
         self.max_bytes = max_bytes
         self._files: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
         self._versions: dict[int, str | None] = {}  # per shard, taken once per process
+
+    def __getstate__(self) -> dict[str, Any]:
+        # To a worker process: the per-row arrays as files it maps, never copies.
+        return shareable_state(self, super().__getstate__())
 
     def __len__(self) -> int:
         return len(self.shard)
@@ -215,3 +221,10 @@ class TarMembers(Picklable):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # at interpreter shutdown, os may be gone
             self.close()
+
+
+def _as(values: Any, dtype: Any) -> np.ndarray:
+    """``values`` as an array of ``dtype``, the array itself when it already is one."""
+    if isinstance(values, np.ndarray) and values.dtype == dtype:
+        return values
+    return np.asarray(values, dtype=dtype)

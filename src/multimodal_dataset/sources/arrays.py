@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset.io.shared import shareable
 from multimodal_dataset.sources.protocol import GatherContext, Source
-from multimodal_dataset.sources.shared import shareable
 
 _INT32 = np.iinfo(np.int32)
 

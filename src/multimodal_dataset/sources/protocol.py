@@ -23,8 +23,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from multimodal_dataset.io.shared import shareable_state
 from multimodal_dataset.io.storage import Requests
-from multimodal_dataset.sources.shared import shareable_state
 
 OnError = Literal["raise", "replace"]
 

@@ -291,7 +291,7 @@ def check_present(table: Table, name: str, role: str, rows: np.ndarray, on_error
     problems = table.missing(name)
     if not problems or on_error != "raise":
         return
-    bad = sorted(set(problems).intersection(rows.tolist()))
+    bad = np.intersect1d(np.fromiter(problems, np.int64, len(problems)), rows).tolist()
     if bad:
         more = len(bad) - 1
         also = f" ({more} more sample{'s' if more > 1 else ''} also lack it)" if more else ""

@@ -2,30 +2,34 @@
 key (``000123.jpg``, ``000123.txt``, ``000123.json``); a column is a member's extension
 (``"jpg"``, ``"txt"``, ``"cls"``) or a field of a JSON member (``"json.width"``).
 
-Each shard is indexed once (`shard_index`); image members are then read by offset a batch
-at a time (`TarMembers`), and small members (captions, classes, JSON) are read into memory
-when their column is asked for. Samples are in shard order, then archive order.
+Each shard is indexed once (`shard_index`, a memory-mapped Arrow file in the cache that
+also holds the small members); image members are then read by offset a batch at a time
+(`TarMembers`), and small members (captions, classes, JSON) come from the index a shard
+at a time. Nothing is held per sample but the offsets of the columns asked for, in
+memory maps. Samples are in shard order, then archive order.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from multimodal_dataset._utils.optional import optional_import
 from multimodal_dataset.io.files import MissingDataError
+from multimodal_dataset.io.spilled import preallocated
 from multimodal_dataset.io.storage import Storage
-from multimodal_dataset.io.tar_index import shard_index, split_key
+from multimodal_dataset.io.tar_index import MemberNames, ShardIndex, shard_indexes
 from multimodal_dataset.io.tar_members import TarMembers
 from multimodal_dataset.io.urls import parent
 from multimodal_dataset.sources.images.encoded import DEFAULT_MAX_FILE_BYTES
 from multimodal_dataset.sources.images.from_bytes import EncodedColumn
 from multimodal_dataset.tables.table import Table
 
-#: Small members (captions, JSON) are read this many samples at a time.
+#: Members that are not in the index (large, or gzipped) are read this many at a time.
 _CHUNK_ROWS = 4096
 
 #: Member kinds the webdataset library decodes that this library does not, and what they
@@ -73,51 +77,31 @@ class ShardTable(Table):
         self.shards = list(shards)
         self.storage = storage or Storage()
         self.max_member_bytes = max_member_bytes
-        self.keys: list[str] = []
-        self.shard_of: list[int] = []
-        self._gzipped: dict[str, set[int]] = {}  # extension -> rows whose member is .gz
-        members: dict[str, dict[int, tuple[int, int]]] = {}  # extension -> row -> (offset, size)
-        for k, shard in enumerate(self.shards):
-            rows: dict[str, int] = {}
-            last = None
-            for member, offset, size in shard_index(shard, cache_dir, self.storage):
-                key, extension = split_key(member)
-                if not extension:
-                    continue  # not part of a sample (WebDataset skips these too)
-                # WebDataset's conventions: extensions match whatever their case, and a
-                # member ending in .gz is the member without it, gzip-compressed.
-                extension = extension.lower()
-                gzipped = extension.endswith(".gz")
-                extension = extension.removesuffix(".gz")
-                row = rows.get(key)
-                if row is None:
-                    row = rows[key] = len(self.keys)
-                    self.keys.append(key)
-                    self.shard_of.append(k)
-                elif key != last or row in members.get(extension, {}):
-                    raise ValueError(
-                        f"Shard {shard!r} holds the key {key!r} twice (member {member!r} "
-                        "again, or apart from the key's other members): WebDataset keys must "
-                        "be unique and their members adjacent in a shard. Write the shard "
-                        "again with unique keys."
-                    )
-                members.setdefault(extension, {})[row] = (offset, size)
-                if gzipped:
-                    self._gzipped.setdefault(extension, set()).add(row)
-                last = key
-        self._members = members
-        self._missing: dict[str, dict[int, str]] = {}
-        self._json: dict[str, list[Any]] = {}
+        self.indexes: list[ShardIndex] = shard_indexes(self.shards, cache_dir, self.storage)
+        counts = [index.samples for index in self.indexes]
+        #: Where each shard's samples start among the rows, then the row count.
+        self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+        self._kinds = dict.fromkeys(kind for index in self.indexes for kind in index.kinds)
+        self._gzipped = set().union(*(index.gzipped for index in self.indexes))
+        self._missing: dict[str, Mapping[int, str]] = {}
 
     @property
     def names(self) -> list[str]:
-        return sorted(self._members)
+        return sorted(self._kinds)
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return int(self.starts[-1])
+
+    def _shard_of(self, row: int) -> int:
+        return int(np.searchsorted(self.starts, row, side="right")) - 1
+
+    def key(self, row: int) -> str:
+        """The WebDataset key of ``row``'s sample (read from its shard's index)."""
+        k = self._shard_of(row)
+        return self.indexes[k].key(row - int(self.starts[k]))
 
     def describe_row(self, row: int) -> str:
-        return f"key {self.keys[row]!r} of shard {self.shards[self.shard_of[row]]!r}"
+        return f"key {self.key(row)!r} of shard {self.shards[self._shard_of(row)]!r}"
 
     def check_column(self, name: str, role: str) -> None:
         extensions = self._extensions(name)
@@ -139,9 +123,16 @@ class ShardTable(Table):
             "'json.field', alternatives are 'jpg;png')."
         )
 
-    def missing(self, name: str) -> dict[int, str]:
-        self.column(name, "input")
-        return self._missing.get(name, {})
+    def missing(self, name: str) -> Mapping[int, str]:
+        self.check_column(name, "input")
+        if name not in self._missing:
+            extension, field = self._json_field(name)
+            if field:
+                self.column(name, "input")  # parsing finds the documents without it
+            else:
+                members = self._member_column(extension)
+                self._missing[name] = self._absent(members, {})
+        return self._missing[name]
 
     # ------------------------------------------------------------------------ columns
 
@@ -153,103 +144,223 @@ class ShardTable(Table):
             part.removesuffix(".gz") if part.removesuffix(".gz") in self._gzipped else part
             for part in wanted
         ]
-        if all(part in self._members for part in wanted):
+        if all(part in self._kinds for part in wanted):
             return wanted
-        extension, dot, _ = name.lower().partition(".")
-        if dot and extension in self._members and self._is_json(extension):
-            return [extension]
-        return []
+        extension, field = self._json_field(name)
+        return [extension] if field else []
 
-    @staticmethod
-    def _is_json(extension: str) -> bool:
-        return extension == "json" or extension.endswith(".json")
+    def _json_field(self, name: str) -> tuple[str, str]:
+        """``("json", "half.value")`` for a JSON member's field, else ``(name, "")``."""
+        extension, dot, field = name.partition(".")
+        lowered = extension.lower()
+        if dot and lowered in self._kinds and (lowered == "json" or lowered.endswith(".json")):
+            return extension, field
+        return name, ""
 
     def _member_column(self, name: str) -> TarMembers:
-        """Per row, the first present member of ``name``'s extensions."""
-        count = len(self.keys)
-        shard = np.asarray(self.shard_of, dtype=np.int32)
-        offsets = np.full(count, -1, dtype=np.int64)
-        sizes = np.zeros(count, dtype=np.int64)
+        """Per row, the first present member of ``name``'s extensions: its shard, offset,
+        size and compression, gathered from the indexes into (memory-mapped) arrays."""
+        count = len(self)
         extensions = self._extensions(name)
-        member_names = [f"{key}.{extensions[0]}" for key in self.keys]
-        gzipped = np.zeros(count, dtype=bool)
-        for extension in reversed(extensions):  # the first alternative wins
-            compressed = self._gzipped.get(extension, set())
-            for row, (offset, size) in self._members[extension].items():
-                offsets[row], sizes[row] = offset, size
-                gzipped[row] = row in compressed
-                suffix = ".gz" if gzipped[row] else ""
-                member_names[row] = f"{self.keys[row]}.{extension}{suffix}"
+        shard = preallocated((count,), np.int32)
+        offsets = preallocated((count,), np.int64)
+        offsets.fill(-1)
+        sizes = preallocated((count,), np.int64)
+        gzipped = preallocated((count,), bool)
+        for k, index in enumerate(self.indexes):
+            lo, hi = int(self.starts[k]), int(self.starts[k + 1])
+            shard[lo:hi] = k
+            with index.columns() as columns:
+                for extension in reversed(extensions):  # the first alternative wins
+                    if extension in index.kinds:
+                        here, size, compressed = columns.members(extension)
+                        present = here >= 0
+                        offsets[lo:hi][present] = here[present]
+                        sizes[lo:hi][present] = size[present]
+                        gzipped[lo:hi][present] = compressed[present]
         return TarMembers(
             self.shards,
             shard,
             offsets,
             sizes,
-            member_names,
+            MemberNames(self.indexes, self.starts, extensions),
             self.max_member_bytes,
             self.storage,
-            gzipped=gzipped if gzipped.any() else None,
+            gzipped=gzipped if self._gzipped.intersection(extensions) else None,
         )
 
     def _images(self, name: str) -> EncodedColumn | None:
         return self._member_column(name)
 
-    def _read(self, name: str) -> np.ndarray:
-        extension, dot, field = name.partition(".")
-        if not (dot and extension.lower() in self._members and self._is_json(extension.lower())):
-            extension, field = name, ""
-        members = self._member_column(extension)
-        missing: dict[int, str] = {}
-        values = np.empty(len(self.keys), dtype=object)
-        parsed = self._parsed_json(extension, members) if field else None
-        contents = None if parsed is not None else _contents(members)
-        for row in range(len(self.keys)):
-            if not members.has(row):
-                missing[row] = f"{self.describe_row(row)} has no member {members.names[row]!r}"
-                continue
-            if parsed is not None:
-                value, problem = _field(parsed[row], field)
-                if problem:
-                    missing[row] = f"{members.names[row]} in {self.describe_row(row)}: {problem}"
-                values[row] = value
-            else:
-                assert contents is not None
-                values[row] = contents[row].decode("utf-8", errors="surrogateescape")
-        members.close()
-        self._missing[name] = missing
-        return values
+    def _absent(self, members: TarMembers, problems: dict[int, str]) -> Mapping[int, str]:
+        absent = np.flatnonzero(members.offsets < 0)
+        names = members.names
 
-    def _parsed_json(self, extension: str, members: TarMembers) -> list[Any]:
-        if extension not in self._json:
-            parsed: list[Any] = []
-            contents = _contents(members)
-            for row in range(len(self.keys)):
-                data = contents[row] if members.has(row) else None
+        def describe(row: int) -> str:
+            return f"{self.describe_row(row)} has no member {names[row]!r}"
+
+        return Problems(absent, describe, problems)
+
+    def _read(self, name: str) -> np.ndarray:
+        extension, field = self._json_field(name)
+        members = self._member_column(extension)
+        try:
+            if not field:
+                batches = self._cells(extension, members, text=True)
+                values = np.empty(len(self), dtype=object)
+                for first, cells in batches:
+                    values[first : first + len(cells)] = cells.to_numpy(zero_copy_only=False)
+                self._missing[name] = self._absent(members, {})
+                return values
+            values, problems = self._json_values(extension, members, field)
+            self._missing[name] = self._absent(members, problems)
+            return values
+        finally:
+            members.close()
+
+    def _arrow_batches(self, name: str) -> Callable[[], Iterator[tuple[int, Any]]] | None:
+        if self._json_field(name)[1]:
+            return None
+
+        def batches() -> Iterator[tuple[int, Any]]:
+            members = self._member_column(name)
+            try:
+                yield from self._cells(name, members, text=True)
+            finally:
+                members.close()
+
+        return batches
+
+    def _cells(self, name: str, members: TarMembers, text: bool) -> Iterator[tuple[int, Any]]:
+        """Per shard, its first row and its cells of column ``name`` (whose
+        `_member_column` is ``members``) as a pyarrow array
+        (``large_string`` for ``text``, else ``large_binary``; null where absent): from
+        the index where it holds them, else read by offset."""
+        pa = optional_import("pyarrow", "Reading WebDataset shards")
+        pc = optional_import("pyarrow.compute", "Reading WebDataset shards")
+        present = members.offsets >= 0
+        too_large = np.flatnonzero(present & (members.sizes > members.max_bytes))
+        if too_large.size:
+            _raise_unreadable(members, int(too_large[0]), members.get_many([too_large[0]])[0])
+        extensions = self._extensions(name)
+        for k, index in enumerate(self.indexes):
+            lo, hi = int(self.starts[k]), int(self.starts[k + 1])
+            cells = pa.nulls(hi - lo, pa.large_binary())
+            pending = np.zeros(hi - lo, bool)  # rows read by offset
+            with index.columns() as columns:
+                for extension in reversed(extensions):  # the first alternative wins
+                    if extension not in index.kinds:
+                        continue
+                    here, _, gzipped = columns.members(extension)
+                    here = here >= 0
+                    data = columns.data(extension)
+                    copied = np.zeros_like(here)
+                    if data is not None:
+                        copied = here & ~gzipped & data.is_valid().to_numpy(zero_copy_only=False)
+                        cells = pc.if_else(pa.array(copied), data, cells)
+                    pending[here] = ~copied[here]
+                cells = cells.combine_chunks() if isinstance(cells, pa.ChunkedArray) else cells
+                if pending.any():
+                    cells = _with_read(cells, members, np.flatnonzero(pending) + lo, lo)
+            if text:
+                cells = _as_text(cells, members, lo)
+            yield lo, cells
+
+    def _json_values(
+        self, extension: str, members: TarMembers, field: str
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Per row, the value of ``field`` in its JSON member, and the rows whose document
+        lacks it, with the problem."""
+        values = np.empty(len(self), dtype=object)
+        problems: dict[int, str] = {}
+        for first, cells in self._cells(extension, members, text=False):
+            for i, data in enumerate(cells.to_pylist()):
+                if data is None:
+                    continue
+                row = first + i
                 try:
-                    parsed.append(None if data is None else json.loads(data))
+                    document = json.loads(data)
                 except ValueError as error:
                     raise ValueError(
                         f"Member {members.names[row]!r} of {self.describe_row(row)} is not "
                         f"valid JSON ({error})."
                     ) from None
-            self._json[extension] = parsed
-        return self._json[extension]
+                value, problem = _field(document, field)
+                if problem:
+                    problems[row] = f"{members.names[row]} in {self.describe_row(row)}: {problem}"
+                values[row] = value
+        return values, problems
 
 
-def _contents(members: TarMembers) -> list[bytes]:
-    """Every present member's bytes (b"" for an absent one), remote ones fetched many at a
-    time; a member that cannot be read is an error naming it."""
-    contents: list[bytes] = []
-    for start in range(0, len(members), _CHUNK_ROWS):
-        rows = list(range(start, min(start + _CHUNK_ROWS, len(members))))
-        for row, data in zip(rows, members.get_many(rows), strict=True):
-            if isinstance(data, MissingDataError):
-                data = b""
-            elif isinstance(data, Exception):
-                kind = ValueError if isinstance(data, ValueError) else OSError
-                raise kind(f"Cannot read {members.describe(row)}: {data}") from data
-            contents.append(data)
-    return contents
+class Problems(Mapping[int, str]):
+    """Rows whose cell is absent (described when asked, none held per row) or has a
+    problem, each with what is wrong.
+
+    Args:
+        absent: The rows without the member, sorted.
+        describe: The message for an absent row.
+        problems: Other rows, each with its problem.
+    """
+
+    def __init__(
+        self, absent: np.ndarray, describe: Callable[[int], str], problems: dict[int, str]
+    ) -> None:
+        self.absent = absent
+        self.describe = describe
+        self.problems = problems
+
+    def __getitem__(self, row: int) -> str:
+        if row in self.problems:
+            return self.problems[row]
+        at = int(np.searchsorted(self.absent, row))
+        if at < len(self.absent) and self.absent[at] == row:
+            return self.describe(int(row))
+        raise KeyError(row)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from (int(row) for row in self.absent)
+        yield from self.problems
+
+    def __len__(self) -> int:
+        return len(self.absent) + len(self.problems)
+
+
+def _with_read(cells: Any, members: TarMembers, rows: np.ndarray, first: int) -> Any:
+    """``cells`` (a shard's, starting at row ``first``) with ``rows`` read by offset
+    (remote ones many at a time); a member that cannot be read is an error naming it."""
+    pa = optional_import("pyarrow", "Reading WebDataset shards")
+    values = cells.to_pylist()
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        chunk = [int(row) for row in rows[start : start + _CHUNK_ROWS]]
+        for row, data in zip(chunk, members.get_many(chunk), strict=True):
+            if isinstance(data, Exception) and not isinstance(data, MissingDataError):
+                _raise_unreadable(members, row, data)
+            values[row - first] = None if isinstance(data, Exception) else data
+    return pa.array(values, pa.large_binary())
+
+
+def _raise_unreadable(members: TarMembers, row: int, error: Any) -> None:
+    kind = ValueError if isinstance(error, ValueError) else OSError
+    raise kind(f"Cannot read {members.describe(row)}: {error}") from error
+
+
+def _as_text(cells: Any, members: TarMembers, first: int) -> Any:
+    """A shard's member bytes as UTF-8 text, or an error naming the first member that
+    is not (as the webdataset library decodes ``txt``)."""
+    pa = optional_import("pyarrow", "Reading WebDataset shards")
+    try:
+        return cells.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        for i, data in enumerate(cells.to_pylist()):
+            try:
+                if data is not None:
+                    data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"Cannot read {members.describe(first + i)} as text: it is not UTF-8 "
+                    f"({error}). Write it as UTF-8, or read it with your own Source."
+                ) from None
+        raise
 
 
 def _field(document: Any, path: str) -> tuple[Any, str]:

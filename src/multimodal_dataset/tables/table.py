@@ -92,7 +92,7 @@ class Table(abc.ABC):
         self.check_column(name, "image")
         return self._images(name)
 
-    def missing(self, name: str) -> dict[int, str]:
+    def missing(self, name: str) -> Mapping[int, str]:
         """Rows whose cell of ``name`` is absent from storage (a sample without the member),
         each with what is missing; the cells read as None."""
         return {}

@@ -19,6 +19,7 @@ import numpy as np
 
 from multimodal_dataset._utils.checks import check_choice, check_int
 from multimodal_dataset._utils.picklable import Picklable
+from multimodal_dataset.io.shared import shareable_state
 from multimodal_dataset.io.storage import Requests, Storage
 from multimodal_dataset.sources.images.decoded_cache import (
     CACHE_VALIDATIONS,
@@ -40,7 +41,6 @@ from multimodal_dataset.sources.protocol import (
     check_on_error,
     check_rows,
 )
-from multimodal_dataset.sources.shared import shareable_state
 
 if TYPE_CHECKING:
     from multimodal_dataset.sources.images.augmentation import ImageAugmentation

@@ -18,13 +18,13 @@ import numpy as np
 
 from multimodal_dataset._utils.checks import check_int
 from multimodal_dataset.io.files import OutsideRootError, read_regular_file
+from multimodal_dataset.io.shared import Strings
 from multimodal_dataset.io.storage import Requests, Storage
 from multimodal_dataset.io.urls import absolute, inside, is_remote, join, local_path
 from multimodal_dataset.sources.images.decoded_cache import CacheValidation
 from multimodal_dataset.sources.images.decoding import ColorMode
 from multimodal_dataset.sources.images.encoded import DEFAULT_MAX_FILE_BYTES, EncodedImages
 from multimodal_dataset.sources.protocol import OnError, SampleError
-from multimodal_dataset.sources.shared import Strings
 
 if TYPE_CHECKING:
     from multimodal_dataset.sources.images.augmentation import ImageAugmentation

@@ -83,7 +83,7 @@ def test_spawned_workers_read_the_shared_files_and_serve_the_same_stream():
 @pytest.mark.keras
 def test_image_paths_are_two_arrays_not_a_string_each_and_pickle_as_files():
     from multimodal_dataset import ImageFiles
-    from multimodal_dataset.sources.shared import Strings
+    from multimodal_dataset.io.shared import Strings
 
     given = [f"images/{i:07d}.jpg" for i in range(200_000)]  # 3.8 MB of paths
     images = ImageFiles(given, size=(8, 8))
@@ -97,7 +97,7 @@ def test_image_paths_are_two_arrays_not_a_string_each_and_pickle_as_files():
 
 
 def test_strings_keep_any_text_a_path_may_hold():
-    from multimodal_dataset.sources.shared import Strings
+    from multimodal_dataset.io.shared import Strings
 
     values = ["", "café/ü.png", "a\udcff.jpg", "s3://bucket/key with space.jpg", ""]
     strings = Strings.of(values)
