@@ -541,7 +541,7 @@ def _check_sums(headers: list[bytes]) -> None:
     ended = np.cumsum(started & ~digits, axis=1) > 0
     if (digits & ended).any():
         raise _Unusual
-    places = np.cumsum(digits[:, ::-1], axis=1)[:, ::-1] - digits  # digits after each
+    places: np.ndarray = np.cumsum(digits[:, ::-1], axis=1)[:, ::-1] - digits  # after each
     stored = ((field - ord("0")) * digits * (8**places)).sum(axis=1)
     if not np.array_equal(stored, computed):
         raise _Unusual
