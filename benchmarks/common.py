@@ -217,10 +217,14 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def in_fresh_process(module: str, function: str, *args: object) -> Any:
+def in_fresh_process(
+    module: str, function: str, *args: object, python: str | None = None, backend: str = ""
+) -> Any:
     """``benchmarks.<module>.<function>(*args)`` (string arguments) run in a fresh Python
-    process, so that nothing an earlier benchmark imported or allocated counts; returns
-    the JSON it prints."""
+    process (``python``, by default this one; with ``KERAS_BACKEND=backend`` if given),
+    so that nothing an earlier benchmark imported or allocated counts; returns the JSON it
+    prints."""
+    import os
     import subprocess
     import sys
 
@@ -229,7 +233,8 @@ def in_fresh_process(module: str, function: str, *args: object) -> Any:
         f"print(json.dumps({module}.{function}(*sys.argv[1:])))"
     )
     output = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)],
+        [python or sys.executable, "-c", code, *map(str, args)],
+        env={**os.environ, "KERAS_BACKEND": backend} if backend else None,
         check=True,
         capture_output=True,
         text=True,

@@ -197,15 +197,9 @@ FITTERS = ("words", "bpe", "tokenizers bpe", "TextVectorization")
 
 def measure_text(fitter: str, n: str) -> dict | None:
     """In a fresh process: fit ``fitter`` on ``n`` captions and tokenize them to 24 ids
-    (seconds and peak anonymous memory beyond the captions themselves); None where the
-    peer is not installed (TextVectorization needs TensorFlow)."""
+    (seconds and peak anonymous memory beyond the captions themselves)."""
     count = int(n)
     texts = captions(count, seed=7)
-    if fitter == "TextVectorization":
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
-            return None
     import keras
 
     from multimodal_dataset import TextTokens
@@ -244,6 +238,19 @@ def measure_text(fitter: str, n: str) -> dict | None:
         "us_per_text": round(seconds / count * 1e6, 2),
         "anonymous_peak_bytes_per_text": round((anonymous.peak - anonymous_before) / count, 1),
     }
+
+
+def tensorflow_python() -> str | None:
+    """A Python with TensorFlow for the TextVectorization peer: this one, or that of the
+    nox TensorFlow test session's venv (``nox -s "tests(backend='tensorflow')"``); None
+    where there is none (that peer is then left out, and the report says so)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        return sys.executable
+    venv = DATA.parent.parent / ".nox" / "tests-backend-tensorflow" / "bin" / "python"
+    return str(venv) if venv.exists() else None
 
 
 def held_bytes(root: object) -> int:
@@ -446,7 +453,18 @@ def run(settings: Settings) -> dict:
             flush=True,
         )
         for fitter in FITTERS if n <= TEXT_LARGEST else ():
-            fitted = in_fresh_process("construction", "measure_text", fitter, n)
+            fitted = None
+            if fitter != "TextVectorization":
+                fitted = in_fresh_process("construction", "measure_text", fitter, n)
+            elif tensorflow_python() is not None:
+                fitted = in_fresh_process(
+                    "construction",
+                    "measure_text",
+                    fitter,
+                    n,
+                    python=tensorflow_python(),
+                    backend="tensorflow",
+                )
             if fitted is not None:
                 fitting.append(fitted)
                 print(

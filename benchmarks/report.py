@@ -422,7 +422,13 @@ def construction_table(built) -> list[str]:
             "Text fitting and tokenizing to 24 ids (fresh process each): ours (`TextTokens` "
             "with the word vocabulary, with BPE) against Hugging Face `tokenizers` BPE "
             "(train_from_iterator, then encode_batch on every text) and Keras "
-            "`TextVectorization.adapt` where TensorFlow is installed.",
+            "`TextVectorization.adapt` (run in the TensorFlow test venv, "
+            "`.nox/tests-backend-tensorflow`)."
+            + (
+                ""
+                if any(row["fitter"] == "TextVectorization" for row in fitting)
+                else " TextVectorization was not measured in this run: no TensorFlow venv."
+            ),
             "",
             "| fitter | N | seconds | us/text | peak (B/text) |",
             "| --- | ---: | ---: | ---: | ---: |",
@@ -432,6 +438,41 @@ def construction_table(built) -> list[str]:
                 f"| {row['fitter']} | {row['n']:.0e} | {row['seconds']:.2f} | "
                 f"{row['us_per_text']:.1f} | {row['anonymous_peak_bytes_per_text']:.0f} |"
             )
+    lines += shards_table(built.get("shards", ()), built.get("shards_cached_exponent"))
+    return lines
+
+
+def shards_table(rows, cached_exponent) -> list[str]:
+    """`from_webdataset` up to the first batch, with and without cached indexes, against
+    the webdataset library's streaming pipeline."""
+    if not rows:
+        return []
+    peers = {row["n"]: row for row in rows if row["mode"] == "webdataset"}
+    lines = [
+        "",
+        "WebDataset shards (10,000 samples a shard: a tiny JPEG, a caption and a class; each "
+        "run in a fresh process): `from_webdataset` up to its first batch of 256 with no "
+        "index cached (every header read, in one process per core), with the indexes of an "
+        "earlier run (images and classes), and with the captions too (a word vocabulary "
+        "fitted on them and every caption tokenized); against the webdataset library's "
+        "pipeline (shard shuffle and a 1,000-sample buffer: streaming, no exact epochs) up "
+        "to its first batch of raw samples. Memory as above, per sample.",
+        "",
+        "| N | run | dataset built (s) | first batch (s) | peak (B/sample) "
+        "| arrays held (B/sample) | webdataset first batch (s) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        if row["mode"] == "webdataset":
+            continue
+        peer = peers.get(row["n"], {}).get("first_batch_seconds", float("nan"))
+        lines.append(
+            f"| {row['n']:.0e} | {row['mode']} | {row['dataset_seconds']:.2f} | "
+            f"{row['first_batch_seconds']:.2f} | "
+            f"{row['anonymous_peak_bytes_per_sample']:.0f} | "
+            f"{row['held_bytes_per_sample']:.0f} | {peer:.2f} |"
+        )
+    lines += ["", f"Growth exponent of the cached first batch: {cached_exponent}."]
     return lines
 
 

@@ -99,15 +99,18 @@ class IndexColumns:
     def __init__(self, table: Any) -> None:
         self.table = table
 
+    def _column(self, name: str) -> Any:
+        return self.table.column(name).combine_chunks()  # one chunk: no copy
+
     def key(self, sample: int) -> str:
         return str(self.table.column("key")[sample].as_py())
 
     def members(self, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per sample: the offset of its ``kind`` member's data (-1: none), its size and
         whether it is gzipped; views of the mapped file."""
-        offsets = self.table.column(f"offset:{kind}").chunk(0).to_numpy()
-        sizes = self.table.column(f"size:{kind}").chunk(0).to_numpy()
-        gzipped = self.table.column(f"gzip:{kind}").chunk(0).to_numpy().view(bool)
+        offsets = self._column(f"offset:{kind}").to_numpy()
+        sizes = self._column(f"size:{kind}").to_numpy()
+        gzipped = self._column(f"gzip:{kind}").to_numpy().view(bool)
         return offsets, sizes, gzipped
 
     def data(self, kind: str) -> Any:
@@ -115,7 +118,7 @@ class IndexColumns:
         compressed) as a pyarrow binary array, null where it has none or the member is
         larger than `SMALL_MAX_BYTES`; None for a kind that is not copied."""
         name = f"data:{kind}"
-        return self.table.column(name).chunk(0) if name in self.table.column_names else None
+        return self._column(name) if name in self.table.column_names else None
 
 
 #: Shards that need indexing are indexed in processes from this many bytes in all.
@@ -450,9 +453,11 @@ _BLOCK = tarfile.BLOCKSIZE
 
 
 class _Blocks:
-    """Forward reads of a file in large blocks (a local file, or a remote object)."""
+    """Forward reads of a file in blocks (a local file, or a remote object read through
+    its own larger block cache): a block holds the headers and small members of many
+    small samples, or one header of a large image, whose data is skipped."""
 
-    def __init__(self, f: BinaryIO, size: int = 8 * 2**20) -> None:
+    def __init__(self, f: BinaryIO, size: int = 64 * 2**10) -> None:
         self.f, self.size = f, size
         self.start, self.buffer = 0, b""
 
@@ -607,6 +612,12 @@ class MemberNames(Sequence[str]):
         row = int(row)
         k = int(np.searchsorted(self.starts, row, side="right")) - 1
         index, sample = self.indexes[k], row - int(self.starts[k])
+        try:
+            return self._name(index, sample)
+        except (OSError, ValueError):  # the cache folder was emptied meanwhile
+            return f"sample {sample} (its index {index.file!r} is gone)"
+
+    def _name(self, index: ShardIndex, sample: int) -> str:
         with index.columns() as columns:
             key = columns.key(sample)
             for kind in self.kinds:

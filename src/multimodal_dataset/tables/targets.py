@@ -98,12 +98,18 @@ def encode_targets(
 
 def _missing_rows(values: np.ndarray) -> list[int]:
     """The rows without a value: none in an integer column, the NaNs of a float one;
-    otherwise each cell is looked at."""
+    otherwise the distinct values are looked at (a set: hashing, no per-row Python), and
+    each cell only when one of them is missing."""
     array = np.asarray(values)
     if array.dtype.kind in "iub":
         return []
     if array.dtype.kind == "f":
         return np.flatnonzero(np.isnan(array)).tolist()
+    try:
+        if not any(is_missing(v) for v in set(array)):
+            return []
+    except TypeError:  # unhashable cells (lists): looked at one by one
+        pass
     return [i for i, v in enumerate(array) if is_missing(v)]
 
 
