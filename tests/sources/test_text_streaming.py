@@ -86,7 +86,9 @@ def test_many_token_ids_live_in_a_temporary_memory_map_that_goes_with_the_source
     assert not os.path.exists(path)
 
 
-def test_a_script_without_a_main_guard_tokenizes_in_worker_processes_as_in_one(tmp_path):
+def test_a_script_without_a_main_guard_counts_and_tokenizes_in_worker_processes_as_in_one(
+    tmp_path,
+):
     script = tmp_path / "train.py"  # run as __main__, no `if __name__ == "__main__":`
     script.write_text(
         textwrap.dedent(
@@ -97,13 +99,16 @@ def test_a_script_without_a_main_guard_tokenizes_in_worker_processes_as_in_one(t
 
             texts = [f"caption {i % 17} of word{i % 5} and more{i % 3}" for i in range(3000)]
             used = []
-            pool = streaming._in_processes
-            streaming._in_processes = lambda *args: used.append(1) or pool(*args)
+            pool, counting = streaming._in_processes, streaming._counted_in_processes
+            streaming._in_processes = lambda *args: used.append("ids") or pool(*args)
+            streaming._counted_in_processes = (
+                lambda *args: used.append("counts") or counting(*args)
+            )
             streaming.PARALLEL_MIN, streaming.CHUNK = 100, 128
             parallel = TextTokens(texts, length=8)
             streaming.PARALLEL_MIN = 10**12
             serial = TextTokens(texts, length=8)
-            assert used == [1], used
+            assert used == ["counts", "ids"], used
             assert np.array_equal(parallel.ids, serial.ids)
             assert parallel.vocabulary == serial.vocabulary
             print("same ids")

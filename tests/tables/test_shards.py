@@ -478,3 +478,19 @@ def test_a_header_with_a_wrong_checksum_is_left_to_the_tarfile_module(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"00000.tar' is not a readable tar .*bad checksum"):
         shard_index(str(path), tmp_path / "cache")
+
+
+def test_shards_indexed_in_worker_processes_are_the_indexes_made_here(tmp_path, monkeypatch):
+    shards = [str(p) for p in write_shards(tmp_path / "s", IDS)]
+    here = tar_index.shard_indexes(shards, tmp_path / "here")
+    monkeypatch.setattr(tar_index, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(tar_index.os, "cpu_count", lambda: 2)
+    pools, pool = [], tar_index.ProcessPoolExecutor
+    monkeypatch.setattr(
+        tar_index, "ProcessPoolExecutor", lambda *a, **k: pools.append(a) or pool(*a, **k)
+    )
+    made = tar_index.shard_indexes(shards, tmp_path / "processes")
+    assert pools == [(2,)]
+    for a, b in zip(here, made, strict=True):
+        with a.columns() as x, b.columns() as y:
+            assert x.table.equals(y.table)

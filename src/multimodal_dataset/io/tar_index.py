@@ -18,7 +18,7 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
@@ -121,8 +121,10 @@ class IndexColumns:
         return self._column(name) if name in self.table.column_names else None
 
 
-#: Shards that need indexing are indexed in processes from this many bytes in all.
+#: Local shards that need indexing are indexed in processes from this many bytes in all.
 PARALLEL_MIN_BYTES = 64 * 2**20
+#: Remote shards that need indexing are read this many at a time.
+REMOTE_THREADS = 8
 
 
 def shard_indexes(
@@ -130,21 +132,27 @@ def shard_indexes(
     cache_dir: str | os.PathLike[str] | None = None,
     storage: Storage | None = None,
 ) -> list[ShardIndex]:
-    """The indexes of the shards ``paths`` (see `shard_index`); those not in the cache
-    are indexed in spawned processes, one per core, when there are several and they are
-    large (or remote), since reading headers is Python work."""
+    """The indexes of the shards ``paths`` (see `shard_index`). Those not in the cache
+    are indexed concurrently: local shards in spawned processes, one per core, when
+    they are large (reading headers is Python work); remote ones in threads of this
+    process (reading a shard is mostly waiting on the network, and a store may live in
+    this process alone, as ``memory://`` does)."""
     storage = storage or Storage()
     found = [_cached(path, cache_dir, storage) for path in paths]
     todo = [path for path, index in zip(paths, found, strict=True) if index is None]
-    workers = min(len(todo), os.cpu_count() or 1)
-    local_bytes = sum(os.path.getsize(p) for p in todo if not is_remote(p) and os.path.isfile(p))
-    remote = any(is_remote(p) for p in todo)
+    local = [p for p in todo if not is_remote(p) and os.path.isfile(p)]
+    remote = [p for p in todo if is_remote(p)]
     made: dict[str, ShardIndex] = {}
-    if workers > 1 and (remote or local_bytes >= PARALLEL_MIN_BYTES):
+    processes = min(len(local), os.cpu_count() or 1)
+    if processes > 1 and sum(map(os.path.getsize, local)) >= PARALLEL_MIN_BYTES:
         context = spawn_context()  # spawned: safe beside any backend's threads
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            done = pool.map(shard_index, todo, [cache_dir] * len(todo), [storage] * len(todo))
-            made = dict(zip(todo, done, strict=True))
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            done = pool.map(shard_index, local, [cache_dir] * len(local), [storage] * len(local))
+            made.update(zip(local, done, strict=True))
+    if len(remote) > 1:
+        with ThreadPoolExecutor(min(len(remote), REMOTE_THREADS)) as threads:
+            done = threads.map(lambda path: shard_index(path, cache_dir, storage), remote)
+            made.update(zip(remote, done, strict=True))
     return [
         index if index is not None else made.get(path) or shard_index(path, cache_dir, storage)
         for path, index in zip(paths, found, strict=True)

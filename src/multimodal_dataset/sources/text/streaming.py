@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -27,7 +28,7 @@ from multimodal_dataset.sources.text.tokenizing import (
     tokenize,
     train_subword_tokenizer,
 )
-from multimodal_dataset.sources.text.vocabulary import Vocabulary, pad_ragged
+from multimodal_dataset.sources.text.vocabulary import Vocabulary, count_words, pad_ragged
 
 #: Texts per chunk: a few MB of Python strings at a time.
 CHUNK = 1 << 16
@@ -117,7 +118,12 @@ def fit(
         fitted["tokenizer"] = trained.to_str()
         tokenizer = trained
     elif tokenizer is None and vocabulary is None:
-        vocabulary = Vocabulary.fit(texts.good(), max_tokens=max_tokens)
+        workers = _processes(len(texts.texts), None)
+        if workers > 1:
+            counts = _counted_in_processes(texts, workers)
+            vocabulary = Vocabulary.from_counts(counts, max_tokens=max_tokens)
+        else:
+            vocabulary = Vocabulary.fit(texts.good(), max_tokens=max_tokens)
         fitted["vocabulary"] = vocabulary.tokens
     return vocabulary, tokenizer, fitted
 
@@ -202,6 +208,22 @@ def _init(tokens: list[str]) -> None:
 def _encode_chunk(strings: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
     assert _VOCABULARY is not None
     return pad_ragged([_VOCABULARY.lookup(text) for text in strings], length)
+
+
+def _counted_in_processes(decoded: DecodedChunks, workers: int) -> Counter[str]:
+    """The words of the good texts counted a chunk per task in ``workers`` spawned
+    processes, then added up; at most two chunks per process in flight."""
+    total: Counter[str] = Counter()
+    with ProcessPoolExecutor(workers, mp_context=spawn_context()) as pool:
+        pending: collections.deque[Future[Counter[str]]] = collections.deque()
+        for _, strings, bad in decoded:
+            good = [s for i, s in enumerate(strings) if i not in bad] if bad else strings
+            pending.append(pool.submit(count_words, good))
+            if len(pending) >= 2 * workers:
+                total.update(pending.popleft().result())
+        while pending:
+            total.update(pending.popleft().result())
+    return total
 
 
 def _in_processes(

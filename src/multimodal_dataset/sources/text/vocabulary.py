@@ -34,6 +34,22 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def count_words(texts: Iterable[str]) -> Counter[str]:
+    """How often each word (`split_words`) occurs in ``texts``."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(split_words(text))
+    return counts
+
+
+def _check_max_tokens(max_tokens: int | None) -> None:
+    if max_tokens is not None and max_tokens < 2:
+        raise ValueError(
+            f"max_tokens counts the padding and unknown tokens too, so it must be at "
+            f"least 2; got max_tokens={max_tokens}."
+        )
+
+
 class Vocabulary(Saveable):
     """A word-level vocabulary: token -> id, with 0 for padding and 1 for unknown words.
 
@@ -78,14 +94,21 @@ class Vocabulary(Saveable):
                 ``max_tokens - 2`` words), as in ``TextVectorization``; None keeps all.
             min_count: Keep only words seen at least this often.
         """
-        if max_tokens is not None and max_tokens < 2:
-            raise ValueError(
-                f"max_tokens counts the padding and unknown tokens too, so it must be at "
-                f"least 2; got max_tokens={max_tokens}."
-            )
-        counts: Counter[str] = Counter()
-        for text in texts:
-            counts.update(split_words(text))
+        _check_max_tokens(max_tokens)
+        return cls.from_counts(count_words(texts), max_tokens=max_tokens, min_count=min_count)
+
+    @classmethod
+    def from_counts(
+        cls, counts: Mapping[str, int], *, max_tokens: int | None = None, min_count: int = 1
+    ) -> Vocabulary:
+        """The vocabulary of words already counted (`count_words`, for example per chunk
+        in several processes, then added up): the most frequent first, ties by word.
+
+        Args:
+            counts: How often each word occurs in the training texts.
+            max_tokens, min_count: See `fit`.
+        """
+        _check_max_tokens(max_tokens)
         ranked = sorted(
             (t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t)
         )
