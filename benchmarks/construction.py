@@ -322,10 +322,10 @@ SHARD_SAMPLES = 10_000
 
 def shard_folder(n: int) -> Path:
     """``n`` samples (a tiny JPEG, a caption and a class each) as tar shards of
-    `SHARD_SAMPLES`, written once into benchmarks/.data, as the webdataset library's
-    ``TarWriter`` writes them (a pax header per member for its float mtime)."""
-    import tarfile
-
+    `SHARD_SAMPLES`, written once into benchmarks/.data, byte for byte as the webdataset
+    library's ``TarWriter`` (Python's tarfile) writes them: a pax header per member, for
+    its float mtime. Headers are filled into a template, which is fifty times faster
+    than ``tarfile`` (10**7 samples: 3 * 10**7 members)."""
     folder = DATA / f"construction-shards-{n}"
     done = folder / "done"
     if done.exists():
@@ -336,19 +336,53 @@ def shard_folder(n: int) -> Path:
     for k, start in enumerate(range(0, n, SHARD_SAMPLES)):
         count = min(SHARD_SAMPLES, n - start)
         texts = captions(count, seed=start)
-        with tarfile.open(folder / f"{k:06d}.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        with open(folder / f"{k:06d}.tar", "wb") as out:
             for i in range(count):
-                key = f"{start + i:09d}"
+                key = b"%09d" % (start + i)
                 for extension, data in (
-                    ("jpg", jpegs[(start + i) % len(jpegs)]),
-                    ("txt", texts[i].encode()),
-                    ("cls", str((start + i) % 10).encode()),
+                    (b"jpg", jpegs[(start + i) % len(jpegs)]),
+                    (b"txt", texts[i].encode()),
+                    (b"cls", b"%d" % ((start + i) % 10)),
                 ):
-                    info = tarfile.TarInfo(f"{key}.{extension}")
-                    info.size, info.mtime = len(data), 1.7e9 + 0.5
-                    tar.addfile(info, io.BytesIO(data))
+                    out.write(_member_header(key + b"." + extension, len(data)))
+                    out.write(data + bytes(-len(data) % 512))
+            out.write(bytes(2 * 512))
     done.write_text("")
     return folder
+
+
+def _member_header(name: bytes, size: int) -> bytes:
+    """The pax and ustar headers tarfile writes for ``name`` of ``size`` bytes (mtime
+    1.7e9 + 0.5): the pax part is the same for every member, and the ustar header's
+    checksum is the template's plus the name's and the size's bytes."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        import tarfile
+
+        info = tarfile.TarInfo("")
+        info.size, info.mtime = 0, 1.7e9 + 0.5
+        whole = info.tobuf(format=tarfile.PAX_FORMAT)
+        header = bytearray(whole[-512:])
+        header[124:136] = bytes(12)
+        header[148:156] = b" " * 8
+        _TEMPLATE = (whole[:-512], bytes(header), sum(header))
+    pax, header, base = _TEMPLATE
+    size_field = b"%011o\0" % size
+    checksum = base + sum(name) + sum(size_field)
+    return b"".join(
+        (
+            pax,
+            name.ljust(100, b"\0"),
+            header[100:124],
+            size_field,
+            header[136:148],
+            b"%06o\0 " % checksum,
+            header[156:],
+        )
+    )
+
+
+_TEMPLATE: tuple[bytes, bytes, int] | None = None
 
 
 def measure_shards(folder: str, n: str, mode: str) -> dict:
@@ -418,7 +452,7 @@ def measure_webdataset(folder: str, n: str) -> dict:
 
 
 def shard_sizes(settings: Settings) -> list[int]:
-    return [10**4] if settings.quick else [10**5, 10**6]
+    return [10**4] if settings.quick else [10**5, 10**6, 10**7]
 
 
 def worker_sizes(settings: Settings) -> list[int]:
