@@ -106,7 +106,8 @@ class Vocabulary(Saveable):
 
         Args:
             counts: How often each word occurs in the training texts.
-            max_tokens, min_count: See `fit`.
+            max_tokens: The vocabulary size including padding and unknown (see `fit`).
+            min_count: Keep only words counted at least this often.
         """
         _check_max_tokens(max_tokens)
         ranked = sorted(
