@@ -84,6 +84,7 @@ class ShardTable(Table):
         self._kinds = dict.fromkeys(kind for index in self.indexes for kind in index.kinds)
         self._gzipped = set().union(*(index.gzipped for index in self.indexes))
         self._missing: dict[str, Mapping[int, str]] = {}
+        self._columns: dict[tuple[str, ...], TarMembers] = {}  # by extensions
 
     @property
     def names(self) -> list[str]:
@@ -159,9 +160,15 @@ class ShardTable(Table):
 
     def _member_column(self, name: str) -> TarMembers:
         """Per row, the first present member of ``name``'s extensions: its shard, offset,
-        size and compression, gathered from the indexes into (memory-mapped) arrays."""
-        count = len(self)
+        size and compression, gathered from the indexes into (memory-mapped) arrays
+        once per column (its missing members, its cells and its images read the same)."""
         extensions = self._extensions(name)
+        if tuple(extensions) not in self._columns:
+            self._columns[tuple(extensions)] = self._gathered(extensions)
+        return self._columns[tuple(extensions)]
+
+    def _gathered(self, extensions: list[str]) -> TarMembers:
+        count = len(self)
         shard = preallocated((count,), np.int32)
         offsets = preallocated((count,), np.int64)
         offsets.fill(-1)
