@@ -324,7 +324,8 @@ def id_png(i: int) -> bytes:
 
 def id_table(ids, *, struct=True):
     """A pyarrow table of ``ids``: ``image`` (``{bytes, path}`` or binary) whose pixels are
-    the id, ``id`` and a ``caption`` naming it."""
+    the id, ``id``, ``label`` (the id again: a target, since a column is one input or
+    target) and a ``caption`` naming it."""
     import pyarrow as pa
 
     ids = [int(i) for i in ids]
@@ -334,7 +335,12 @@ def id_table(ids, *, struct=True):
     else:
         images = pa.array([id_png(i) for i in ids], pa.binary())
     return pa.table(
-        {"image": images, "id": pa.array(ids, pa.int64()), "caption": [f"item {i}" for i in ids]}
+        {
+            "image": images,
+            "id": pa.array(ids, pa.int64()),
+            "label": pa.array(ids, pa.int64()),
+            "caption": [f"item {i}" for i in ids],
+        }
     )
 
 

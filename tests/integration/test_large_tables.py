@@ -62,7 +62,7 @@ def test_an_epoch_over_a_512_mib_image_column_grows_anonymous_memory_by_under_50
         train, _ = from_table(
             big_parquet,
             **ID_COLUMNS,
-            target="id",
+            target="label",
             validation_split=0,
             batch_size=32,
             seed=1,

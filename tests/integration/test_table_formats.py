@@ -35,7 +35,7 @@ def tables(tmp_path_factory):
 def train_ids(table, epochs=2, **kwargs):
     """The ids each epoch trained on, read from the targets inside the train step."""
     train, _ = from_table(
-        table, **ID_COLUMNS, target="id", validation_split=0, batch_size=8, seed=5, **kwargs
+        table, **ID_COLUMNS, target="label", validation_split=0, batch_size=8, seed=5, **kwargs
     )
     return fit_ids(train, epochs)
 
@@ -66,7 +66,7 @@ def test_every_row_of_image_bytes_trains_once_per_epoch_in_every_worker_mode(
 
 
 def test_the_stream_from_parquet_image_bytes_is_identical_on_every_backend(tables):
-    train, val = from_table(tables["Parquet shards"], **ID_COLUMNS, target="id", batch_size=8)
+    train, val = from_table(tables["Parquet shards"], **ID_COLUMNS, target="label", batch_size=8)
     assert testing.stream_digest(train, epochs=2) == PARQUET_DIGEST
     assert testing.stream_digest(val, epochs=1) == PARQUET_VALIDATION_DIGEST
 
@@ -78,6 +78,6 @@ PARQUET_VALIDATION_DIGEST = "8520623e65df3dd95ac473ff4e0715dabdbfd806c180f3a3f2c
 def test_shards_of_a_parquet_table_split_its_rows_exactly(tables):
     def make_train(**shard):
         kwargs = {"validation_split": 0, "batch_size": 4, "seed": 2}
-        return from_table(tables["Parquet shards"], **ID_COLUMNS, target="id", **kwargs, **shard)[0]
+        return from_table(tables["Parquet shards"], **ID_COLUMNS, target="label", **kwargs, **shard)[0]
 
     np.testing.assert_array_equal(np.sort(ids_over_shards(make_train)), np.arange(ROWS))

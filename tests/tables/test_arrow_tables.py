@@ -83,7 +83,7 @@ def test_every_table_form_reads_the_same_rows_in_the_same_order(tmp_path):
 def test_every_table_form_gives_the_same_shuffled_stream_and_split(tmp_path):
     reference = None
     for name, source in sources(tmp_path):
-        train, val = from_table(source, **ID_COLUMNS, target="id", batch_size=8, seed=4)
+        train, val = from_table(source, **ID_COLUMNS, target="label", batch_size=8, seed=4)
         train.on_epoch_end()
         stream = [ids_of(train[i]) for i in range(len(train))] + [ids_of(val[0])]
         if reference is None:
@@ -187,7 +187,7 @@ def test_saved_preprocessing_reads_a_new_parquet_file_as_the_training_rows_were(
         image="image",
         text="caption",
         numeric=["id"],
-        target="id",
+        target="label",
         target_kind="float",
         image_size=(2, 2),
         text_length=3,

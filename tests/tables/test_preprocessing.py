@@ -72,7 +72,7 @@ def test_an_inference_table_without_targets_gives_inputs_only_in_table_order(exa
 
 
 def test_an_unfitted_preprocessing_refuses_to_scale_new_rows_by_their_own_statistics(example):
-    pre = TablePreprocessing(text="caption", text_length=8)
+    pre = TablePreprocessing(texts=("caption",), text_length=8)
     with pytest.raises(ValueError, match="not been fitted"):
         pre.dataset(example)
 

@@ -51,7 +51,7 @@ def test_shards_read_as_the_same_batches_as_a_parquet_table_of_the_same_samples(
         shards = str(tmp_path / "shards" / pattern)
         from_shards = from_webdataset(shards, **WDS, target="cls", batch_size=7, seed=3)
         from_parquet = from_table(
-            tmp_path / "t.parquet", **ID_COLUMNS, target="id", batch_size=7, seed=3
+            tmp_path / "t.parquet", **ID_COLUMNS, target="label", batch_size=7, seed=3
         )
         for a, b in zip(from_shards, from_parquet, strict=True):
             assert_same_batches(a, b)

@@ -87,7 +87,7 @@ def test_an_explicit_target_kind_decides_and_numeric_class_names_sort_as_numbers
         ("int", [1, 2, 3000000000, 1], r"row 2: .*outside the int32 range"),
         ("float", [1.0, 2.0, "x", 1.0], r"row 2: column 'y' holds 'x', which is not a number"),
         ("float", [1.0, 2.0, 1e39, 1.0], r"row 2: .*beyond float32's range"),
-        ("ordinal", [1, 2], r"target_kind must be one of \('int', 'float', 'classes'\)"),
+        ("ordinal", [1, 2], r"must be one of \('int', 'float', 'classes', 'multi_label'\)"),
     ],
 )
 def test_a_target_that_does_not_fit_its_kind_is_named(kind, targets, match):

@@ -113,9 +113,9 @@ class Inspection:
         finally:
             self._released()
 
-    def _class_names(self) -> list[Any] | None:
-        """The names of the class ids, where the dataset knows them."""
-        return None
+    def _class_names(self) -> list[list[Any] | None]:
+        """For each target, the names of its class ids, where the dataset knows them."""
+        return []
 
     @property
     def replacements(self) -> list[Replacement]:

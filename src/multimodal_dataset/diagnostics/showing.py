@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from multimodal_dataset._utils.optional import optional_import
-from multimodal_dataset.sources.protocol import Decodable, Standardized
+from multimodal_dataset.sources.protocol import Categorized, Decodable, Standardized
 
 if TYPE_CHECKING:
     from multimodal_dataset.batching.layout import BatchLayout
@@ -35,7 +35,7 @@ def show_batch(
     plans: Iterable[BatchPlan],
     n: int,
     layout: BatchLayout,
-    class_names: Sequence[Any] | None,
+    class_names: Sequence[Sequence[Any] | None],
     path: str | os.PathLike[str] | None,
 ) -> Any:
     """Draws the first ``n`` samples of ``plans`` (an epoch's batches, in order) as the
@@ -54,6 +54,7 @@ def show_batch(
         arrays,
         indices,
         num_inputs=len(layout.inputs.fields),
+        num_targets=len(layout.targets.fields) if layout.targets is not None else 0,
         class_names=class_names,
         path=path,
     )
@@ -65,7 +66,8 @@ def draw_batch(
     indices: np.ndarray,
     *,
     num_inputs: int,
-    class_names: Sequence[Any] | None = None,
+    num_targets: int | None = None,
+    class_names: Sequence[Sequence[Any] | None] = (),
     path: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Draws ``indices``' samples in a grid and returns the matplotlib ``Figure``.
@@ -75,7 +77,9 @@ def draw_batch(
         arrays: One gathered array per field, rows in the order of ``indices``.
         indices: The samples' indices in the dataset.
         num_inputs: How many of ``fields`` are inputs (the rest: targets, weights).
-        class_names: Names of the class ids, when the targets are classes.
+        num_targets: How many fields after the inputs are targets (None: one, if any).
+        class_names: For each target, the names of its class ids (or of a multi-hot
+            row's positions), or None.
         path: Where to write the figure as a PNG, or None.
     """
     figure_module = optional_import("matplotlib.figure", "ds.show_batch()")
@@ -86,7 +90,10 @@ def draw_batch(
     height = 3.6 if images else 1.9
     figure = figure_module.Figure(figsize=(3.2 * columns, height * rows), layout="constrained")
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
-    targets = fields[num_inputs] if len(fields) > num_inputs else None
+    if num_targets is None:
+        num_targets = 1 if len(fields) > num_inputs else 0
+    targets = range(num_inputs, num_inputs + num_targets)
+    names = [class_names[t] if t < len(class_names) else None for t in range(num_targets)]
     for cell, axis in enumerate(axes):
         axis.set_xticks([])
         axis.set_yticks([])
@@ -96,12 +103,15 @@ def draw_batch(
         lines = []
         for k in range(num_inputs):
             if k in images[:1]:
-                axis.imshow(_displayable(arrays[k][cell]), interpolation="nearest")
-            elif k not in images:
+                axis.imshow(_displayable(arrays[k][cell], fields[k]), interpolation="nearest")
+            elif k in images:
+                lines.append(f"{_short(fields[k].name)}: an image (the first is drawn)")
+            else:
                 lines.append(_describe(fields[k], arrays[k][cell]))
         title = f"sample {int(indices[cell])}"
-        if targets is not None:
-            title += f" · label {_label(arrays[num_inputs][cell], class_names)}"
+        for t, k in enumerate(targets):
+            label = _label(arrays[k][cell], names[t])
+            title += f" · {_short(fields[k].name) if num_targets > 1 else 'label'} {label}"
         axis.set_title(title, fontsize=9)
         text = "\n".join(lines)
         if images:
@@ -115,7 +125,7 @@ def draw_batch(
         legend += "; text decoded from its ids ([UNK]: unknown word, [PAD]*n: padding)"
     if any(_standardizer(f) is not None for f in fields[:num_inputs]):
         legend += "; numbers standardised (original value)"
-    if targets is None:
+    if not num_targets:
         legend = "inputs only (an inference dataset has no labels), " + legend
     figure.suptitle(f"{count} samples {legend}", fontsize=9)
     if path is not None:
@@ -136,14 +146,20 @@ def _is_image(array: np.ndarray) -> bool:
     return array.ndim == 4 and array.shape[-1] in (1, 3, 4)
 
 
-def _displayable(image: np.ndarray) -> np.ndarray:
+def _displayable(image: np.ndarray, field: Field | None = None) -> np.ndarray:
     """What ``imshow`` draws as the model sees it: uint8 and ``[0, 1]`` floats as they
-    are; other floats (a user's standardised arrays) stretched to their range."""
+    are; a source's declared ``value_range`` (``(0, 255)``, ``(-1, 1)``) mapped back to
+    ``[0, 1]``; other floats (a user's standardised arrays) stretched to their range."""
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
     if image.dtype == np.uint8:
         return image
     values = image.astype(np.float32)
+    declared = getattr(field.array, "value_range", None) if field is not None else None
+    if declared is not None:
+        low, high = (float(v) for v in declared)
+        shown: np.ndarray = np.clip((values - low) / (high - low), 0.0, 1.0)
+        return shown
     low, high = float(values.min()), float(values.max())
     if low >= 0.0 and high <= 1.0:
         return values
@@ -154,6 +170,9 @@ def _describe(field: Field, value: np.ndarray) -> str:
     """A text input decoded, numbers with their names and original values, else values."""
     if isinstance(field.array, Decodable):
         return "\n".join(textwrap.wrap(field.array.decode(value), _WRAP)[:_LINES])
+    if isinstance(field.array, Categorized):
+        category = int(np.asarray(value).reshape(-1)[0])
+        return f"{_short(field.name)}: {field.array.category_name(category)} ({category})"
     standardizer = _standardizer(field)
     flat = np.asarray(value).reshape(-1)
     if standardizer is not None and len(standardizer.columns) == len(flat):
@@ -172,9 +191,24 @@ def _standardizer(field: Field) -> Any:
     return field.array.standardizer if isinstance(field.array, Standardized) else None
 
 
+def _short(name: str) -> str:
+    """A field's name without its role: ``inputs['sex']`` -> ``sex``."""
+    for role in ("inputs", "targets"):
+        if name.startswith(f"{role}[") and name.endswith("]"):
+            inner = name[len(role) + 1 : -1]
+            return inner.strip("'\"")
+    return name
+
+
 def _label(value: np.ndarray, class_names: Sequence[Any] | None) -> str:
-    """A class id with its name, a one-hot row as its class, or the regression value."""
+    """A class id with its name, a one-hot row as its class, a multi-hot row as the
+    names of its classes, or the regression value."""
     flat = np.asarray(value).reshape(-1)
+    names = list(class_names) if class_names is not None else None
+    multi_hot = names is not None and flat.size == len(names) > 1
+    if names is not None and multi_hot and np.isin(flat, (0, 1)).all() and flat.sum() != 1:
+        shown = [str(names[int(i)]) for i in np.flatnonzero(flat)]
+        return "{" + ", ".join(shown[:4]) + (", ..." if len(shown) > 4 else "") + "}"
     if flat.size > 1:  # one-hot or several outputs
         if np.isin(flat, (0, 1)).all() and flat.sum() == 1:
             flat = np.array([int(flat.argmax())])

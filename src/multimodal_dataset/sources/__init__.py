@@ -1,8 +1,9 @@
 """Sources: per-sample data that the dataset reads, decodes or computes a batch at a time.
 
 `protocol` defines what a source is (its optional abilities, errors and replacements);
-`arrays` and `numeric` are sources of arrays and numbers, `images/` and `text/` the image
-and text sources with their decoders, tokenizers and caches. A new source is a new
+`arrays`, `numeric` and `categorical` are sources of arrays, numbers and category ids,
+`images/` and `text/` the image and text sources with their decoders, tokenizers and
+caches. A new source is a new
 module here (or in `images/` or `text/`) and a line below.
 """
 
@@ -13,6 +14,11 @@ from multimodal_dataset._utils.lazy import exports
 if TYPE_CHECKING:
     from multimodal_dataset.io.arrow_column import ArrowColumn
     from multimodal_dataset.io.cache_files import CacheError, CacheWarning
+    from multimodal_dataset.sources.categorical import (
+        CategoricalColumn,
+        CategoryLookup,
+        CategoryOverflowWarning,
+    )
     from multimodal_dataset.sources.images.files import ImageFiles
     from multimodal_dataset.sources.images.from_bytes import ImageBytes
     from multimodal_dataset.sources.numeric import NumericColumns, Standardizer
@@ -31,6 +37,9 @@ __all__ = [
     "ArrowColumn",
     "CacheError",
     "CacheWarning",
+    "CategoricalColumn",
+    "CategoryLookup",
+    "CategoryOverflowWarning",
     "GatherContext",
     "ImageBytes",
     "ImageFiles",
@@ -53,6 +62,9 @@ __getattr__, __dir__ = exports(
         "ArrowColumn": "multimodal_dataset.io.arrow_column",
         "CacheError": "multimodal_dataset.io.cache_files",
         "CacheWarning": "multimodal_dataset.io.cache_files",
+        "CategoricalColumn": "multimodal_dataset.sources.categorical",
+        "CategoryLookup": "multimodal_dataset.sources.categorical",
+        "CategoryOverflowWarning": "multimodal_dataset.sources.categorical",
         "GatherContext": "multimodal_dataset.sources.protocol",
         "ImageBytes": "multimodal_dataset.sources.images.from_bytes",
         "ImageFiles": "multimodal_dataset.sources.images.files",

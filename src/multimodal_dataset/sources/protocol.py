@@ -132,6 +132,14 @@ class Decodable(Protocol):
 
 
 @runtime_checkable
+class Categorized(Protocol):
+    """A source of category ids that names each id (`show_batch` shows the name);
+    `CategoricalColumn` is one."""
+
+    def category_name(self, category_id: int) -> str: ...
+
+
+@runtime_checkable
 class Standardized(Protocol):
     """A source of standardised numbers that knows each column's name, mean and standard
     deviation (``standardizer``; None when not standardised), so `show_batch` can show

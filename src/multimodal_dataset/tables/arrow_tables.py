@@ -50,6 +50,14 @@ def check_arrow_kind(arrow_type: Any, name: str, role: str, where: str) -> None:
     """Refuses a nested column (list, struct, map) for a role that takes one number per
     row, naming the column, where it is and its type."""
     pa = optional_import("pyarrow", "Reading Arrow and Parquet files")
+    if role == "numeric" and pa.types.is_temporal(arrow_type):
+        raise ValueError(temporal_error(name, f"{where} holds {arrow_type}"))
+    if role == "categorical" and pa.types.is_nested(arrow_type):
+        raise ValueError(
+            f"categorical={name!r}: column {name!r}{where} holds {arrow_type}, not one "
+            "category per row; categorical= takes string, integer or boolean columns. A "
+            "list of labels per row is a target (target_kind='multi_label')."
+        )
     if role == "numeric" and pa.types.is_nested(arrow_type):
         raise ValueError(
             f"numeric={name!r}: column {name!r}{where} holds {arrow_type}, not one number "
@@ -57,6 +65,16 @@ def check_arrow_kind(arrow_type: Any, name: str, role: str, where: str) -> None:
             "strings of numbers). Split a list of numbers into one column per number, or "
             "read it with your own Source."
         )
+
+
+def temporal_error(name: str, what: str) -> str:
+    """The message for a date or time column given as ``numeric=``."""
+    return (
+        f"numeric={name!r}: column {name!r}{what}, a date or time, not a number: as a "
+        "number it would be read as time since 1970 in some unit. Convert it explicitly "
+        "into the numbers the model should see (e.g. pandas: df[col].dt.dayofweek, "
+        ".dt.hour, or (df[col] - start).dt.days) and pass those columns."
+    )
 
 
 class ArrowTable(Table):
@@ -88,6 +106,9 @@ class ArrowTable(Table):
     def check_column(self, name: str, role: str) -> None:
         super().check_column(name, role)
         check_arrow_kind(self.table.schema.field(name).type, name, role, f" of {self.name}")
+
+    def _schema_metadata(self) -> Any:
+        return self.table.schema.metadata
 
     def _read(self, name: str) -> np.ndarray:
         column = self.table.column(name)
@@ -187,6 +208,9 @@ class FileTable(Table):
 
     def __len__(self) -> int:
         return sum(self.row_counts)
+
+    def _schema_metadata(self) -> Any:
+        return self.schemas[0].metadata
 
     def _starts(self) -> list[int]:
         return [int(s) for s in np.cumsum([0, *self.row_counts[:-1]])]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import difflib
+import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -97,6 +98,25 @@ class Table(abc.ABC):
         each with what is missing; the cells read as None."""
         return {}
 
+    def class_names(self, name: str) -> list[str] | None:
+        """The class names a Hugging Face ``ClassLabel`` (or ``Sequence(ClassLabel)``)
+        column declares, read from the table's ``huggingface`` schema metadata (what
+        ``datasets`` writes into its Arrow and Parquet files); None where there are none."""
+        feature = hf_features(self._schema_metadata()).get(name)
+        if isinstance(feature, list) and len(feature) == 1:  # the older list form
+            feature = feature[0]
+        if isinstance(feature, dict) and feature.get("_type") in ("Sequence", "List", "LargeList"):
+            feature = feature.get("feature")
+        if isinstance(feature, dict) and feature.get("_type") == "ClassLabel":
+            names = feature.get("names")
+            if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                return names
+        return None
+
+    def _schema_metadata(self) -> Mapping[bytes, bytes] | None:
+        """The Arrow schema's metadata, where the table is stored as Arrow."""
+        return None
+
     def describe_row(self, row: int) -> str:
         """Names ``row`` in messages, e.g. ``table row 7`` or ``key '000123' of shard 'a.tar'``."""
         return f"table row {row}"
@@ -111,6 +131,19 @@ class Table(abc.ABC):
                 f"{role}={name!r}: {self.name} has no column {name!r}.{hint} Its columns are: "
                 f"{', '.join(map(repr, existing))}."
             )
+
+
+def hf_features(metadata: Mapping[bytes, bytes] | None) -> dict[str, Any]:
+    """The ``features`` Hugging Face ``datasets`` keeps in a schema's metadata, by column
+    (empty where there are none or they do not parse)."""
+    raw = (metadata or {}).get(b"huggingface")
+    if not raw:
+        return {}
+    try:
+        features = json.loads(raw.decode("utf-8")).get("info", {}).get("features", {})
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return {}
+    return features if isinstance(features, dict) else {}
 
 
 class MemoryTable(Table):

@@ -9,7 +9,7 @@ are never replaced, whatever ``on_error`` says.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,31 +17,184 @@ import numpy as np
 from multimodal_dataset.sources.numeric import parse_numeric
 from multimodal_dataset.sources.protocol import SampleError
 
-TARGET_KINDS = ("int", "float", "classes")
+TARGET_KINDS = ("int", "float", "classes", "multi_label")
 _INT32 = np.iinfo(np.int32)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def check_target_kind(target_kind: Any, target: str | None) -> None:
-    """Refuses an unknown kind, or a kind without a target column."""
+def check_target_kind(target_kind: Any, targets: Sequence[str]) -> dict[str, str | None]:
+    """Each target column's kind: ``target_kind`` is one kind for every target, or a dict
+    of kinds by target column (a target it leaves out is inferred).
+
+    Raises:
+        ValueError: For an unknown kind, a kind without a target column, or a dict key
+            that is not a target.
+    """
     if target_kind is None:
-        return
-    if target is None:
+        return dict.fromkeys(targets)
+    if not targets:
         raise ValueError("target_kind= was given without target=; name the target column.")
-    if target_kind not in TARGET_KINDS:
+    if isinstance(target_kind, Mapping):
+        kinds = dict(target_kind)
+    else:
+        kinds = dict.fromkeys(targets, target_kind)
+    unknown = [k for k in kinds if k not in targets]
+    if unknown:
         raise ValueError(
-            f"target_kind must be one of {TARGET_KINDS} (or None to infer it); got {target_kind!r}."
+            f"target_kind names {unknown!r}, which {'is' if len(unknown) == 1 else 'are'} "
+            f"not among the targets {list(targets)!r}; key it by target column."
+        )
+    for column, kind in kinds.items():
+        if kind is not None and kind not in TARGET_KINDS:
+            raise ValueError(
+                f"target_kind must be one of {TARGET_KINDS} (or None to infer it); got "
+                f"{kind!r}" + (f" for {column!r}." if len(targets) > 1 else ".")
+            )
+    return {t: kinds.get(t) for t in targets}
+
+
+def is_list_column(values: np.ndarray) -> bool:
+    """Whether a column holds a list per row (its first non-missing cell is one)."""
+    array = np.asarray(values)
+    if array.dtype != object:
+        return array.ndim > 1
+    first = next((v for v in array if v is not None), None)
+    return isinstance(first, (list, tuple, np.ndarray))
+
+
+def fit_multi_label(
+    values: np.ndarray, column: str, names: Sequence[str] | None = None
+) -> list[Any]:
+    """The classes of a multi-label column (a list of class names or ids per row).
+
+    ``names`` (a Hugging Face ``Sequence(ClassLabel)``'s) are the classes of ids ``0 ..
+    len(names) - 1``. Otherwise lists of integer ids have the classes ``0 .. max id``
+    (position = id, whether or not every id occurs), lists of names their sorted names.
+
+    Raises:
+        SampleError: For a row that is not a list.
+        ValueError: For negative ids, or ids beyond ``names``.
+    """
+    flat, _ = _flattened(values, column, np.arange(len(values)))
+    if names is not None:
+        _check_ids(flat, len(names), column)
+        return list(names)
+    if flat.dtype.kind in "iu" or (flat.size == 0):
+        _check_ids(flat, None, column)
+        return list(range(int(flat.max()) + 1 if flat.size else 0))
+    if flat.dtype.kind == "f" and bool(np.all(flat == np.round(flat))):
+        _check_ids(flat, None, column)
+        return list(range(int(flat.max()) + 1 if flat.size else 0))
+    return _sorted_classes({label(v) for v in _distinct(flat)})
+
+
+def encode_multi_label(
+    values: np.ndarray, rows: np.ndarray, column: str, classes: Sequence[Any]
+) -> np.ndarray:
+    """Multi-hot ``(len(values), len(classes))`` float32 rows: 1 where the row lists the
+    class. Classes of integers are ids (position = id); otherwise names.
+
+    Raises:
+        SampleError: For a row that is not a list, or a class not seen when fitting,
+            naming the sample and table row.
+    """
+    flat, lengths = _flattened(values, column, rows)
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    if classes and all(isinstance(c, int) for c in classes):
+        ids = np.asarray(flat)
+        ok = (ids == np.round(ids)) & (ids >= 0) & (ids < len(classes)) if ids.size else ids
+        positions = ids.astype(np.int64) if ids.size else np.zeros(0, np.int64)
+        bad = np.flatnonzero(~ok) if ids.size else np.zeros(0, np.int64)
+    else:
+        index = {c: i for i, c in enumerate(classes)}
+        positions = np.fromiter(
+            (index.get(label(v), -1) for v in flat.tolist()), np.int64, len(flat)
+        )
+        bad = np.flatnonzero(positions < 0)
+    if len(bad):
+        k = int(owner[bad[0]])
+        raise SampleError(
+            f"targets: sample {k} (table row {int(rows[k])}, column {column!r}): the label "
+            f"{flat[bad[0]]!r} is not one of the classes seen when fitting "
+            f"({', '.join(map(repr, list(classes)[:10]))}{', ...' if len(classes) > 10 else ''})."
+            " New classes need a new model; drop these rows or retrain."
+        )
+    out = np.zeros((len(lengths), len(classes)), np.float32)
+    out[owner, positions] = 1.0
+    return out
+
+
+def _flattened(values: np.ndarray, column: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's labels end to end, and how many each row has.
+
+    Raises:
+        SampleError: For a row whose cell is not a list (a missing target).
+    """
+    array = np.asarray(values)
+    if array.dtype != object and array.ndim == 2:  # a fixed-length list per row
+        return array.reshape(-1), np.full(len(array), array.shape[1], np.int64)
+    lengths = np.zeros(len(array), np.int64)
+    parts = []
+    for i, cell in enumerate(array):
+        if not isinstance(cell, (list, tuple, np.ndarray)):
+            what = "has no value" if is_missing(cell) else f"holds {cell!r}, not a list of labels"
+            raise SampleError(
+                f"targets: table row {int(rows[i])}, column {column!r} {what}. A multi_label "
+                "target needs a list of class names or ids per row (an empty list for "
+                "none); targets are never replaced. Fix the row or drop it."
+            )
+        lengths[i] = len(cell)
+        parts.append(np.asarray(cell))
+    nonempty = [p for p in parts if p.size]
+    flat = np.concatenate(nonempty) if nonempty else np.zeros(0, np.int64)
+    return flat, lengths
+
+
+def _check_ids(flat: np.ndarray, count: int | None, column: str) -> None:
+    if flat.dtype.kind not in "iuf":
+        if count is not None:
+            raise ValueError(
+                f"Target column {column!r} is a list of class ids with class names, but "
+                f"holds {flat[:1].tolist()!r}."
+            )
+        return
+    if flat.size and (flat.min() < 0 or (count is not None and flat.max() >= count)):
+        bad = flat[(flat < 0) | (flat >= (count if count is not None else np.inf))][0]
+        limit = f" and below {count} (the class names)" if count is not None else ""
+        raise ValueError(
+            f"Target column {column!r} lists the class id {bad!r}; ids must be at least 0"
+            f"{limit}. Fix the rows."
         )
 
 
-def fit_target(values: np.ndarray, column: str, kind: str | None) -> tuple[str, list[str] | None]:
+def fit_target(
+    values: np.ndarray, column: str, kind: str | None, names: Sequence[str] | None = None
+) -> tuple[str, list[str] | None]:
     """The kind of a target column (``kind`` if given) and its class names, from every row.
 
+    ``names`` are a Hugging Face ``ClassLabel``'s: the column holds class ids (``"int"``)
+    whose names they are, each id checked against them.
+
     Raises:
-        SampleError: For a row without a target.
+        SampleError: For a row without a target (Hugging Face's -1 included).
         ValueError: For a column mixing numbers with other values (kind not given), or a
             value that does not fit the kind.
     """
+    if names is not None and kind in (None, "int"):
+        ids = np.asarray(values)
+        outside = np.flatnonzero((ids < 0) | (ids >= len(names))).tolist() if ids.size else []
+        if outside:
+            row = int(outside[0])
+            what = (
+                "has no label (-1, Hugging Face's missing label)"
+                if ids[row] == -1
+                else f"holds the class id {ids[row]}, beyond its {len(names)} ClassLabel names"
+            )
+            raise SampleError(
+                f"targets: table row {row}, column {column!r} {what}{_and_more(outside)}. "
+                "Every row needs a target; fix the row or drop it from the table."
+            )
+        return "int", list(names)
     missing = _missing_rows(values)
     if missing:
         raise SampleError(

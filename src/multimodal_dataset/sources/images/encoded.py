@@ -10,6 +10,7 @@ where the encoded bytes of one sample come from (`read`) and how to name it in m
 from __future__ import annotations
 
 import abc
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -49,6 +50,34 @@ if TYPE_CHECKING:
 DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 
 
+def check_value_range(value_range: Any, dtype: np.dtype[Any]) -> tuple[float, float]:
+    """``(low, high)``, the values 0 and 255 become: (0, 1) by default, (0, 255) for
+    uint8 (the only range uint8 has).
+
+    Raises:
+        ValueError: For anything but two finite numbers, low below high, or another
+            range with ``dtype="uint8"``.
+    """
+    if value_range is None:
+        return (0.0, 255.0) if dtype == np.uint8 else (0.0, 1.0)
+    try:
+        low, high = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        low, high = math.nan, math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(
+            f"value_range must be (low, high), two finite numbers with low < high, e.g. "
+            f"(0, 1) (the default), (0, 255) (keras.applications' preprocess_input) or "
+            f"(-1, 1); got {value_range!r}."
+        )
+    if dtype == np.uint8 and (low, high) != (0.0, 255.0):
+        raise ValueError(
+            f"dtype='uint8' holds the values 0-255 as decoded; value_range={value_range!r} "
+            "needs a float dtype (leave dtype=None)."
+        )
+    return low, high
+
+
 class EncodedImages(Source, Picklable):
     """Encoded images decoded, converted and resized to one fixed size, a batch at a time.
 
@@ -76,6 +105,7 @@ class EncodedImages(Source, Picklable):
         *,
         color_mode: ColorMode = "rgb",
         dtype: str | None = None,
+        value_range: tuple[float, float] | None = None,
         interpolation: str = "bilinear",
         crop_to_aspect_ratio: bool = False,
         augment: ImageAugmentation | None = None,
@@ -106,6 +136,10 @@ class EncodedImages(Source, Picklable):
                 f"dtype must be None (keras.config.floatx(), values in [0, 1]), a float "
                 f"dtype, or 'uint8' (values 0-255); got dtype={dtype!r}."
             )
+        self.value_range = check_value_range(value_range, self._dtype)
+        low, high = self.value_range
+        self._scale = self._dtype.type((high - low) / 255)
+        self._offset = self._dtype.type(low)
         self.augment = augment
         self.on_error = check_on_error(on_error)
         self.num_threads = None if num_threads is None else check_int(num_threads, "num_threads")
@@ -192,7 +226,9 @@ class EncodedImages(Source, Picklable):
             batch = self.augment.apply(batch, indices, context.seed, context.epoch)
         if self._dtype == np.uint8:
             return batch
-        scaled: np.ndarray = np.multiply(batch, self._dtype.type(1 / 255), dtype=self._dtype)
+        scaled: np.ndarray = np.multiply(batch, self._scale, dtype=self._dtype)
+        if self._offset:
+            scaled += self._offset
         return scaled
 
     def fill_cache(

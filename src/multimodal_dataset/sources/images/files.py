@@ -56,6 +56,10 @@ class ImageFiles(EncodedImages):
             a local folder or a URL (``s3://bucket/images``).
         color_mode: ``"rgb"`` (3 channels), ``"grayscale"`` (1) or ``"rgba"`` (4).
         dtype: ``None`` for ``keras.config.floatx()`` in ``[0, 1]``, or ``"uint8"``.
+        value_range: The range of the float values: ``(0, 1)`` (the default), ``(0, 255)``
+            (what ``keras.applications.*.preprocess_input`` expects) or ``(-1, 1)``
+            (MobileNet, EfficientNetV2 without its own rescaling); any ``(low, high)``
+            maps 0 to ``low`` and 255 to ``high``. With ``dtype="uint8"``: 0-255 only.
         interpolation: Resampling filter: ``"bilinear"``, ``"nearest"``, ``"bicubic"``,
             ``"lanczos"``, ``"box"`` or ``"hamming"``.
         crop_to_aspect_ratio: Centre-crop each image to the aspect ratio of ``size``
@@ -104,6 +108,7 @@ class ImageFiles(EncodedImages):
         root: str | os.PathLike[str] | None = None,
         color_mode: ColorMode = "rgb",
         dtype: str | None = None,
+        value_range: tuple[float, float] | None = None,
         interpolation: str = "bilinear",
         crop_to_aspect_ratio: bool = False,
         augment: ImageAugmentation | None = None,
@@ -133,6 +138,7 @@ class ImageFiles(EncodedImages):
             size,
             color_mode=color_mode,
             dtype=dtype,
+            value_range=value_range,
             interpolation=interpolation,
             crop_to_aspect_ratio=crop_to_aspect_ratio,
             augment=augment,

@@ -101,6 +101,8 @@ class ImageBytes(EncodedImages):
             table in memory, by a hash of its bytes.
         cache_validation: ``"run"``, ``"epoch"`` or ``"trust"``, as for `ImageFiles`
             (``"trust"`` reads no bytes of a cached sample).
+        value_range: The range of the float values, as for `ImageFiles`: ``(0, 1)``
+            (the default), ``(0, 255)`` or ``(-1, 1)``.
 
     Raises:
         TypeError: For values that are neither image bytes nor ``{bytes, path}`` structs.
@@ -118,6 +120,7 @@ class ImageBytes(EncodedImages):
         storage_options: Mapping[str, Any] | None = None,
         color_mode: ColorMode = "rgb",
         dtype: str | None = None,
+        value_range: tuple[float, float] | None = None,
         interpolation: str = "bilinear",
         crop_to_aspect_ratio: bool = False,
         augment: ImageAugmentation | None = None,
@@ -134,6 +137,7 @@ class ImageBytes(EncodedImages):
             size,
             color_mode=color_mode,
             dtype=dtype,
+            value_range=value_range,
             interpolation=interpolation,
             crop_to_aspect_ratio=crop_to_aspect_ratio,
             augment=augment,
