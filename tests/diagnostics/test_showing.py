@@ -134,3 +134,34 @@ def test_n_must_be_a_positive_number_of_samples(n):
     ds = MultimodalDataset(np.ones((4, 2), "float32"), np.arange(4), batch_size=2)
     with pytest.raises((ValueError, TypeError), match="n must be"):
         ds.show_batch(n=n)
+
+
+@pytest.mark.keras
+def test_dict_inputs_categories_and_several_targets_are_shown_by_name(table, tmp_path):
+    frame = table.assign(
+        shade=["red" if i % 2 else "blue" for i in range(12)],
+        tags=[["cheap", "new"][: i % 3] for i in range(12)],
+    )
+    train, _ = from_table(
+        frame,
+        image="image",
+        numeric="price",
+        categorical="shade",
+        target=["label", "tags"],
+        inputs="dict",
+        image_size=(16, 16),
+        validation_split=0,
+        root=tmp_path,
+        shuffle=False,
+        batch_size=4,
+        value_range=(-1, 1),
+    )
+    figure = train.show_batch(n=3)
+    titles = [a.get_title() for a in figure.axes if a.get_title()]
+    assert titles[0] == "sample 0 · label dog (1) · tags {}"
+    assert titles[1] == "sample 1 · label cat (0) · tags cheap (0)"  # one label: as one-hot
+    assert titles[2] == "sample 2 · label cat (0) · tags {cheap, new}"
+    labels = [a.get_xlabel() for a in figure.axes if a.get_title()]
+    assert "shade: blue (" in labels[0] and "shade: red (" in labels[1]
+    shown = figure.axes[0].images[0].get_array()
+    assert shown.min() >= 0 and shown.max() <= 1  # (-1, 1) mapped back for drawing

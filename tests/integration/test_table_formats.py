@@ -78,6 +78,8 @@ PARQUET_VALIDATION_DIGEST = "8520623e65df3dd95ac473ff4e0715dabdbfd806c180f3a3f2c
 def test_shards_of_a_parquet_table_split_its_rows_exactly(tables):
     def make_train(**shard):
         kwargs = {"validation_split": 0, "batch_size": 4, "seed": 2}
-        return from_table(tables["Parquet shards"], **ID_COLUMNS, target="label", **kwargs, **shard)[0]
+        return from_table(
+            tables["Parquet shards"], **ID_COLUMNS, target="label", **kwargs, **shard
+        )[0]
 
     np.testing.assert_array_equal(np.sort(ids_over_shards(make_train)), np.arange(ROWS))

@@ -92,7 +92,7 @@ def encode_multi_label(
     values: np.ndarray, rows: np.ndarray, column: str, classes: Sequence[Any]
 ) -> np.ndarray:
     """Multi-hot ``(len(values), len(classes))`` float32 rows: 1 where the row lists the
-    class. Classes of integers are ids (position = id); otherwise names.
+    class. Integer labels are class ids (position = id); others are names.
 
     Raises:
         SampleError: For a row that is not a list, or a class not seen when fitting,
@@ -100,7 +100,8 @@ def encode_multi_label(
     """
     flat, lengths = _flattened(values, column, rows)
     owner = np.repeat(np.arange(len(lengths)), lengths)
-    if classes and all(isinstance(c, int) for c in classes):
+    by_id = flat.dtype.kind in "iu" or all(isinstance(c, int) for c in classes)
+    if classes and by_id:  # class ids (a Sequence(ClassLabel)'s, with names): by position
         ids = np.asarray(flat)
         ok = (ids == np.round(ids)) & (ids >= 0) & (ids < len(classes)) if ids.size else ids
         positions = ids.astype(np.int64) if ids.size else np.zeros(0, np.int64)
