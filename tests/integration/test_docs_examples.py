@@ -77,6 +77,15 @@ def s3_with_the_example_data(request: pytest.FixtureRequest, tmp_path: Path) -> 
     return {r"^options = .*$": f"options = {options!r}"}
 
 
+def ports_train_and_predict(namespace: dict) -> None:
+    assert Path("entailment.json").exists() and Path("heart.json").exists()
+    assert namespace["predictions"].shape == (5, 1)
+    heart = namespace["heart"]
+    x = heart.dataset(namespace["new"], batch_size=5)[0][0]
+    assert x["thal"][:2, 0].tolist() == [0, 0]
+    assert namespace["tagged"].preprocessing.classes == ["art", "news", "sport"]
+
+
 def pads_per_batch(namespace: dict) -> None:
     assert namespace["ds"].element_spec[0].shape == (None, None)
     assert len(namespace["model"].history.history["loss"]) == 2
@@ -94,6 +103,7 @@ PAGES = {
         "backend", check=lambda ns: Path("batch.png").stat().st_size > 0
     ),
     "docs/guides/tables.md": Page("backend", check=reads_every_form_of_table),
+    "docs/guides/columns.md": Page("backend", check=ports_train_and_predict),
     "docs/guides/webdataset.md": Page("keras", check=reads_two_shards),
     "docs/guides/remote.md": Page("keras", prepare=s3_with_the_example_data, check=reads_from_s3),
     "docs/guides/text.md": Page("backend", check=pads_per_batch),

@@ -92,7 +92,7 @@ def test_shards_on_s3_train_each_sample_once_per_epoch_in_every_worker_mode(remo
     ids=["shards by braces", "shards by glob", "folder of shards", "Parquet shards"],
 )
 def test_the_stream_from_s3_is_the_golden_stream_of_the_same_samples(remote, source, read):
-    columns = WDS if read is from_webdataset else {**ID_COLUMNS, "target": "id"}
+    columns = WDS if read is from_webdataset else {**ID_COLUMNS, "target": "label"}
     train, val = read(source, **columns, batch_size=8, storage_options=remote["options"])
     assert testing.stream_digest(train, epochs=2) == PARQUET_DIGEST
     assert testing.stream_digest(val, epochs=1) == PARQUET_VALIDATION_DIGEST

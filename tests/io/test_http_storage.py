@@ -70,7 +70,7 @@ def test_an_object_replaced_by_another_of_the_same_size_is_never_paired_with_sta
     set_quirks(no_version=not versioned)
     path = folder / "t.parquet"
     write_same_size(path, np.arange(8), mtime=1_000_000)
-    kwargs = {**ID_COLUMNS, "target": "id", "validation_split": 0, "shuffle": False}
+    kwargs = {**ID_COLUMNS, "target": "label", "validation_split": 0, "shuffle": False}
     first, _ = from_table(f"{url}/t.parquet", **kwargs, batch_size=4, cache_dir=tmp_path / "c")
     size = path.stat().st_size
     write_same_size(path, np.arange(8)[::-1], mtime=2_000_000)  # other rows, same size

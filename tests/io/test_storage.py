@@ -262,7 +262,7 @@ def test_table_files_at_urls_read_as_the_same_files_on_disk(memory, tmp_path, ki
         compression = "lz4" if kind == "feather" else "uncompressed"
         feather.write_feather(table, str(path), compression=compression)
     memory.pipe(f"memory://tables/{path.name}", path.read_bytes())
-    kwargs = {**ID_COLUMNS, "target": "id", "batch_size": 4}
+    kwargs = {**ID_COLUMNS, "target": "label", "batch_size": 4}
     remote, _ = from_table(f"memory://tables/{path.name}", **kwargs)
     local, _ = from_table(str(path), **kwargs)
     assert testing.stream_digest(remote) == testing.stream_digest(local)
@@ -365,12 +365,14 @@ def test_image_cells_without_bytes_fall_back_to_paths_beside_a_remote_table(memo
 
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     cells = [{"bytes": None, "path": f"images/{i}.png"} for i in range(6)]
-    table = pa.table({"image": pa.array(cells, image_type), "id": list(range(6))})
+    table = pa.table(
+        {"image": pa.array(cells, image_type), "id": list(range(6)), "label": list(range(6))}
+    )
     pq.write_table(table, tmp_path / "t.parquet")
     memory.pipe("memory://tables/t.parquet", (tmp_path / "t.parquet").read_bytes())
     for i in range(5):  # image 5 is missing
         memory.pipe(f"memory://tables/images/{i}.png", id_png(i))
-    kwargs = {**ID_COLUMNS, "target": "id", "validation_split": 0, "shuffle": False}
+    kwargs = {**ID_COLUMNS, "target": "label", "validation_split": 0, "shuffle": False}
     train, _ = from_table("memory://tables/t.parquet", **kwargs, batch_size=5)
     np.testing.assert_array_equal(ids_of(train[0]), np.arange(5))
     with pytest.raises(SampleError, match=r"'memory://tables/images/5.png' does not exist"):

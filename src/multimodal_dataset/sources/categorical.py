@@ -235,6 +235,8 @@ class CategoricalColumn(PrecomputedSource):
         self._unseen = np.packbits(unseen, bitorder="little") if self.unseen_count else None
 
     def report_bad(self, indices: np.ndarray, context: GatherContext) -> None:
+        """Records each sample of ``indices`` whose id is 0 for a missing or unseen value
+        (a bit per sample and kind: O(batch), whatever the number of samples)."""
         indices = np.asarray(indices, dtype=np.int64)
         for bits, why in (
             (self._missing, f"column {self.column!r} has no value: id 0"),
