@@ -174,3 +174,23 @@ def test_the_structured_data_port_trains_and_reads_unseen_categories_at_inferenc
     assert reports and all("column 'thal'" in r for r in reports)
     x = loaded.dataset(new, batch_size=12)[0][0]
     assert x["thal"][:2, 0].tolist() == [0, 0] and (x["thal"][2:, 0] > 0).all()
+
+
+def test_check_matches_several_targets_to_the_model_outputs_by_name():
+    table = heart_table(40).assign(severity=np.linspace(0, 1, 40))
+    train, _ = from_table(
+        table, numeric=NUMERIC, target=["target", "severity"], inputs="dict", batch_size=8
+    )
+    inputs = {k: keras.Input((1,), name=k) for k in NUMERIC}
+    hidden = keras.layers.Dense(4)(keras.layers.Concatenate()(list(inputs.values())))
+    outputs = {
+        "target": keras.layers.Dense(1, activation="sigmoid", name="target")(hidden),
+        "severity": keras.layers.Dense(1, name="severity")(hidden),
+    }
+    model = keras.Model(inputs, outputs)
+    train.check(model)
+    model.compile("adam", {"target": "binary_crossentropy", "severity": "mse"})
+    model.fit(train, epochs=1, verbose=0)
+    wrong = keras.Model(inputs, {"target": outputs["target"], "grade": outputs["severity"]})
+    with pytest.raises(ValueError, match="severity"):
+        train.check(wrong)

@@ -494,3 +494,59 @@ def test_a_version_1_file_still_loads_and_reads_new_rows_as_it_did():
         numbers[:, 0], [-1.647509, -1.474087, -1.300665, -1.127243], rtol=1e-6
     )
     assert y.tolist() == [0, 1, 1, 0]
+
+
+# --------------------------------------------------------------------- shards and workers
+
+
+def test_webdataset_shards_take_categorical_members_and_the_value_range(tmp_path):
+    from conftest import write_shards
+    from multimodal_dataset import from_webdataset
+
+    ids = np.arange(12)
+    write_shards(tmp_path, ids, shards=2)
+    train, _ = from_webdataset(
+        str(tmp_path / "*.tar"),
+        image="png",
+        categorical=["json.id"],
+        target="cls",
+        image_size=(2, 2),
+        value_range=(0, 255),
+        inputs="dict",
+        validation_split=0,
+        shuffle=False,
+        batch_size=12,
+    )
+    x, y = train[0]
+    assert np.round(x["png"][:, 0, 0, 0]).astype(int).tolist() == ids.tolist()
+    lookup = train.preprocessing.categories["json.id"]
+    assert [lookup.name(i) for i in x["json.id"][:, 0]] == [str(i) for i in ids]
+    assert y.tolist() == ids.tolist()
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_dict_inputs_categories_and_multi_label_targets_are_the_same_stream_in_workers(processes):
+    frame = pets().assign(tags=[["a", "b", "c"][: i % 4] for i in range(40)])
+    kwargs = dict(
+        text=["title", "body"],
+        numeric=["age", "weight"],
+        categorical=["cp", "thal"],
+        target=["label", "tags"],
+        inputs="dict",
+        text_length=5,
+        batch_size=8,
+        seed=2,
+    )
+    alone = from_table(frame, **kwargs)[0]
+    workers = from_table(frame, **kwargs, workers=2, use_multiprocessing=processes)[0]
+    try:
+        for ds in (alone, workers):
+            ds.on_epoch_end()  # epoch 1: a shuffled order
+        for i in range(len(alone)):
+            (x1, y1), (x2, y2) = alone[i], workers[i]
+            for key in x1:
+                np.testing.assert_array_equal(x1[key], x2[key])
+            for key in y1:
+                np.testing.assert_array_equal(y1[key], y2[key])
+    finally:
+        workers.close()

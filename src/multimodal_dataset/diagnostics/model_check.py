@@ -291,7 +291,11 @@ def _check_targets(layout: BatchLayout, model: keras.Model) -> list[str]:
     outputs = getattr(model, "outputs", None)
     if group is None or not outputs:
         return []
-    names = list(getattr(model, "output_names", None) or [t.name for t in outputs])
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, dict):  # outputs given as a dict: fit matches targets by its keys
+        names = [str(k) for k in struct]
+    else:
+        names = list(getattr(model, "output_names", None) or [t.name for t in outputs])
     if group.kind == "dict":
         unknown = [k for k in group.keys if k not in names]
         if unknown:

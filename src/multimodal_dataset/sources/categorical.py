@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset.io.spilled import preallocated
 from multimodal_dataset.sources.protocol import GatherContext, PrecomputedSource, check_rows
 
 #: The id of a missing value and of a value that is not a category.
@@ -58,6 +59,10 @@ def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct cells, each cell's position among them and each one's count: sorted
     in C where the values sort (numbers, or strings alone), else one look-up per row."""
     array = np.asarray(values)
+    if array.dtype == object:
+        hashed = _distinct_hashed(array)
+        if hashed is not None:
+            return hashed
     try:
         distinct, inverse, counts = np.unique(array, return_inverse=True, return_counts=True)
     except TypeError:  # a mix that does not sort (None among strings)
@@ -69,6 +74,29 @@ def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         distinct[:] = list(seen)
         counts = np.bincount(inverse, minlength=len(seen))
     return distinct, inverse.reshape(-1), counts
+
+
+def _distinct_hashed(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """`_distinct` of an object column by hashing in C (pyarrow's dictionary encoding,
+    where pyarrow is installed): sorting Python strings costs microseconds a row. None
+    where pyarrow is missing or the cells are not one Arrow type (a mix of str and int)."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None
+    try:
+        encoded = pa.array(array, from_pandas=True).dictionary_encode()
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    dictionary = encoded.dictionary.to_pylist()
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    if encoded.null_count:  # missing cells: one more distinct value, None
+        indices = np.where(np.isnan(indices), len(dictionary), indices)
+        dictionary.append(None)
+    inverse = np.asarray(indices, np.int64)
+    distinct = np.empty(len(dictionary), dtype=object)
+    distinct[:] = dictionary
+    return distinct, inverse, np.bincount(inverse, minlength=len(dictionary))
 
 
 def _hashable(value: Any) -> Any:
@@ -226,9 +254,10 @@ class CategoricalColumn(PrecomputedSource):
             lookup = CategoryLookup.fit(values, column, max_categories)
         self.lookup = lookup
         ids, missing, unseen = lookup.encode(values)
-        super().__init__(
-            ids.reshape(-1, 1), {}, "replace", check_rows(rows, len(ids), column), column
-        )
+        held = preallocated((len(ids), 1), np.int32, self)  # a memory map once large
+        held[:, 0] = ids
+        del ids
+        super().__init__(held, {}, "replace", check_rows(rows, len(held), column), column)
         self.missing_count, self.unseen_count = int(missing.sum()), int(unseen.sum())
         # One bit per sample for each kind of id 0: O(batch) look-ups, no dict per sample.
         self._missing = np.packbits(missing, bitorder="little") if self.missing_count else None
