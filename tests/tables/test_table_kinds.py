@@ -46,12 +46,30 @@ def pets(n=40):
     )
 
 
+#: Two columns of each input kind of `pets`.
+EVERY_KIND = {
+    "text": ["title", "body"],
+    "numeric": ["age", "weight"],
+    "categorical": ["cp", "thal"],
+}
+
+
+def assert_same_dict_batches(a, b):
+    """Two datasets of dict inputs and dict targets give the same batches."""
+    assert len(a) == len(b)
+    for i in range(len(a)):
+        (x1, y1), (x2, y2) = a[i], b[i]
+        assert sorted(x1) == sorted(x2) and sorted(y1) == sorted(y2)
+        for key in x1:
+            np.testing.assert_array_equal(x1[key], x2[key], err_msg=f"batch {i}, {key}")
+        for key in y1:
+            np.testing.assert_array_equal(y1[key], y2[key], err_msg=f"batch {i}, {key}")
+
+
 def test_several_columns_of_each_kind_come_in_order_with_one_grouped_numeric_input():
     train, _ = from_table(
         pets(),
-        text=["title", "body"],
-        numeric=["age", "weight"],
-        categorical=["cp", "thal"],
+        **EVERY_KIND,
         target="label",
         text_length=6,
         validation_split=0,
@@ -298,6 +316,8 @@ def test_from_table_stratifies_by_the_target():
     assert np.bincount(ys).tolist() == [8, 2]
     with pytest.raises(ValueError, match=r"stratify needs a target of classes.*'float'"):
         from_table(frame.assign(z=frame.x / 7), numeric="x", target="z", stratify=True)
+    with pytest.raises(ValueError, match=r"with validation= .* there is no split to stratify"):
+        from_table(frame, numeric="x", target="y", stratify=True, validation=frame)
 
 
 # ---------------------------------------------------------------------------- value range
@@ -430,9 +450,7 @@ def test_every_new_kind_round_trips_through_save_and_load(tmp_path):
     frame = pets().assign(tags=[["a", "b"][: i % 3] for i in range(40)])
     train, _ = from_table(
         frame,
-        text=["title", "body"],
-        numeric=["age", "weight"],
-        categorical=["cp", "thal"],
+        **EVERY_KIND,
         target=["label", "score", "tags"],
         inputs="dict",
         shared_vocabulary=True,
@@ -462,13 +480,7 @@ def test_every_new_kind_round_trips_through_save_and_load(tmp_path):
     ):
         assert getattr(loaded, name) == getattr(pre, name), name
     assert loaded.vocabularies["title"] is loaded.vocabularies["body"]
-    again = loaded.dataset(frame, batch_size=8)
-    for i in range(len(train)):
-        (x1, y1), (x2, y2) = train[i], again[i]
-        for key in x1:
-            np.testing.assert_array_equal(x1[key], x2[key])
-        for key in y1:
-            np.testing.assert_array_equal(y1[key], y2[key])
+    assert_same_dict_batches(train, loaded.dataset(frame, batch_size=8))
 
 
 def test_a_version_1_file_still_loads_and_reads_new_rows_as_it_did():
@@ -528,9 +540,7 @@ def test_webdataset_shards_take_categorical_members_and_the_value_range(tmp_path
 def test_dict_inputs_categories_and_multi_label_targets_are_the_same_stream_in_workers(processes):
     frame = pets().assign(tags=[["a", "b", "c"][: i % 4] for i in range(40)])
     kwargs = dict(
-        text=["title", "body"],
-        numeric=["age", "weight"],
-        categorical=["cp", "thal"],
+        **EVERY_KIND,
         target=["label", "tags"],
         inputs="dict",
         text_length=5,
@@ -542,11 +552,6 @@ def test_dict_inputs_categories_and_multi_label_targets_are_the_same_stream_in_w
     try:
         for ds in (alone, workers):
             ds.on_epoch_end()  # epoch 1: a shuffled order
-        for i in range(len(alone)):
-            (x1, y1), (x2, y2) = alone[i], workers[i]
-            for key in x1:
-                np.testing.assert_array_equal(x1[key], x2[key])
-            for key in y1:
-                np.testing.assert_array_equal(y1[key], y2[key])
+        assert_same_dict_batches(alone, workers)
     finally:
         workers.close()

@@ -267,6 +267,11 @@ def from_table(
                 f"(a fraction of this table's rows), not both; got validation_split="
                 f"{validation_split!r}."
             )
+        if stratify:
+            raise ValueError(
+                "stratify= shapes the split of validation_split=; with validation= (a "
+                "table of validation rows) there is no split to stratify. Leave one out."
+            )
         val_data = read_table(validation, cache_dir, storage_options)
         if len(val_data) == 0:
             raise ValueError(f"validation: {val_data.name} has no rows.")
