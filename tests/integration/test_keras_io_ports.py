@@ -194,3 +194,40 @@ def test_check_matches_several_targets_to_the_model_outputs_by_name():
     wrong = keras.Model(inputs, {"target": outputs["target"], "grade": outputs["severity"]})
     with pytest.raises(ValueError, match="severity"):
         train.check(wrong)
+
+
+def test_a_multi_label_model_trains_on_a_hugging_face_sequence_of_class_labels():
+    datasets = pytest.importorskip("datasets")
+    topics = ["art", "news", "sport"]
+    rng = np.random.default_rng(0)
+    features = datasets.Features(
+        {
+            "length": datasets.Value("float32"),
+            "source": datasets.Value("string"),
+            "topics": datasets.Sequence(datasets.ClassLabel(names=topics)),
+        }
+    )
+    hf = datasets.Dataset.from_dict(
+        {
+            "length": rng.normal(100, 30, 48).tolist(),
+            "source": rng.choice(["wire", "blog"], 48).tolist(),
+            "topics": [
+                sorted(rng.choice(3, rng.integers(0, 3), replace=False).tolist()) for _ in range(48)
+            ],
+        },
+        features=features,
+    )
+    train, val = from_table(
+        hf, numeric="length", categorical="source", target="topics", batch_size=8
+    )
+    assert train.preprocessing.classes == topics
+    length, source = keras.Input((1,), name="length"), keras.Input((1,), dtype="int32")
+    embedded = keras.layers.Flatten()(keras.layers.Embedding(3, 2)(source))
+    output = keras.layers.Dense(3, activation="sigmoid")(
+        keras.layers.Concatenate()([length, embedded])
+    )
+    model = keras.Model([length, source], output)
+    model.compile("adam", "binary_crossentropy")
+    train.check(model)
+    model.fit(train, validation_data=val, epochs=1, verbose=0)
+    assert model.predict(val, verbose=0).shape == (9, 3)

@@ -17,6 +17,7 @@ from conftest import id_png
 from multimodal_dataset import (
     CategoryOverflowWarning,
     ImageBytes,
+    ImageFiles,
     ReplacedSamplesWarning,
     TablePreprocessing,
     from_table,
@@ -323,12 +324,19 @@ def test_from_table_stratifies_by_the_target():
 # ---------------------------------------------------------------------------- value range
 
 
+@pytest.mark.parametrize("stored", ["bytes", "files"])
 @pytest.mark.parametrize(
     ("value_range", "low", "high"), [((0, 1), 0, 1), ((0, 255), 0, 255), ((-1, 1), -1, 1)]
 )
-def test_the_value_range_maps_0_and_255_to_its_ends(value_range, low, high):
+def test_the_value_range_maps_0_and_255_to_its_ends(value_range, low, high, stored, tmp_path):
     images = [id_png(0), id_png(255), id_png(51)]
-    source = ImageBytes(images, (2, 2), value_range=value_range, dtype="float32")
+    if stored == "bytes":
+        source = ImageBytes(images, (2, 2), value_range=value_range, dtype="float32")
+    else:
+        for i, data in enumerate(images):
+            (tmp_path / f"{i}.png").write_bytes(data)
+        paths = [f"{i}.png" for i in range(3)]
+        source = ImageFiles(paths, (2, 2), root=tmp_path, value_range=value_range, dtype="float32")
     batch = source.gather(np.arange(3), GatherContext())
     assert batch[0].min() == low and batch[1].max() == high
     np.testing.assert_allclose(batch[2], low + (high - low) * 51 / 255, rtol=1e-6)
