@@ -563,3 +563,14 @@ def test_dict_inputs_categories_and_multi_label_targets_are_the_same_stream_in_w
         assert_same_dict_batches(alone, workers)
     finally:
         workers.close()
+
+
+def test_several_image_columns_are_cached_apart_inside_the_cache(tmp_path):
+    frame = pd.DataFrame({"a": [id_png(10)] * 2, "../b": [id_png(20)] * 2, "y": [0, 1]})
+    kwargs = dict(image=["a", "../b"], target="y", image_size=(2, 2), validation_split=0)
+    train, _ = from_table(frame, **kwargs, cache=tmp_path / "cache", shuffle=False)
+    train.fill_cache()
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["image-..%2Fb", "image-a"]
+    again, _ = from_table(frame, **kwargs, cache=tmp_path / "cache", shuffle=False)
+    (a, b), _ = again[0]
+    assert round(float(a.max()) * 255) == 10 and round(float(b.max()) * 255) == 20

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -274,8 +275,13 @@ class TablePreprocessing(Saveable):
             "rows": rows,
             "column": name,
             "storage_options": table.storage.storage_options if table.storage else None,
-            # Several image columns: each its own cache folder (a cache holds one source's).
-            "cache": cache if cache is None or len(self.images) == 1 else os.path.join(cache, name),
+            # Several image columns: each its own cache folder (a cache holds one source's),
+            # named by the column quoted, so that no column name leaves the cache.
+            "cache": (
+                cache
+                if cache is None or len(self.images) == 1
+                else os.path.join(cache, "image-" + urllib.parse.quote(name, safe=""))
+            ),
             "cache_validation": cache_validation,
         }
         stored = table.images(name)
