@@ -17,8 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset._utils.cells import (
+    distinct_cells,
+    hashable,
+    is_list_column,
+    is_missing,
+)
 from multimodal_dataset.io.spilled import preallocated
-from multimodal_dataset.sources.protocol import GatherContext, PrecomputedSource, check_rows
+from multimodal_dataset.sources.protocol import (
+    GatherContext,
+    PrecomputedSource,
+    check_rows,
+    flagged,
+    sample_bits,
+)
 
 #: The id of a missing value and of a value that is not a category.
 UNKNOWN_ID = 0
@@ -29,14 +41,6 @@ UNKNOWN = "[UNK]"
 class CategoryOverflowWarning(UserWarning):
     """A categorical column has more categories than ``max_categories``: the least
     frequent share id 0 with missing and unseen values."""
-
-
-def _is_missing(value: Any) -> bool:
-    return (
-        value is None
-        or (isinstance(value, str) and not value.strip())
-        or (isinstance(value, float) and value != value)
-    )
 
 
 def _key(value: Any) -> Any:
@@ -55,52 +59,17 @@ def _key(value: Any) -> Any:
     return value
 
 
-def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct cells, each cell's position among them and each one's count: sorted
-    in C where the values sort (numbers, or strings alone), else one look-up per row."""
-    array = np.asarray(values)
-    if array.dtype == object:
-        hashed = _distinct_hashed(array)
-        if hashed is not None:
-            return hashed
-    try:
-        distinct, inverse, counts = np.unique(array, return_inverse=True, return_counts=True)
-    except TypeError:  # a mix that does not sort (None among strings)
-        seen: dict[Any, int] = {}
-        inverse = np.fromiter(
-            (seen.setdefault(_hashable(v), len(seen)) for v in array), np.int64, len(array)
+def check_max_categories(max_categories: Any) -> None:
+    """Refuses anything but None or an integer of at least 2 (id 0 and one category)."""
+    if max_categories is not None and (
+        not isinstance(max_categories, int)
+        or isinstance(max_categories, bool)
+        or max_categories < 2
+    ):
+        raise ValueError(
+            f"max_categories must be an integer of at least 2 (id 0 for missing and "
+            f"unseen values, and at least one category); got {max_categories!r}."
         )
-        distinct = np.empty(len(seen), dtype=object)
-        distinct[:] = list(seen)
-        counts = np.bincount(inverse, minlength=len(seen))
-    return distinct, inverse.reshape(-1), counts
-
-
-def _distinct_hashed(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """`_distinct` of an object column by hashing in C (pyarrow's dictionary encoding,
-    where pyarrow is installed): sorting Python strings costs microseconds a row. None
-    where pyarrow is missing or the cells are not one Arrow type (a mix of str and int)."""
-    try:
-        import pyarrow as pa
-    except ImportError:
-        return None
-    try:
-        encoded = pa.array(array, from_pandas=True).dictionary_encode()
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
-    dictionary = encoded.dictionary.to_pylist()
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    if encoded.null_count:  # missing cells: one more distinct value, None
-        indices = np.where(np.isnan(indices), len(dictionary), indices)
-        dictionary.append(None)
-    inverse = np.asarray(indices, np.int64)
-    distinct = np.empty(len(dictionary), dtype=object)
-    distinct[:] = dictionary
-    return distinct, inverse, np.bincount(inverse, minlength=len(dictionary))
-
-
-def _hashable(value: Any) -> Any:
-    return value if not isinstance(value, (list, np.ndarray, dict)) else repr(value)
 
 
 @dataclass(frozen=True)
@@ -146,23 +115,18 @@ class CategoryLookup:
         Raises:
             ValueError: For ``max_categories`` below 2, or a column of lists or dicts.
         """
-        if max_categories is not None and (
-            not isinstance(max_categories, int) or max_categories < 2
-        ):
+        check_max_categories(max_categories)
+        if is_list_column(values):
+            first = next(v for v in np.asarray(values) if v is not None)
             raise ValueError(
-                f"max_categories must be an integer of at least 2 (id 0 for missing and "
-                f"unseen values, and at least one category); got {max_categories!r}."
+                f"categorical={column!r}: the column holds {type(first).__name__}s "
+                f"({first!r}), not one category per row. Give a column of strings or "
+                "integers (a list of labels is a multi_label target)."
             )
-        distinct, _, counts = _distinct(values)
+        distinct, _, counts = distinct_cells(values)
         totals: dict[Any, int] = {}
         for value, count in zip(distinct.tolist(), counts.tolist(), strict=True):
-            if isinstance(value, (list, dict, np.ndarray)):
-                raise ValueError(
-                    f"categorical={column!r}: the column holds {type(value).__name__}s "
-                    f"({value!r}), not one category per row. Give a column of strings or "
-                    "integers (a list of labels is a multi_label target)."
-                )
-            if not _is_missing(value):
+            if not is_missing(value):
                 key = _key(value)
                 totals[key] = totals.get(key, 0) + int(count)
         ranked = sorted(totals, key=lambda v: (-totals[v], isinstance(v, str), v))
@@ -191,14 +155,14 @@ class CategoryLookup:
         One look-up per distinct value, not per row.
         """
         ids = {c: i + 1 for i, c in enumerate(self.categories)}
-        distinct, inverse, _ = _distinct(values)
+        distinct, inverse, _ = distinct_cells(values)
         mapped = np.zeros(len(distinct), np.int32)
         missing = np.zeros(len(distinct), bool)
         for u, value in enumerate(distinct.tolist()):
-            if _is_missing(value):
+            if is_missing(value):
                 missing[u] = True
             else:
-                mapped[u] = ids.get(_key(_hashable(value)), UNKNOWN_ID)
+                mapped[u] = ids.get(_key(hashable(value)), UNKNOWN_ID)
         out = mapped[inverse]
         absent = missing[inverse]
         return out, absent, (out == UNKNOWN_ID) & ~absent
@@ -260,24 +224,20 @@ class CategoricalColumn(PrecomputedSource):
         super().__init__(held, {}, "replace", check_rows(rows, len(held), column), column)
         self.missing_count, self.unseen_count = int(missing.sum()), int(unseen.sum())
         # One bit per sample for each kind of id 0: O(batch) look-ups, no dict per sample.
-        self._missing = np.packbits(missing, bitorder="little") if self.missing_count else None
-        self._unseen = np.packbits(unseen, bitorder="little") if self.unseen_count else None
+        self._flags = (
+            (sample_bits(missing), f"column {column!r} has no value: id 0"),
+            (
+                sample_bits(unseen),
+                f"column {column!r} holds a category not fitted on the training rows: id 0",
+            ),
+        )
 
     def report_bad(self, indices: np.ndarray, context: GatherContext) -> None:
         """Records each sample of ``indices`` whose id is 0 for a missing or unseen value
         (a bit per sample and kind: O(batch), whatever the number of samples)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        for bits, why in (
-            (self._missing, f"column {self.column!r} has no value: id 0"),
-            (
-                self._unseen,
-                f"column {self.column!r} holds a category not fitted on the training rows: id 0",
-            ),
-        ):
-            if bits is not None:
-                hit = (bits[indices >> 3] >> (indices & 7).astype(np.uint8)) & 1
-                for sample in indices[hit.astype(bool)]:
-                    self.bad_sample(context, int(sample), why)
+        for bits, why in self._flags:
+            for sample in flagged(bits, indices):
+                self.bad_sample(context, int(sample), why)
 
     def category_name(self, category_id: int) -> str:
         """The category of an id (`show_batch` shows it)."""

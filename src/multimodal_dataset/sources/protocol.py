@@ -284,6 +284,22 @@ _FIX = (
 )
 
 
+def sample_bits(flags: np.ndarray) -> np.ndarray | None:
+    """A boolean per sample packed into one bit per sample; None when none is set."""
+    return np.packbits(flags, bitorder="little") if flags.any() else None
+
+
+def flagged(bits: np.ndarray | None, indices: np.ndarray) -> np.ndarray:
+    """The samples of ``indices`` whose bit is set in `sample_bits`'s ``bits``: a look-up
+    per index, O(batch) whatever the number of samples or of flagged ones."""
+    if bits is None:
+        return np.zeros(0, np.int64)
+    indices = np.asarray(indices, dtype=np.int64)
+    hit = (bits[indices >> 3] >> (indices & 7).astype(np.uint8)) & 1
+    selected: np.ndarray = indices[hit.astype(bool)]
+    return selected
+
+
 class PrecomputedSource(Source):
     """A source whose values were computed up front (token ids, standardised numbers).
 
@@ -312,7 +328,7 @@ class PrecomputedSource(Source):
         if self.problems:
             bad = np.zeros(len(values), dtype=bool)
             bad[np.fromiter(self.problems, dtype=np.int64, count=len(self.problems))] = True
-            self._bad_bits = np.packbits(bad, bitorder="little")
+            self._bad_bits = sample_bits(bad)
 
     def __getstate__(self) -> dict[str, Any]:
         # To a worker process: the precomputed arrays (values, lengths, rows) as files it
@@ -338,12 +354,8 @@ class PrecomputedSource(Source):
         A look-up in a bit per sample: O(batch), whatever the number of samples or of bad
         ones (``np.isin`` sorted them all on every batch).
         """
-        bits = self._bad_bits
-        if bits is not None:
-            indices = np.asarray(indices, dtype=np.int64)
-            hit = (bits[indices >> 3] >> (indices & 7).astype(np.uint8)) & 1
-            for sample in indices[hit.astype(bool)]:
-                self.bad_sample(context, int(sample), self.problems[int(sample)])
+        for sample in flagged(self._bad_bits, indices):
+            self.bad_sample(context, int(sample), self.problems[int(sample)])
 
     def raise_or_keep(self, what: str) -> None:
         """At construction: raises for the first problem in ``"raise"`` mode.

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset.sources.categorical import check_max_categories
 from multimodal_dataset.sources.images.augmentation import ImageAugmentation
 from multimodal_dataset.sources.images.decoded_cache import CacheValidation
 from multimodal_dataset.sources.images.decoding import ColorMode
@@ -239,6 +240,7 @@ def from_table(
             "batch may be padded to, e.g. (16, 32, 64, 128))."
         )
     on_error = check_on_error(on_error)
+    check_max_categories(max_categories)
     kinds = check_target_kind(target_kind, roles["target"])
     preprocessing = TablePreprocessing(
         images=roles["image"],
@@ -258,7 +260,6 @@ def from_table(
     )
     if roles["target"]:
         preprocessing.fit_targets(data)
-    strata = _strata(preprocessing, data, stratify)
     val_data = None
     if validation is not None:
         if validation_split:
@@ -278,6 +279,7 @@ def from_table(
         train_rows, val_rows = split_rows(len(data), 0.0, seed)[0], np.arange(len(val_data))
     else:
         split = 0.2 if validation_split is None else validation_split
+        strata = _strata(preprocessing, data, stratify)
         train_rows, val_rows = split_rows(len(data), split, seed, strata)
     folder = os.fspath(root) if root is not None else None
 

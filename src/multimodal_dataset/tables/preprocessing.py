@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from multimodal_dataset._utils.cells import is_list_column
 from multimodal_dataset._utils.optional import optional_import
 from multimodal_dataset.dataset import MultimodalDataset
 from multimodal_dataset.io.persistence import Saveable
@@ -41,7 +42,6 @@ from multimodal_dataset.tables.targets import (
     encode_targets,
     fit_multi_label,
     fit_target,
-    is_list_column,
 )
 
 Structure = Literal["tuple", "dict"]

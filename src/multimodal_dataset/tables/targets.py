@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_dataset._utils.cells import distinct_cells, is_missing
 from multimodal_dataset.sources.numeric import parse_numeric
 from multimodal_dataset.sources.protocol import SampleError
 
@@ -53,15 +54,6 @@ def check_target_kind(target_kind: Any, targets: Sequence[str]) -> dict[str, str
     return {t: kinds.get(t) for t in targets}
 
 
-def is_list_column(values: np.ndarray) -> bool:
-    """Whether a column holds a list per row (its first non-missing cell is one)."""
-    array = np.asarray(values)
-    if array.dtype != object:
-        return array.ndim > 1
-    first = next((v for v in array if v is not None), None)
-    return isinstance(first, (list, tuple, np.ndarray))
-
-
 def fit_multi_label(
     values: np.ndarray, column: str, names: Sequence[str] | None = None
 ) -> list[Any]:
@@ -79,13 +71,11 @@ def fit_multi_label(
     if names is not None:
         _check_ids(flat, len(names), column)
         return list(names)
-    if flat.dtype.kind in "iu" or (flat.size == 0):
+    whole = flat.dtype.kind == "f" and bool(np.all(flat == np.round(flat)))
+    if flat.size == 0 or flat.dtype.kind in "iu" or whole:  # ids: the classes 0 .. max id
         _check_ids(flat, None, column)
         return list(range(int(flat.max()) + 1 if flat.size else 0))
-    if flat.dtype.kind == "f" and bool(np.all(flat == np.round(flat))):
-        _check_ids(flat, None, column)
-        return list(range(int(flat.max()) + 1 if flat.size else 0))
-    return _sorted_classes({label(v) for v in _distinct(flat)})
+    return _sorted_classes({label(v) for v in distinct_cells(flat)[0]})
 
 
 def encode_multi_label(
@@ -102,10 +92,9 @@ def encode_multi_label(
     owner = np.repeat(np.arange(len(lengths)), lengths)
     by_id = flat.dtype.kind in "iu" or all(isinstance(c, int) for c in classes)
     if classes and by_id:  # class ids (a Sequence(ClassLabel)'s, with names): by position
-        ids = np.asarray(flat)
-        ok = (ids == np.round(ids)) & (ids >= 0) & (ids < len(classes)) if ids.size else ids
-        positions = ids.astype(np.int64) if ids.size else np.zeros(0, np.int64)
-        bad = np.flatnonzero(~ok) if ids.size else np.zeros(0, np.int64)
+        ids = np.asarray(flat, np.float64)
+        bad = np.flatnonzero((ids != np.round(ids)) | (ids < 0) | (ids >= len(classes)))
+        positions = ids.astype(np.int64)
     else:
         index = {c: i for i, c in enumerate(classes)}
         positions = np.fromiter(
@@ -204,11 +193,11 @@ def fit_target(
             "the table."
         )
     if kind == "classes":
-        return kind, _sorted_classes({label(v) for v in _distinct(values)})
+        return kind, _sorted_classes({label(v) for v in distinct_cells(values)[0]})
     parsed, problems = parse_numeric(values, column)
     if kind is None:
         if len(problems) == len(values):  # names: every value is a non-number
-            return "classes", _sorted_classes({label(v) for v in _distinct(values)})
+            return "classes", _sorted_classes({label(v) for v in distinct_cells(values)[0]})
         if problems:
             rows = sorted(problems)
             shown = ", ".join(f"row {r} ({values[r]!r})" for r in rows[:5])
@@ -267,14 +256,6 @@ def _missing_rows(values: np.ndarray) -> list[int]:
     return [i for i, v in enumerate(array) if is_missing(v)]
 
 
-def _distinct(values: np.ndarray) -> Any:
-    """The distinct values (sorted in C where they sort: numbers, or strings alone)."""
-    try:
-        return np.unique(np.asarray(values))
-    except TypeError:  # a mix that does not sort (None among strings)
-        return set(values)
-
-
 def _class_ids(values: np.ndarray, rows: np.ndarray, column: str, classes: list[Any]) -> np.ndarray:
     """Each value's class id: one look-up per distinct value, not per row.
 
@@ -282,17 +263,12 @@ def _class_ids(values: np.ndarray, rows: np.ndarray, column: str, classes: list[
         SampleError: For the first sample whose value is missing or not a class.
     """
     ids = {c: i for i, c in enumerate(classes)}
-    try:
-        distinct, inverse = np.unique(np.asarray(values), return_inverse=True)
-    except TypeError:  # a mix that does not sort: one look-up per row
-        distinct = np.empty(len(values), dtype=object)
-        distinct[:] = list(values)
-        inverse = np.arange(len(values))
+    distinct, inverse, _ = distinct_cells(values)
     mapped = np.full(len(distinct), -1, np.int32)
     for u, value in enumerate(distinct):
         if not is_missing(value) and label(value) in ids:
             mapped[u] = ids[label(value)]
-    out: np.ndarray = mapped[inverse.reshape(-1)]
+    out: np.ndarray = mapped[inverse]
     bad = np.flatnonzero(out < 0)
     if len(bad):
         k = int(bad[0])
@@ -301,14 +277,6 @@ def _class_ids(values: np.ndarray, rows: np.ndarray, column: str, classes: list[
             f"{column!r}): {_label_problem(values[k], classes)}"
         )
     return out
-
-
-def is_missing(value: Any) -> bool:
-    return (
-        value is None
-        or (isinstance(value, str) and not value.strip())
-        or (isinstance(value, float) and np.isnan(value))
-    )
 
 
 def _kind_error(column: str, problems: dict[int, str]) -> ValueError:
