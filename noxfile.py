@@ -71,14 +71,41 @@ def backend_env(session: nox.Session, backend: str) -> None:
 # compute with a backend (marked `backend`) on TensorFlow and PyTorch too; the tests that
 # use Keras's own code (marked `backend` or `keras`) on the oldest Keras and on nightly.
 # A test that uses neither (reading a table, decoding an image, a cache) runs once.
-WHAT_RUNS = {"jax": [], "tensorflow": ["-m", "backend"], "torch": ["-m", "backend"]}
-KERAS_TESTS = ["-m", "backend or keras"]
+WHAT_RUNS = {"jax": "", "tensorflow": "backend", "torch": "backend"}
+KERAS_TESTS = "backend or keras"
 # The suite runs in one pytest-xdist worker process per core (CI's 2 cores: 220 s -> 162 s
-# for the JAX session, 192 s -> 122 s on the oldest Keras); the distributed tests, which
-# start processes of their own, run alone after it. Not on PyTorch: its backend tests are
-# model fits whose kernels use every core already, and two workers took 110 s against 82.
+# for the JAX session, 192 s -> 122 s on the oldest Keras). The tests marked `timed` hold
+# a wall-clock duration to a bound, which another worker's load breaks: they run alone
+# after it, as the distributed tests (which start processes of their own) do. Not on
+# PyTorch: its backend tests are model fits whose kernels use every core already, and two
+# workers took 110 s against 82.
 PARALLEL = ["-n", "auto", "--maxprocesses", "4"]
-IN_PARALLEL = {"jax": PARALLEL, "tensorflow": PARALLEL, "torch": []}
+IN_PARALLEL = {"jax": True, "tensorflow": True, "torch": False}
+
+
+def run_suite(session: nox.Session, selection: str, parallel: bool) -> None:
+    """pytest over the tests ``selection`` marks (all: ""), in xdist workers with the
+    ``timed`` ones alone after them when ``parallel``."""
+
+    def marked(extra: str) -> list[str]:
+        both = " and ".join(f"({m})" for m in (selection, extra) if m)
+        return ["-m", both] if both else []
+
+    if not parallel:
+        session.run("python", "-m", "pytest", *marked(""), *session.posargs)
+        return
+    # Exit code 5, no test selected, only where posargs may select none of one part.
+    codes = [0, 5] if session.posargs else [0]
+    for part, options in (("not timed", PARALLEL), ("timed", [])):
+        session.run(
+            "python",
+            "-m",
+            "pytest",
+            *options,
+            *marked(part),
+            *session.posargs,
+            success_codes=codes,
+        )
 
 
 @nox.session
@@ -87,9 +114,7 @@ def tests(session: nox.Session, backend: str) -> None:
     """The whole suite and the distributed tests on JAX; the backend-marked tests on
     TensorFlow and PyTorch."""
     install_backend(session, backend)
-    session.run(
-        "python", "-m", "pytest", *IN_PARALLEL[backend], *WHAT_RUNS[backend], *session.posargs
-    )
+    run_suite(session, WHAT_RUNS[backend], IN_PARALLEL[backend])
     if backend == "jax":
         session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
 
@@ -150,7 +175,7 @@ def keras_versions(session: nox.Session, keras: str) -> None:
         session.install(NO_COMPILE, "--pre", "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
     backend_env(session, "jax")
     session.run("python", "-c", "import keras; print('keras', keras.version())")
-    session.run("python", "-m", "pytest", *PARALLEL, *KERAS_TESTS, *session.posargs)
+    run_suite(session, KERAS_TESTS, parallel=True)
     session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
 
 

@@ -58,6 +58,7 @@ def small_model() -> keras.Model:
 
 
 @pytest.mark.backend
+@pytest.mark.timed
 def test_a_slow_source_makes_training_input_bound_and_the_monitor_says_what_to_try(capsys):
     # No prefetch: what is measured is the loop waiting for each batch in full (with
     # prefetch=2, two batches overlap their loads and the loop waits about half as long).
@@ -80,6 +81,7 @@ def test_a_slow_source_makes_training_input_bound_and_the_monitor_says_what_to_t
 
 
 @pytest.mark.backend
+@pytest.mark.timed
 def test_a_slow_step_with_fast_data_is_not_input_bound(capsys):
     ds = MultimodalDataset(SlowSource(0.0), np.zeros(SAMPLES, "float32"), batch_size=BATCH)
     small_model().fit(ds, epochs=3, verbose=0, callbacks=[ds.monitor(), SlowStep(0.03)])

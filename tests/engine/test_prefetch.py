@@ -80,6 +80,7 @@ def epoch_times(prefetch, load_s, compute_s):
 
 
 @pytest.mark.backend
+@pytest.mark.timed
 def test_loading_overlaps_the_step_so_an_epoch_takes_less_than_load_plus_compute(backend):
     load_s = compute_s = 0.03
     serial = SAMPLES // BATCH * (load_s + compute_s)
@@ -122,6 +123,7 @@ def real_step_epoch(load_s, prefetch):
 
 
 @pytest.mark.backend
+@pytest.mark.timed
 def test_loading_overlaps_a_real_backend_op_so_an_epoch_takes_less_than_load_plus_compute():
     # The step's cost on this machine: an epoch with nothing to load.
     compute = real_step_epoch(0.0, prefetch=0)
@@ -230,6 +232,7 @@ def epoch_seconds(prefetch, wait_s, batches=10):
     return seconds, np.concatenate(ids)
 
 
+@pytest.mark.timed
 def test_prefetch_k_keeps_k_batches_in_flight_for_a_source_that_waits_per_batch():
     serial, order = epoch_seconds(0, 0.1)
     one, order_one = epoch_seconds(1, 0.1)

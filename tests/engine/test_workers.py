@@ -234,6 +234,7 @@ def test_pools_are_released_after_a_fit_that_raised(monkeypatch, image_files, tm
 
 @pytest.mark.backend
 @pytest.mark.parametrize("mode", ["threads", "processes"])
+@pytest.mark.timed
 def test_a_dataset_nobody_references_releases_its_pools_at_once(backend, mode):
     """A hyper-parameter search builds a dataset per fit and drops it: its pools go with
     it, not when the keep-alive timer fires. TensorFlow keeps every dataset given to fit
