@@ -137,11 +137,18 @@ def _cache(args: argparse.Namespace) -> int:
         datasets = from_webdataset(args.data, **options)
     else:
         datasets = from_table(args.data, root=args.root, **options)
+    workers: Any = args.workers
+    if args.ray is not None:
+        from multimodal_dataset.ray import RayWorkers
+
+        address = None if args.ray == "default" else args.ray
+        workers = RayWorkers(num_actors=args.workers or 2, address=address)
+        print(f"filling with {workers.describe()}")
     failed = 0
     for name, ds in zip(("training", "validation"), datasets, strict=True):
         if ds is None:
             continue
-        for report in ds.fill_cache(workers=args.workers):
+        for report in ds.fill_cache(workers=workers):
             print(f"{name} {report} in {report.seconds:.1f} s")
             failed += len(report.failed)
     print(f"cache: {args.cache}")
@@ -227,7 +234,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache.add_argument("--root", metavar="DIR", help="folder of relative image paths")
     cache.add_argument("--webdataset", action="store_true", help="TABLE is WebDataset shards")
     cache.add_argument(
-        "--workers", type=int, default=None, help="processes decoding (default: every core)"
+        "--workers",
+        type=int,
+        default=None,
+        help="processes decoding (default: every core), or Ray actors with --ray (default 2)",
+    )
+    cache.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        nargs="?",
+        const="default",
+        help="decode in Ray actors: the cluster at ADDRESS ('auto', a ray:// address), or "
+        "RAY_ADDRESS / a new local cluster without one (pip install 'multimodal-dataset[ray]')",
     )
     cache.set_defaults(run=_cache)
     args = parser.parse_args(argv)

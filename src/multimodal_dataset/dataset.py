@@ -25,6 +25,7 @@ from multimodal_dataset.engine.keras_loop import (
     warn_read_ahead_lost,
 )
 from multimodal_dataset.engine.parallelism import Parallelism, ParallelismReport
+from multimodal_dataset.engine.pools import WorkerPool
 from multimodal_dataset.engine.prefetcher import Prefetcher
 from multimodal_dataset.engine.producer import ProducedBatch, Producer
 
@@ -97,7 +98,10 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             run inside the dataset and Keras reads it from its main thread (``ds.workers``
             is 1), because Keras's own pool serves batches of one epoch in the next (see
             ``multimodal_dataset.engine.gatherer``); ``ds.num_workers`` is your value. Workers pay
-            off for sources that decode files, not for in-memory arrays.
+            off for sources that decode files, not for in-memory arrays. Or a `WorkerPool`
+            whose workers produce whole batches elsewhere, such as
+            ``multimodal_dataset.ray.RayWorkers(num_actors=8)`` (Ray actors, on a cluster
+            too): up to ``prefetch`` batches in flight, served in order.
         use_multiprocessing: Gather in worker processes instead of threads, started with
             the default multiprocessing start method (fork or spawn); the dataset pickles.
         max_queue_size: Passed to ``keras.utils.PyDataset`` (Keras queues nothing for a
@@ -115,7 +119,8 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             each batch when Keras asks for it. Memory: that many batches at most; what an
             epoch did not serve is dropped at its end. None (the default): 2 when an input
             is a `Source` (files to read, images to decode), else 0 (arrays in memory are
-            gathered in microseconds, less than handing a batch to a thread costs).
+            gathered in microseconds, less than handing a batch to a thread costs); with
+            a `WorkerPool`, one per worker (at least 2), to keep every worker busy.
         threads_per_worker: Decoding threads in each process that gathers, shared by its
             image sources (Pillow and simplejpeg decode in parallel). None (the default):
             the machine's cores, at most 8, divided among worker processes. See
@@ -142,7 +147,7 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         drop_remainder: bool = False,
         pad_remainder: bool = False,
         shard: tuple[int, int] | None = None,
-        workers: int = 1,
+        workers: int | WorkerPool = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
         group_by_length: bool | int | str = False,
@@ -172,7 +177,9 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
         self._replacements = ReplacementLog()
         self._truncations = TruncationLog(fields)
         self._stats = StatsLog(fields)
-        if prefetch is None:  # in-memory arrays are gathered in microseconds: not worth it
+        if prefetch is None and isinstance(workers, WorkerPool):  # one batch per worker
+            prefetch = max(PREFETCH, workers.num_workers)
+        elif prefetch is None:  # in-memory arrays are gathered in microseconds: not worth it
             prefetch = 0 if all(f.in_memory for f in fields) else PREFETCH
         self._parallelism = Parallelism.make(
             workers, use_multiprocessing, threads_per_worker, prefetch, io_requests
@@ -281,10 +288,12 @@ class MultimodalDataset(BatchingView, Inspection, keras.utils.PyDataset):  # typ
             self._prefetcher.discard()
         self._cursor.advance()
 
-    def fill_cache(self, workers: int | None = None) -> list[FillReport]:
+    def fill_cache(self, workers: int | WorkerPool | None = None) -> list[FillReport]:
         """Decodes every image not cached yet into its source's cache (``cache=``), with
-        ``workers`` processes (None: every core), before training rather than during the
-        first epoch. The epoch and its order are unchanged.
+        ``workers`` processes (None: every core) or a `WorkerPool` such as
+        ``multimodal_dataset.ray.RayWorkers`` (a cluster filling a shared cache folder),
+        before training rather than during the first epoch. The epoch and its order are
+        unchanged.
 
         Returns:
             One `FillReport` per image source with a cache (printable), naming the images

@@ -226,3 +226,65 @@ def s3_server(delay_s: float = 0.0, timeout_s: float = 60.0) -> Iterator[dict[st
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def ray_cluster(num_cpus: int = 2, object_store_mib: int = 256) -> Iterator[str]:
+    """A local Ray cluster for tests and benchmarks: bound to 127.0.0.1, without the
+    dashboard, its session files and authentication token in a temporary folder (Ray 2.60
+    writes a token under the home folder otherwise), shut down and removed on exit.
+    Its worker processes import what this process can (its ``sys.path``, as spawned
+    processes do). Yields the cluster's address, for other processes
+    (``ray.init(address=...)``; they need the ``RAY_AUTH_TOKEN`` this sets in the
+    environment).
+
+    Needs ``pip install "multimodal-dataset[ray]"``.
+
+    ```python
+    with testing.ray_cluster(num_cpus=2):
+        ds = MultimodalDataset(..., workers=RayWorkers(num_actors=2))
+    ```
+    """
+    import importlib
+    import secrets
+    import shutil
+    import tempfile
+
+    from multimodal_dataset._utils.optional import optional_import
+
+    # Ray binds to the machine's routable address unless told it is no cluster (its switch
+    # for Windows and macOS): then to 127.0.0.1, and nothing outside reaches it.
+    saved_cluster = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray = optional_import("ray", "testing.ray_cluster")
+    constants: Any = importlib.import_module("ray._private.ray_constants")
+    enabled, constants.ENABLE_RAY_CLUSTER = constants.ENABLE_RAY_CLUSTER, False
+    if ray.is_initialized():
+        raise RuntimeError("Ray is initialized already: call ray.shutdown() first.")
+    # Unix socket paths are limited to about 100 characters: a short folder under /tmp.
+    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp" if os.path.isdir("/tmp") else None)
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+    os.environ["RAY_AUTH_TOKEN"] = saved["RAY_AUTH_TOKEN"] or secrets.token_hex(32)
+    os.environ.pop("RAY_ADDRESS", None)
+    try:
+        context = ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            object_store_memory=object_store_mib * 2**20,
+            include_dashboard=False,
+            _temp_dir=folder,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+        )
+        yield str(context.address_info["gcs_address"])
+    finally:
+        ray.shutdown()
+        constants.ENABLE_RAY_CLUSTER = enabled
+        saved["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved_cluster
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(folder, ignore_errors=True)

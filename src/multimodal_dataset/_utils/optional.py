@@ -20,6 +20,7 @@ EXTRAS = {
     "s3fs": ("s3", "s3fs"),
     "gcsfs": ("gcs", "gcsfs"),
     "matplotlib": ("plot", "matplotlib"),
+    "ray": ("ray", "ray"),
 }
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from multimodal_dataset._utils.processes import spawn_context
 from multimodal_dataset.batching.structure import Field
 from multimodal_dataset.engine.gathering import ProcessThreads
+from multimodal_dataset.engine.pools import WorkerPool
 from multimodal_dataset.sources.protocol import Cached
 
 #: Samples per task: large enough to amortize a task, small enough to balance the cores.
@@ -101,7 +102,9 @@ class FillReport:
 
 
 def fill_caches(
-    fields: Sequence[Field], workers: int | None = None, decoding: ProcessThreads | None = None
+    fields: Sequence[Field],
+    workers: int | WorkerPool | None = None,
+    decoding: ProcessThreads | None = None,
 ) -> list[FillReport]:
     """Decodes into its cache every image not cached yet, of every field with a cache.
 
@@ -109,7 +112,8 @@ def fill_caches(
         fields: The dataset's fields.
         workers: Processes to decode in; 1 decodes in this process's decoding threads;
             None uses a process per core when there are enough images to repay starting
-            them (see `PER_PROCESS`), else this process's threads.
+            them (see `PER_PROCESS`), else this process's threads. Or a `WorkerPool`
+            (Ray actors) whose workers each take spans of samples, as processes do.
     """
     cores = os.cpu_count() or 1
     reports = []
@@ -119,6 +123,16 @@ def fill_caches(
         source, start = f.array, time.perf_counter()
         count = len(source)
         already, failed = 0, list[tuple[int, str]]()
+        if isinstance(workers, WorkerPool):
+            running = workers.start_filling(source)
+            try:
+                for cached, bad in running.fill(spans(count)):
+                    already += cached
+                    failed += bad
+            finally:
+                running.shutdown()
+            reports.append(FillReport(f.name, count, already, time.perf_counter() - start, failed))
+            continue
         processes = workers or (cores if count >= PER_PROCESS * cores else 1)
         if processes < 2:
             for span in spans(count):

@@ -48,6 +48,7 @@ from multimodal_dataset.engine.gathering import (
     init_process,
 )
 from multimodal_dataset.engine.parallelism import Parallelism
+from multimodal_dataset.engine.pools import RunningPool
 
 #: Seconds an idle pool is kept after an epoch ends, for the next epoch to reuse.
 KEEP_ALIVE_S = 2.0
@@ -67,6 +68,7 @@ class Gatherer(Picklable):
 
     TRANSIENT: ClassVar[dict[str, Callable[[], Any]]] = {
         "_executor": lambda: None,
+        "_remote": lambda: None,
         "_prefetch": lambda: None,
         "_timer": lambda: None,
         "_lock": threading.Lock,
@@ -81,6 +83,7 @@ class Gatherer(Picklable):
         self.use_multiprocessing = parallelism.use_processes
         self.shared = SharedThreads.make(parallelism.threads_per_worker, parallelism.io_requests)
         self._executor: Executor | None = None
+        self._remote: RunningPool | None = None  # a WorkerPool's workers, once started
         self._prefetch: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         # Held while a batch is served (`serving`) and while the release timer closes the
@@ -94,7 +97,10 @@ class Gatherer(Picklable):
         self._uses = 0  # counts gathers, so a release timer knows if the pool was used
         # Whether anything holds threads or processes (a pool, or sources' own threads).
         self._releasable = (
-            self.parallel or parallelism.prefetch > 0 or not all(f.in_memory for f in fields)
+            self.parallel
+            or parallelism.pool is not None
+            or parallelism.prefetch > 0
+            or not all(f.in_memory for f in fields)
         )
 
     @property
@@ -123,11 +129,22 @@ class Gatherer(Picklable):
         if not self._releasable:  # plain arrays inline: no pool, nothing to release
             return gather_fields(self.fields, seed, epoch, indices, widths)
         shared = self.shared
+        pool = self.parallelism.pool
         with self._lock:
             self._uses += 1
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if pool is not None:
+                if self._remote is None:
+                    parallelism = self.parallelism
+                    threads, requests = parallelism.threads_per_worker, parallelism.io_requests
+                    self._remote = pool.start(self.fields, threads, requests)
+                    _live.add(self)
+                remote = self._remote
+        if pool is not None:  # whole batches, produced elsewhere
+            return remote.gather(plan)
+        with self._lock:
             executor = self._get_executor() if self.parallel and len(indices) > 1 else None
         if executor is None:
             return gather_fields(self.fields, seed, epoch, indices, widths, shared)
@@ -214,13 +231,14 @@ class Gatherer(Picklable):
             _live.add(self)
         return self._executor
 
-    def _take_pools(self) -> list[Executor]:
+    def _take_pools(self) -> list[Executor | RunningPool]:
         """The prefetch and worker pools, no longer this gatherer's (in the order they are
         stopped: a prefetched batch may be gathering in the workers), and no release timer
         pending."""
         with self._lock:
-            pools = [p for p in (self._prefetch, self._executor) if p is not None]
-            self._prefetch = self._executor = None
+            started = (self._prefetch, self._executor, self._remote)
+            pools = [p for p in started if p is not None]
+            self._prefetch = self._executor = self._remote = None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -253,7 +271,7 @@ class Gatherer(Picklable):
     def __del__(self) -> None:
         if getattr(self, "_pid", None) != os.getpid():
             return
-        for name in ("_prefetch", "_executor"):
+        for name in ("_prefetch", "_executor", "_remote"):
             pool = getattr(self, name, None)
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from multimodal_dataset._utils.checks import check_int
 from multimodal_dataset.batching.structure import Field
+from multimodal_dataset.engine.pools import WorkerPool
 from multimodal_dataset.io.storage import MAX_IO_THREADS, MAX_REQUESTS
 
 #: Decoding threads per gathering process at most, by default (Pillow and simplejpeg
@@ -38,6 +39,8 @@ class Parallelism:
             system without an event loop of its own; S3, GCS and HTTP keep them in
             fsspec's loop).
         prefetch: Batches produced ahead, each in its own thread.
+        pool: Workers outside this process that produce whole batches (`WorkerPool`,
+            such as Ray actors), or None.
     """
 
     workers: int = 1
@@ -45,23 +48,38 @@ class Parallelism:
     threads_per_worker: int = 1
     prefetch: int = 0
     io_requests: int = MAX_REQUESTS
+    pool: WorkerPool | None = None
 
     @classmethod
     def make(
         cls,
-        workers: int,
+        workers: int | WorkerPool,
         use_processes: bool,
         threads_per_worker: int | None,
         prefetch: int,
         io_requests: int | None = None,
     ) -> Parallelism:
         """Checks the arguments; ``threads_per_worker=None`` takes the machine's cores
-        (at most `MAX_DEFAULT_THREADS`), divided among worker processes.
+        (at most `MAX_DEFAULT_THREADS`), divided among worker processes, or a pool's
+        share per worker.
 
         Raises:
             TypeError, ValueError: For a count that is not a positive integer (``prefetch``
-                may be 0).
+                may be 0), or a pool with ``use_multiprocessing``.
         """
+        if isinstance(workers, WorkerPool):
+            if use_processes:
+                raise ValueError(
+                    "use_multiprocessing=True does not apply to workers="
+                    f"{type(workers).__name__}(...): its workers are processes already. "
+                    "Leave use_multiprocessing out."
+                )
+            pool = workers
+            threads = threads_per_worker or pool.threads_per_worker
+            threads = check_int(threads, "threads_per_worker", what="decoding threads")
+            prefetch = check_int(prefetch, "prefetch", minimum=0, what="batches produced ahead")
+            io = check_int(io_requests or MAX_REQUESTS, "io_requests", what="requests")
+            return cls(pool.num_workers, False, threads, prefetch, io, pool)
         workers = check_int(workers, "workers")
         if threads_per_worker is None:
             cores = os.cpu_count() or 1
@@ -75,8 +93,9 @@ class Parallelism:
 
     @property
     def parallel(self) -> bool:
-        """Whether batches are gathered in a pool (threads or processes)."""
-        return self.workers > 1 or self.use_processes
+        """Whether batches are gathered in a pool of threads or processes that share each
+        batch (a `WorkerPool` produces whole batches instead)."""
+        return self.pool is None and (self.workers > 1 or self.use_processes)
 
     def describe(self, fields: Sequence[Field]) -> ParallelismReport:
         """The threads and processes a dataset of ``fields`` starts at most, by purpose."""
@@ -85,6 +104,16 @@ class Parallelism:
         processes = self.workers if self.use_processes else 0
         lines = []
         threads = 0
+        if self.pool is not None:
+            lines.append(self.pool.describe())
+            lines.append(
+                f"{self.threads_per_worker} decoding threads in each of them (threads_per_worker)"
+            )
+            if self.prefetch:
+                lines.append(f"{self.prefetch} prefetch threads, one per batch in flight")
+            else:
+                lines.append("one batch in flight at a time (prefetch=0)")
+            return ParallelismReport(0, self.prefetch, tuple(lines))
         if processes:
             lines.append(f"{processes} worker processes, each gathering a share of a batch")
         elif self.workers > 1:
