@@ -39,7 +39,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # resolves to a multi-GB CUDA build.
 BACKENDS = {
     "tensorflow": [".[tensorflow,test]"],
-    "jax": [".[jax,test]"],
+    # Ray (the `ray` extra) is installed here only: its tests run on JAX (see WHAT_RUNS).
+    "jax": [".[jax,test,ray]"],
     "torch": ["torch==2.13.0", ".[torch,test]"],
 }
 
@@ -71,15 +72,19 @@ def backend_env(session: nox.Session, backend: str) -> None:
 # compute with a backend (marked `backend`) on TensorFlow and PyTorch too; the tests that
 # use Keras's own code (marked `backend` or `keras`) on the oldest Keras and on nightly.
 # A test that uses neither (reading a table, decoding an image, a cache) runs once.
-WHAT_RUNS = {"jax": "", "tensorflow": "backend", "torch": "backend"}
-KERAS_TESTS = "backend or keras"
+# The tests marked `ray` (a local Ray cluster) run in the JAX session alone: Ray is a
+# 80 MB install, and the actors' work does not depend on the backend (the pool was
+# checked on TensorFlow and PyTorch by hand; docs/guides/distributed.md says so).
+WHAT_RUNS = {"jax": "", "tensorflow": "backend and not ray", "torch": "backend and not ray"}
+KERAS_TESTS = "(backend or keras) and not ray"
 # The suite runs in one pytest-xdist worker process per core (CI's 2 cores: 220 s -> 162 s
 # for the JAX session, 192 s -> 122 s on the oldest Keras). The tests marked `timed` hold
 # a wall-clock duration to a bound, which another worker's load breaks: they run alone
 # after it, as the distributed tests (which start processes of their own) do. Not on
 # PyTorch: its backend tests are model fits whose kernels use every core already, and two
 # workers took 110 s against 82.
-PARALLEL = ["-n", "auto", "--maxprocesses", "4"]
+# `loadgroup` keeps the tests of one xdist_group (the Ray cluster's) in one worker.
+PARALLEL = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup"]
 IN_PARALLEL = {"jax": True, "tensorflow": True, "torch": False}
 
 

@@ -28,6 +28,9 @@ class EpochCursor:
         begun_at: ``served`` when the Keras epoch began (where a rewind returns to).
         read_ahead: Whether another thread (tf.data, a prefetching trainer) read batches
             of the epoch ahead of the training steps.
+        keras_steps: How many batches the dataset tells Keras the current Keras epoch
+            has (``num_batches``), when not ``batches``: the rest of an epoch resumed in
+            its middle (`DatasetBackup`). Cleared when that Keras epoch ends.
     """
 
     def __init__(self, batches: int, in_order: bool) -> None:
@@ -39,6 +42,7 @@ class EpochCursor:
         self.served = 0
         self.begun_at = 0
         self.read_ahead = False
+        self.keras_steps: int | None = None
 
     @property
     def read_whole(self) -> bool:
@@ -80,6 +84,7 @@ class EpochCursor:
     def end(self) -> None:
         """The Keras epoch ended."""
         self.in_epoch = False
+        self.keras_steps = None
 
     def advance(self) -> None:
         """Moves to the next epoch, from its first batch."""

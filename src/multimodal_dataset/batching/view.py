@@ -8,6 +8,7 @@ alone (the `Sampler`, the `EpochCursor`, the `BatchLayout`), never from the data
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
@@ -131,6 +132,51 @@ class BatchingView:
         if (epoch, position) != (cursor.epoch, cursor.position):
             self._discard_prefetched()
         cursor.restore(epoch, position)
+
+    @property
+    def num_batches(self) -> int:
+        """The batches Keras reads in its current epoch: ``len(ds)``, or what is left of
+        an epoch resumed in its middle by `backup_callback`."""
+        steps = self._cursor.keras_steps
+        return len(self) if steps is None else steps
+
+    def serve_keras_epoch(self, steps: int | None) -> None:
+        """Tells Keras the next epoch has ``steps`` batches (None: ``len(ds)``), until it
+        ends: how `backup_callback` ends a resumed epoch with the dataset's."""
+        self._cursor.keras_steps = steps
+
+    def backup_callback(
+        self,
+        directory: str | os.PathLike[str],
+        save_freq: str | int = "epoch",
+        *,
+        double_checkpoint: bool = False,
+        delete_checkpoint: bool = True,
+    ) -> keras.callbacks.Callback:
+        """``keras.callbacks.BackupAndRestore`` that also saves this dataset's position,
+        so that a run killed mid-epoch resumes at the exact next batch (see `DatasetBackup`).
+
+        With ``save_freq=N`` it backs up the weights, the optimizer and the dataset's
+        position every ``N`` steps; restarted with the same call, ``fit`` continues the
+        interrupted epoch from the step after the backup and trains on exactly the
+        batches the uninterrupted run would have. It includes `epoch_callback`: pass it
+        instead of both. The model must be built before ``fit`` (Keras's rule).
+
+        Example:
+
+        ```python
+        model.fit(ds, epochs=10, callbacks=[ds.backup_callback("backup", save_freq=100)])
+        ```
+
+        Args:
+            directory: The backup folder (one per run).
+            save_freq: ``"epoch"``, or the steps between backups.
+            double_checkpoint: Keep the previous backup too.
+            delete_checkpoint: Delete the backup when ``fit`` ends normally.
+        """
+        from multimodal_dataset.batching.backup import DatasetBackup
+
+        return DatasetBackup(self, directory, save_freq, double_checkpoint, delete_checkpoint)
 
     def epoch_callback(self) -> keras.callbacks.Callback:
         """A Keras callback that makes this dataset serve Keras's epoch number.
