@@ -106,3 +106,36 @@ def run_fit(ds, backup_dir, epochs, extra=()):
     except RuntimeError as error:
         assert "interrupted" in str(error)
     return [np.concatenate(batches) for batches in recorder.epochs]
+
+
+def sharded(count, index, batch_size, n=48):
+    return MultimodalDataset(
+        np.arange(n), np.arange(n), batch_size=batch_size, seed=4, shard=(index, count)
+    )
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 1), (1, 2), (2, 4)])
+def test_a_state_saved_by_n_processes_continues_on_m_with_the_same_global_order(before, after):
+    global_batch = 8
+    old = [sharded(before, i, global_batch // before) for i in range(before)]
+    for ds in old:  # one epoch, then three steps of the next
+        for i in range(len(ds)):
+            ds[i]
+        ds.on_epoch_end()
+        for i in range(3):
+            ds[i]
+    state = old[0].get_state()
+    expected = [sorted(np.concatenate([ds[i][1] for ds in old]).tolist()) for i in range(3, 6)]
+
+    new = [sharded(after, i, global_batch // after) for i in range(after)]
+    for ds in new:
+        ds.set_state(state)
+        assert ds.get_state()["position"] == 3 and ds.epoch == 1
+    steps = [sorted(np.concatenate([ds[i][1] for ds in new]).tolist()) for i in range(3, 6)]
+    assert steps == expected
+
+
+def test_a_state_from_another_global_batch_names_the_batch_size_to_use():
+    state = sharded(2, 0, 4).get_state()
+    with pytest.raises(ValueError, match=r"global batch of 8.*global batch of 4.*batch_size=8"):
+        sharded(1, 0, 4).set_state(state)

@@ -23,9 +23,15 @@ def checked_state(
         state: The state to continue from.
         batches: Batches per epoch of this dataset.
 
+    A state saved by ``n`` processes (``shard=(i, n)``) continues on ``m`` processes
+    (elastic resume) when the global batch, ``batch_size x processes``, is the same: the
+    global order and the global step are the same, and each process takes its share of
+    the step.
+
     Raises:
-        ValueError: For a state from a dataset with other samples, seed, batch size or
-            shuffling (its epochs would be different batches), or out of range.
+        ValueError: For a state from a dataset with other samples, seed, batch size (the
+            global batch, across a change in the number of processes) or shuffling (its
+            epochs would be different batches), or out of range.
     """
     missing = set(REQUIRED) - set(state)
     if missing:
@@ -33,9 +39,40 @@ def checked_state(
             f"Not a MultimodalDataset state: missing {sorted(missing)}. Use the dict "
             "that ds.get_state() returns."
         )
+    identity = IDENTITY
+    saved_count = int(state.get("shard", (0, 1))[1])
+    count = int(mine.get("shard", (0, 1))[1])
+    if saved_count != count:
+        identity = tuple(k for k in IDENTITY if k != "batch_size")
+        saved_global, global_batch = (
+            int(state["batch_size"]) * saved_count,
+            mine["batch_size"] * count,
+        )
+        if saved_global != global_batch:
+            raise ValueError(
+                f"This state was saved by {saved_count} processes with batch_size="
+                f"{state['batch_size']} each (a global batch of {saved_global}); this dataset "
+                f"is one of {count} with batch_size={mine['batch_size']} (a global batch of "
+                f"{global_batch}). The steps of the global order differ, so the stream "
+                "cannot continue. Keep the global batch: batch_size="
+                f"{saved_global / count:g} on each of {count} processes"
+                + (
+                    ""
+                    if saved_global % count == 0
+                    else " (not a whole number: use a process count that divides it)"
+                )
+                + "."
+            )
+        if state.get("sharded_by_keras") or mine.get("sharded_by_keras"):
+            raise ValueError(
+                f"This state was saved by {saved_count} processes and this dataset is one of "
+                f"{count}, where Keras shards the dataset itself (auto_shard_dataset): its "
+                "positions interleave every process's batches and cannot be carried to "
+                "another count. Pass shard=(index, count) to the datasets instead."
+            )
     different = [
         f"{key}={state[key]!r} (this dataset: {mine[key]!r})"
-        for key in IDENTITY
+        for key in identity
         if key in state and state[key] != mine[key]
     ]
     if different:

@@ -106,8 +106,11 @@ class BatchingView:
         """Where the batch stream is: enough, with the same data, to continue it exactly.
 
         ``position`` is one past the highest batch index read in the current epoch: the
-        next batch of an in-order loop (``for i in range(position, len(ds))``). ``fit``
-        resumes per epoch: see `epoch_callback`.
+        next batch of an in-order loop (``for i in range(position, len(ds))``); with
+        ``shard=(i, n)`` it counts global steps, so a state saved by ``n`` processes
+        continues on another number of them with the same global batch (see
+        `set_state`). ``fit`` resumes per epoch (`epoch_callback`) or mid-epoch
+        (`backup_callback`).
         """
         return {
             "seed": self.seed,
@@ -117,15 +120,20 @@ class BatchingView:
             "batch_size": self.batch_size,
             "shuffle": self.shuffle,
             "shard": list(self.shard),
+            "sharded_by_keras": self.sharded_by_keras,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continues the batch stream from a `get_state` of a dataset like this one.
 
+        A state saved by ``n`` processes (``shard=(i, n)``) continues on ``m`` processes
+        when ``batch_size`` keeps the global batch (``batch_size x processes``): every
+        process then reads its share of the same next global step (elastic resume).
+
         Raises:
             ValueError: If the state comes from a dataset with other samples, seed, batch
-                size or shuffling (its epochs would be different batches), or has a
-                position past the end of an epoch.
+                size (the global batch, across process counts) or shuffling (its epochs
+                would be different batches), or has a position past the end of an epoch.
         """
         epoch, position = checked_state(self.get_state(), state, len(self))
         cursor = self._cursor
