@@ -121,7 +121,22 @@ def tests(session: nox.Session, backend: str) -> None:
     install_backend(session, backend)
     run_suite(session, WHAT_RUNS[backend], IN_PARALLEL[backend])
     if backend == "jax":
-        session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
+        session.run("python", "-m", "pytest", *JAX_DISTRIBUTED, *session.posargs)
+    if backend == "torch":
+        # Two torch processes through keras-nightly's DataParallel (DDP): nightly goes into
+        # a folder of its own, first on the workers' path, so this venv keeps its Keras.
+        nightly = str(Path(session.create_tmp()).resolve() / "keras-nightly")
+        session.install(
+            NO_COMPILE, "--pre", "--no-deps", "--upgrade", "--target", nightly, KERAS_NIGHTLY
+        )
+        session.env["MULTIMODAL_DATASET_KERAS_NIGHTLY"] = nightly
+        session.run("python", "-m", "pytest", TORCH_DISTRIBUTED, *session.posargs)
+
+
+#: The distributed tests of JAX (several devices and processes), and of PyTorch (two
+#: processes under DDP: the torch session runs those).
+JAX_DISTRIBUTED = ["tests/distributed", "-m", "not torch_processes"]
+TORCH_DISTRIBUTED = "tests/distributed/test_torch_processes.py"
 
 
 # The benchmarks, the demo, the portability check and `distributed` run in the tests'
@@ -156,7 +171,7 @@ def distributed(session: nox.Session) -> None:
     """Multi-device (4 CPU devices) and two-process training with keras.distribution on JAX
     (`tests(backend='jax')` runs them too)."""
     python = backend_python(session, "jax")
-    session.run(python, "-m", "pytest", "tests/distributed", *session.posargs, external=True)
+    session.run(python, "-m", "pytest", *JAX_DISTRIBUTED, *session.posargs, external=True)
 
 
 # The Keras versions the package claims (pyproject.toml: keras>=3.8), besides the current
@@ -181,7 +196,7 @@ def keras_versions(session: nox.Session, keras: str) -> None:
     backend_env(session, "jax")
     session.run("python", "-c", "import keras; print('keras', keras.version())")
     run_suite(session, KERAS_TESTS, parallel=True)
-    session.run("python", "-m", "pytest", "tests/distributed", *session.posargs)
+    session.run("python", "-m", "pytest", *JAX_DISTRIBUTED, *session.posargs)
 
 
 @nox.session

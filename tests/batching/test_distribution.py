@@ -63,6 +63,49 @@ def test_keras_before_3_11_refuses_py_datasets_across_processes_so_the_dataset_s
     assert MultimodalDataset(ids, ids, batch_size=5, pad_remainder=True).shard == (0, 2)
 
 
+class TwoTorchProcesses:
+    """What torch.distributed answers in rank 1 of a two-process group."""
+
+    @staticmethod
+    def is_available():
+        return True
+
+    @staticmethod
+    def is_initialized():
+        return True
+
+    @staticmethod
+    def get_world_size():
+        return 2
+
+    @staticmethod
+    def get_rank():
+        return 1
+
+
+@pytest.mark.parametrize(
+    ("version", "fix"), [("3.15.1", "keras-nightly"), ("3.16.0", "DataParallel")]
+)
+def test_torch_processes_without_a_keras_distribution_are_refused_naming_the_fixes(
+    monkeypatch, version, fix
+):
+    import sys
+    import types
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    monkeypatch.setattr(keras, "version", lambda: version)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(distributed=TwoTorchProcesses))
+    ids = np.arange(N)
+    with pytest.raises(
+        ValueError, match=rf"would train every process on its own.*{fix}.*shard=\(1, 2\)"
+    ):
+        MultimodalDataset(ids, ids, batch_size=5)
+    assert MultimodalDataset(ids, ids, batch_size=5, shard=(1, 2), drop_remainder=True).shard == (
+        1,
+        2,
+    )
+
+
 class KerasShardingDistribution:
     """What Keras 3.16's PyDatasetAdapter reads of a DataParallel over two processes with
     auto_shard_dataset=True (the default): it then takes batches shard_id, shard_id + 2, ..."""

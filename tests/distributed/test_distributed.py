@@ -24,7 +24,7 @@ TIME_LIMIT = 240  # seconds; a hung collective fails the test instead of hanging
 
 
 def run_workers(commands, tmp_path, extra_env=None):
-    env = dict(os.environ, KERAS_BACKEND="jax", **(extra_env or {}))
+    env = {**os.environ, "KERAS_BACKEND": "jax", **(extra_env or {})}
     with contextlib.ExitStack() as stack:
         logs = [
             stack.enter_context(open(tmp_path / f"worker{i}.log", "w"))

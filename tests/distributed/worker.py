@@ -1,12 +1,14 @@
-"""One training process under keras.distribution.DataParallel on JAX (run by the tests in
-this folder as a subprocess): fits the reference model from a MultimodalDataset and writes
-what it read and what it learned to a JSON file.
+"""One training process under keras.distribution.DataParallel on JAX or PyTorch (run by the
+tests in this folder as a subprocess): fits the reference model from a MultimodalDataset
+and writes what it read and what it learned to a JSON file.
 
 Usage: ``python worker.py OUT.json devices`` (one process; set XLA_FLAGS for CPU devices),
 ``python worker.py OUT.json processes PROCESS_ID PORT`` (one of two processes, Keras's
 sharding off), or ``python worker.py OUT.json defaults PROCESS_ID PORT`` (one of two
 processes with DataParallel's defaults: Keras 3.16+ then shards the dataset itself, 3.15
-refuses a PyDataset, 3.8 feeds it as is).
+refuses a PyDataset, 3.8 feeds it as is). With ``KERAS_BACKEND=torch`` the two processes
+talk through torch.distributed's gloo: Keras 3.16+ wraps the model in DDP; older Keras has
+no torch distribution, and the dataset refuses to train each process on its own.
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ import os
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+TORCH = os.environ["KERAS_BACKEND"] == "torch"
 
-import jax
+if not TORCH:
+    import jax
 
-if sys.argv[2] != "devices":  # several processes on one machine talk through gloo
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if sys.argv[2] != "devices":  # several processes on one machine talk through gloo
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
-import keras
-import numpy as np
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
-from multimodal_dataset import MultimodalDataset, models, synthetic
-from multimodal_dataset.batching.sharding import keras_shards_py_datasets
+from multimodal_dataset import MultimodalDataset, models, synthetic  # noqa: E402
+from multimodal_dataset.batching.sharding import keras_shards_py_datasets  # noqa: E402
 
 SAMPLES = 203  # divides by neither the per-process batch nor the global batch
 BATCH_SIZE = 8  # per process; divisible by the 4 devices of the one-process run
@@ -78,8 +82,47 @@ def train(**dataset_kwargs) -> dict:
     }
 
 
+def torch_main(out: str, mode: str, process_id: int, port: int) -> None:
+    import torch
+
+    result: dict = {"keras": keras.version()}
+    if not hasattr(keras.distribution, "initialize") or keras_version() < (3, 16):
+        # No torch distribution in this Keras: torch.distributed by hand, and the dataset
+        # must refuse to train each process on its own.
+        torch.distributed.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=process_id, world_size=2
+        )
+        try:
+            train(pad_remainder=True)
+        except ValueError as error:
+            result["error"] = str(error)
+    else:
+        keras.distribution.initialize(
+            job_addresses=f"127.0.0.1:{port}", num_processes=2, process_id=process_id
+        )
+        devices = keras.distribution.list_devices()
+        distribution = keras.distribution.DataParallel(
+            devices=devices, auto_shard_dataset=mode == "defaults"
+        )
+        keras.distribution.set_distribution(distribution)
+        result["devices"] = len(devices)
+        result["pad_remainder"] = train(pad_remainder=True)
+    result["processes"] = torch.distributed.get_world_size()
+    with open(out, "w") as f:
+        json.dump(result, f)
+    torch.distributed.destroy_process_group()
+
+
+def keras_version() -> tuple[int, int]:
+    major, minor = (int(part) for part in keras.version().split(".")[:2])
+    return major, minor
+
+
 def main() -> None:
     out, mode = sys.argv[1], sys.argv[2]
+    if TORCH:
+        torch_main(out, mode, int(sys.argv[3]), int(sys.argv[4]))
+        return
     if mode in ("processes", "defaults"):
         process_id, port = int(sys.argv[3]), int(sys.argv[4])
         keras.distribution.initialize(

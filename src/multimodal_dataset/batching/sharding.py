@@ -33,6 +33,7 @@ def resolve_shards(shard: Any) -> Shards:
     """
     check_keras_takes_py_datasets_across_processes()
     if shard is None:
+        check_torch_processes_have_a_distribution()
         return shard_layout()
     index, count = check_shard(shard)
     if keras_shards_py_datasets()[1] > 1:
@@ -60,6 +61,40 @@ def check_distribution_unchanged(built_for: Shards) -> None:
         "set (or changed) after the dataset was built, and training would read a "
         "fraction of the data or stall. Build the dataset after "
         "keras.distribution.set_distribution(...), or pass shard= explicitly."
+    )
+
+
+def check_torch_processes_have_a_distribution() -> None:
+    """On PyTorch, several processes (``torch.distributed`` initialized) but no
+    ``keras.distribution``: Keras would train each process on its own data and weights.
+    Keras 3.16 (keras-nightly) wraps the model in DDP under ``DataParallel``; older Keras
+    has no torch distribution. Refused, with both fixes, when the dataset is built."""
+    if keras.backend.backend() != "torch" or keras.distribution.distribution() is not None:
+        return
+    import sys
+
+    torch = sys.modules.get("torch")
+    distributed = getattr(torch, "distributed", None)
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        return
+    world = distributed.get_world_size()
+    if world <= 1:
+        return
+    rank = distributed.get_rank()
+    newer = (
+        "set keras.distribution.DataParallel(devices=keras.distribution.list_devices()) "
+        "before building the dataset (Keras then wraps the model in DDP and averages the "
+        "gradients)"
+        if keras_version() >= (3, 16)
+        else f"Keras {keras.version()} has no torch distribution: use keras-nightly (3.16+), "
+        "whose DataParallel wraps the model in DDP"
+    )
+    raise ValueError(
+        f"torch.distributed runs {world} processes but no keras.distribution is set: "
+        "model.fit would train every process on its own, each with its own weights, and "
+        f"each would read every sample. To train one model: {newer}. For a training loop "
+        f"of your own that averages gradients itself, pass shard=({rank}, {world}) to read "
+        "this process's share of every epoch."
     )
 
 
