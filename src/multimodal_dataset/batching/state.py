@@ -39,7 +39,7 @@ def checked_state(
             f"Not a MultimodalDataset state: missing {sorted(missing)}. Use the dict "
             "that ds.get_state() returns."
         )
-    identity = IDENTITY
+    identity: tuple[str, ...] = IDENTITY
     saved_count = int(state.get("shard", (0, 1))[1])
     count = int(mine.get("shard", (0, 1))[1])
     if saved_count != count:
