@@ -384,6 +384,17 @@ def write_shards(folder, ids, shards=3, image="png", json_fields=True, **extra):
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster on 127.0.0.1 (4 logical CPUs) for the tests marked ``ray``;
+    they share one per test process (``xdist_group("ray")`` keeps them in one)."""
+    from multimodal_dataset import testing
+
+    with testing.ray_cluster(num_cpus=4) as address:
+        yield address
+
+
+
+@pytest.fixture(scope="session")
 def s3():
     """A moto S3 server on 127.0.0.1 for the whole session (a subprocess, stopped at the
     end), with the bucket ``data``; the fsspec file system and the storage_options."""

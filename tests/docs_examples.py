@@ -47,6 +47,12 @@ def run_page(page: Path, replacements: Mapping[str, str] | None = None) -> dict:
     module = types.ModuleType("docs_example_" + re.sub(r"\W", "_", name(page)))
     module.__file__ = str(page)
     sys.modules[module.__name__] = module
+    if "import ray" in page.read_text() or "from ray" in page.read_text():
+        # Ray sends functions to its workers by reference when their module is imported:
+        # a page's functions go by value, as a script's (its __main__) would.
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(module)
     try:
         for line, code in python_blocks(page):
             for pattern, value in (replacements or {}).items():

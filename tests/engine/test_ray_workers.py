@@ -29,10 +29,9 @@ from worker_sources import DiesOnce, Failing
 pytestmark = [pytest.mark.keras, pytest.mark.ray, pytest.mark.xdist_group("ray")]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with testing.ray_cluster(num_cpus=4) as address:
-        yield address
+@pytest.fixture
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 def ray_workers(**kwargs):

@@ -31,6 +31,20 @@ class Page:
     prepare: Callable[[pytest.FixtureRequest, Path], dict[str, str]] | None = None
     #: What the page's namespace must show after its examples ran (False fails).
     check: Callable[[dict], object] | None = None
+    #: Whether it needs Ray (the sessions that install it run it, with the Ray tests).
+    ray: bool = False
+
+    def marks(self) -> list[pytest.MarkDecorator]:
+        marks = [getattr(pytest.mark, self.mark)]
+        if self.ray:
+            marks += [pytest.mark.ray, pytest.mark.xdist_group("ray")]
+        return marks
+
+
+def ray_cluster(request: pytest.FixtureRequest, folder: Path) -> dict[str, str]:
+    """The local Ray cluster the page's `ray.init(address="auto")` would find."""
+    request.getfixturevalue("ray_cluster")
+    return {}
 
 
 def trains_far_above_chance(namespace: dict) -> None:
@@ -109,6 +123,7 @@ PAGES = {
     "docs/guides/text.md": Page("backend", check=pads_per_batch),
     "docs/guides/epochs-workers.md": Page("keras"),
     "docs/guides/resume.md": Page("backend"),
+    "docs/guides/clusters.md": Page("backend", prepare=ray_cluster, ray=True),
 }
 #: Run by the distributed tests, on four JAX devices.
 DISTRIBUTED = {"docs/guides/distributed.md"}
@@ -139,7 +154,7 @@ def test_every_readme_example_is_a_documented_example_that_runs_there():
 
 @pytest.mark.parametrize(
     "page",
-    [pytest.param(path, marks=getattr(pytest.mark, spec.mark)) for path, spec in PAGES.items()],
+    [pytest.param(path, marks=spec.marks()) for path, spec in PAGES.items()],
 )
 def test_the_examples_of_the_page_run_as_written(page, request, tmp_path, monkeypatch):
     from docs_examples import ROOT
