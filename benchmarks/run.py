@@ -19,6 +19,7 @@ from benchmarks import (
     images,
     memory,
     pipeline,
+    ray_pool,
     remote,
     scale,
     shards,
@@ -37,6 +38,7 @@ GROUPS = (
     "fit",
     "text",
     "pipeline",
+    "ray",
     "memory",
     "scale",
     "startup",
@@ -53,11 +55,14 @@ RATES = {
     "fit": fit,
     "text": text,
     "pipeline": pipeline,
+    "ray": ray_pool,
 }
 #: Rate groups whose figures do not depend on the backend (batches stay numpy, no model):
 #: the smoke run (``--quick``) measures them once, in the JAX venv, as the memory group
 #: always is; a full run measures them on every backend.
 BACKEND_FREE = {"remote"}
+#: Groups that need what only the JAX venv installs (Ray): measured there, in every run.
+JAX_ONLY = {"ray"}
 
 
 def results_dir(quick: bool) -> Path:
@@ -82,7 +87,8 @@ def main() -> int:
     seconds: dict[str, float] = {}
     for name, group in RATES.items():
         once = settings.quick and name in BACKEND_FREE and args.backend != "jax"
-        if name in only and not once:
+        elsewhere = name in JAX_ONLY and args.backend != "jax"
+        if name in only and not once and not elsewhere:
             began = time.perf_counter()
             measurements += group.run(args.backend, settings)
             seconds[name] = round(time.perf_counter() - began, 1)
