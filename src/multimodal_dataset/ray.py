@@ -23,7 +23,8 @@ The actors are the dataset's: ``close()`` stops them, and so does the release th
 every ``fit`` (``engine.gatherer.KEEP_ALIVE_S`` after the last batch; the next batch
 starts them again). The dataset pickles (without its actors). Sources that read files
 need those paths on every machine of the cluster (a shared file system or object
-storage); arrays in memory travel with the sources.
+storage), absolute (an actor resolves a relative path, and a relative ``cache=``, in its
+own working directory); arrays in memory travel with the sources.
 
 Needs ``pip install "multimodal-dataset[ray]"``. Ray is connected to with ``ray.init``
 unless it is initialized already (``address=None``: the ``RAY_ADDRESS`` cluster, or a new

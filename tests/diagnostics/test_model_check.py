@@ -72,6 +72,7 @@ MISTAKES = {
 }
 
 
+@pytest.mark.backend  # the module's model (built by whichever test of a worker comes first)
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_each_classic_mistake_gets_a_message_that_says_what_to_change(model, data, mistake):
     make, fragments = MISTAKES[mistake]
