@@ -81,8 +81,9 @@ def run(backend: str, settings: Settings) -> list[Measurement]:
             for m in found:
                 ds = datasets[m.name]
                 m.details["first_batch_ms"] = first_batch_ms(ds, 3 if settings.quick else 7)
-                m.note = f"{k} cores; a new epoch's first batch {m.details['first_batch_ms']} ms"
-                print(f"  ray       {m.name}: first batch of an epoch {m.details['first_batch_ms']} ms")
+                first = m.details["first_batch_ms"]
+                m.note = f"{k} cores; a new epoch's first batch {first} ms"
+                print(f"  ray       {m.name}: first batch of an epoch {first} ms")
                 ds.close()
             measurements += found
     return measurements

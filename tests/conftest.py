@@ -393,7 +393,6 @@ def ray_cluster():
         yield address
 
 
-
 @pytest.fixture(scope="session")
 def s3():
     """A moto S3 server on 127.0.0.1 for the whole session (a subprocess, stopped at the

@@ -35,11 +35,13 @@ def test_a_run_killed_mid_epoch_resumes_at_the_next_batch_with_the_same_weights(
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == -9, done.stderr[-3000:]
     killed = trained(record)
-    assert len(killed) == 12
     record.unlink()
     resumed = resume_run.train(backup, record)
 
-    if keras.backend.backend() != "tensorflow":  # tf.data reads batches it does not train
+    # The batches served are those trained where nothing reads ahead (tf.data does: on
+    # TensorFlow the weights alone show it).
+    if keras.backend.backend() != "tensorflow":
+        assert len(killed) == 12
         assert killed + trained(record) == trained(tmp_path / "whole.txt")
     for a, b in zip(resumed, whole, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
