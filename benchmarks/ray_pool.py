@@ -16,11 +16,10 @@ import statistics
 import time
 
 from benchmarks.assembly import pydataset_epoch
-from benchmarks.common import DATA, Measurement, Settings, jpeg_folder, measure
-from benchmarks.tables import parquet_of
+from benchmarks.common import Measurement, Settings, jpeg_folder, measure
+from benchmarks.tables import parquet_dataset, parquet_of
 
-IMAGE_SIZE = (64, 64)
-BATCH_SIZE = 32
+BATCH_SIZE = 32  # benchmarks.tables's
 
 
 def actor_counts() -> list[int]:
@@ -31,24 +30,13 @@ def actor_counts() -> list[int]:
 
 
 def table_dataset(path: str, workers):
-    from multimodal_dataset import from_table
-
-    kwargs = {"use_multiprocessing": True} if isinstance(workers, int) else {}
-    train, _ = from_table(
-        path,
-        image="image",
-        target="label",
-        image_size=IMAGE_SIZE,
-        validation_split=0,
-        batch_size=BATCH_SIZE,
-        seed=0,
-        cache_dir=DATA / "cache",
-        workers=workers,
-        threads_per_worker=1,  # one core per worker, as an actor of one CPU decodes
-        prefetch=workers if isinstance(workers, int) else None,  # one batch per worker
-        **kwargs,
-    )
-    return train
+    """``from_table`` over ``path`` with ``workers`` (a process count or `RayWorkers`),
+    one core per worker and one batch in flight per worker."""
+    if isinstance(workers, int):
+        return parquet_dataset(
+            path, workers=workers, use_multiprocessing=True, threads_per_worker=1, prefetch=workers
+        )
+    return parquet_dataset(path, workers=workers, threads_per_worker=1)
 
 
 def first_batch_ms(ds, rounds: int) -> float:

@@ -36,7 +36,8 @@ def parquet_of(folder) -> tuple[str, list[int]]:
     return str(target), labels
 
 
-def from_parquet(path: str) -> Epoch:
+def parquet_dataset(path: str, **dataset_kwargs):
+    """The training dataset of ``from_table`` over the whole Parquet file."""
     from multimodal_dataset import from_table
 
     train, _ = from_table(
@@ -48,8 +49,13 @@ def from_parquet(path: str) -> Epoch:
         batch_size=BATCH_SIZE,
         seed=0,
         cache_dir=DATA / "cache",
+        **dataset_kwargs,
     )
-    return pydataset_epoch(train)
+    return train
+
+
+def from_parquet(path: str) -> Epoch:
+    return pydataset_epoch(parquet_dataset(path))
 
 
 def hugging_face(path: str):

@@ -75,14 +75,16 @@ def test_a_batch_whose_actor_is_killed_mid_epoch_is_produced_again_and_the_strea
         ds.close()
 
 
-def test_a_batch_whose_actors_keep_dying_is_a_worker_error_naming_the_batch(cluster):
-    ds = MultimodalDataset(
-        Failing(12, bad=5, how="kill"),
-        np.arange(12),
-        batch_size=6,
-        shuffle=False,
-        workers=ray_workers(max_retries=1),
+def failing_dataset(how, **workers):
+    """Twelve ids in two batches; sample 5 kills its actor or raises an unpicklable error."""
+    source = Failing(12, bad=5, how=how)
+    return MultimodalDataset(
+        source, np.arange(12), batch_size=6, shuffle=False, workers=ray_workers(**workers)
     )
+
+
+def test_a_batch_whose_actors_keep_dying_is_a_worker_error_naming_the_batch(cluster):
+    ds = failing_dataset("kill", max_retries=1)
     try:
         with pytest.raises(WorkerError, match=r"Batch 0 of epoch 0 .* died 2 times"):
             ds[0]
@@ -92,13 +94,7 @@ def test_a_batch_whose_actors_keep_dying_is_a_worker_error_naming_the_batch(clus
 
 
 def test_an_error_raised_in_an_actor_reaches_the_caller_with_its_message(cluster):
-    ds = MultimodalDataset(
-        Failing(12, bad=5, how="unpicklable"),
-        np.arange(12),
-        batch_size=6,
-        shuffle=False,
-        workers=ray_workers(),
-    )
+    ds = failing_dataset("unpicklable")
     try:
         with pytest.raises(WorkerError, match=r"sample 5: the custom error's message"):
             ds[0]
