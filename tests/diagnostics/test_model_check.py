@@ -72,7 +72,7 @@ MISTAKES = {
 }
 
 
-@pytest.mark.backend  # the module's model (built by whichever test of a worker comes first)
+@pytest.mark.backend  # the module's model: built by whichever test of a worker comes first
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_each_classic_mistake_gets_a_message_that_says_what_to_change(model, data, mistake):
     make, fragments = MISTAKES[mistake]
@@ -118,6 +118,7 @@ def test_keras_rank_adjustment_of_a_trailing_unit_dimension_is_accepted(data):
     MultimodalDataset(num[:, :, None], y).check(model)
 
 
+@pytest.mark.backend  # the module's model, as above
 def test_the_number_of_targets_must_match_the_outputs(model, data):
     (img, txt, num), y = data
     with pytest.raises(ValueError, match=r"the model has 1 output.*but the dataset has 2 target"):
