@@ -14,6 +14,7 @@ import pytest
 
 import resume_run
 from multimodal_dataset import MultimodalDataset
+from multimodal_dataset.engine.keras_loop import trainer_prefetches
 
 pytestmark = pytest.mark.backend
 
@@ -38,9 +39,9 @@ def test_a_run_killed_mid_epoch_resumes_at_the_next_batch_with_the_same_weights(
     record.unlink()
     resumed = resume_run.train(backup, record)
 
-    # The batches served are those trained where nothing reads ahead (tf.data does: on
-    # TensorFlow the weights alone show it).
-    if keras.backend.backend() != "tensorflow":
+    # The batches served are those trained where nothing reads ahead (tf.data does, and
+    # the JAX trainer of Keras before 3.9: there the weights alone show it).
+    if keras.backend.backend() != "tensorflow" and not trainer_prefetches():
         assert len(killed) == 12
         assert killed + trained(record) == trained(tmp_path / "whole.txt")
     for a, b in zip(resumed, whole, strict=True):
