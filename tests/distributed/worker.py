@@ -31,7 +31,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from multimodal_dataset import MultimodalDataset, models, synthetic  # noqa: E402
-from multimodal_dataset.batching.sharding import keras_shards_py_datasets  # noqa: E402
+from multimodal_dataset.batching.sharding import (  # noqa: E402
+    keras_shards_py_datasets,
+    keras_version,
+)
 
 SAMPLES = 203  # divides by neither the per-process batch nor the global batch
 BATCH_SIZE = 8  # per process; divisible by the 4 devices of the one-process run
@@ -111,11 +114,6 @@ def torch_main(out: str, mode: str, process_id: int, port: int) -> None:
     with open(out, "w") as f:
         json.dump(result, f)
     torch.distributed.destroy_process_group()
-
-
-def keras_version() -> tuple[int, int]:
-    major, minor = (int(part) for part in keras.version().split(".")[:2])
-    return major, minor
 
 
 def main() -> None:
