@@ -127,19 +127,24 @@ class DatasetBackup(keras.callbacks.BackupAndRestore):  # type: ignore[misc]
         batches = self.dataset.process_batches
         self._offset = int(resume["steps"])
         self.dataset.serve_keras_epoch(batches - self._offset)
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:  # read once: nothing per step
+            self._iterations_at_resume = int(keras.ops.convert_to_numpy(optimizer.iterations))
         warnings.filterwarnings("ignore", message=_RAN_OUT, category=UserWarning)
         self._silenced = warnings.filters[0]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.dataset.serve_keras_epoch(None)
         optimizer = getattr(self.model, "optimizer", None)
-        if self._steps_done is not None and optimizer is not None:
+        if self._iterations_at_resume is not None and optimizer is not None:
             # On TensorFlow, the step that finds the shortened epoch's data run out still
             # counts an optimizer iteration (Adam's bias correction would then differ from
             # the uninterrupted run's): put back the count of the steps trained.
-            if int(optimizer.iterations.numpy()) != self._steps_done:
-                optimizer.iterations.assign(self._steps_done)
-            self._steps_done = None
+            trained = (self._trained or self._offset) - self._offset
+            expected = self._iterations_at_resume + trained
+            if int(keras.ops.convert_to_numpy(optimizer.iterations)) != expected:
+                optimizer.iterations.assign(expected)
+            self._iterations_at_resume = None
         if self._silenced is not None:
             filters: list[Any] = warnings.filters  # type: ignore[assignment]
             if self._silenced in filters:
@@ -154,14 +159,11 @@ class DatasetBackup(keras.callbacks.BackupAndRestore):  # type: ignore[misc]
 
     _trained: int | None = None
 
-    _steps_done: int | None = None
+    #: The optimizer's step count when the shortened epoch began (restored with it).
+    _iterations_at_resume: int | None = None
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._trained = self._offset + batch + 1  # steps of this fit epoch trained
-        if self._silenced is not None:  # the shortened epoch: count the optimizer's steps
-            optimizer = getattr(self.model, "optimizer", None)
-            if optimizer is not None:
-                self._steps_done = int(optimizer.iterations.numpy())
         super().on_train_batch_end(batch, logs)
 
     def _save_model(self) -> None:
